@@ -1,0 +1,168 @@
+import type { Duration } from 'luxon';
+import type { TaskContext } from './context.ts';
+import { assertValidId, currentDag, type Dag } from './dag.ts';
+import { toDuration, type DurationInput } from './duration.ts';
+import { TaskDeferralError, TaskDeferralTimeout } from './errors.ts';
+import type { JsonObject, JsonValue } from './json.ts';
+import { TaskDeferred, type DeferOptions } from './task-deferred.ts';
+
+/** The method name a failed or timed-out trigger resumes with (Airflow's `__fail__`). */
+export const FAIL_METHOD = '__fail__';
+
+export type TaskCallback = (context: TaskContext, error?: Error) => void | Promise<void>;
+
+/** Options every operator accepts; a DAG's `defaultArgs` may set any of them. */
+export interface TaskDefaults {
+  /** How many times to retry after a failure. @default 0 */
+  retries?: number;
+  /** Wait before a retry. @default 300 seconds */
+  retryDelay?: DurationInput;
+  /** Double the delay on each retry (with jitter), up to `maxRetryDelay`. @default false */
+  retryExponentialBackoff?: boolean;
+  /** @default 24 hours */
+  maxRetryDelay?: DurationInput;
+  /** Fail the try when it runs longer, measured from its first start (also caps deferrals). */
+  executionTimeout?: DurationInput;
+  /** Higher runs first when slots are scarce. @default 1 */
+  priorityWeight?: number;
+  /** @default 'default' */
+  queue?: string;
+  onSuccessCallback?: TaskCallback;
+  onFailureCallback?: TaskCallback;
+  onRetryCallback?: TaskCallback;
+}
+
+export interface BaseOperatorOptions extends TaskDefaults {
+  taskId: string;
+  /** The DAG to join; by default the one whose `dag()` callback is running. */
+  dag?: Dag;
+}
+
+/** Resolved task settings, as the scheduler and runner use them. */
+export interface TaskSettings {
+  readonly retries: number;
+  readonly retryDelay: Duration;
+  readonly retryExponentialBackoff: boolean;
+  readonly maxRetryDelay: Duration;
+  readonly executionTimeout: Duration | undefined;
+  readonly priorityWeight: number;
+  readonly queue: string;
+}
+
+/**
+ * The base of every task. Subclasses implement `execute(context)`; a task that has to wait calls
+ * `this.defer({ trigger })` and is resumed later, in a new run of the task, at `executeComplete`
+ * (or the method it names) with the trigger's event.
+ */
+export abstract class BaseOperator<R = unknown> {
+  readonly taskId: string;
+  readonly dag: Dag;
+  readonly settings: TaskSettings;
+  readonly callbacks: { onSuccess?: TaskCallback; onFailure?: TaskCallback; onRetry?: TaskCallback };
+  readonly #upstream = new Set<string>();
+  readonly #downstream = new Set<string>();
+
+  constructor(options: BaseOperatorOptions) {
+    assertValidId('taskId', options.taskId);
+    const owner = options.dag ?? currentDag();
+    if (!owner) {
+      throw new TypeError(`task '${options.taskId}' was created outside a DAG: construct it inside dag({...}, () => { ... })`);
+    }
+    const merged: TaskDefaults = { ...owner.defaultArgs, ...withoutUndefined(options) };
+    this.taskId = options.taskId;
+    this.dag = owner;
+    this.settings = resolveSettings(options.taskId, merged);
+    this.callbacks = {
+      onSuccess: merged.onSuccessCallback,
+      onFailure: merged.onFailureCallback,
+      onRetry: merged.onRetryCallback,
+    };
+    owner.addTask(this);
+  }
+
+  abstract execute(context: TaskContext): R | Promise<R>;
+
+  /**
+   * Resumes a deferred (or rescheduled) try: calls `method(context, event, kwargs)`, or raises the
+   * trigger's failure. Sensors override it to turn a timeout into a sensor timeout or a skip.
+   */
+  resumeExecution(context: TaskContext, method: string, nextKwargs: JsonObject): unknown {
+    const { event, ...kwargs } = nextKwargs;
+    if (method === FAIL_METHOD) {
+      const message = typeof kwargs['error'] === 'string' ? kwargs['error'] : 'Trigger failure';
+      const ErrorClass = kwargs['timeout'] === true ? TaskDeferralTimeout : TaskDeferralError;
+      const error = new ErrorClass(message);
+      if (typeof kwargs['traceback'] === 'string') error.stack = `${error.name}: ${message}\n[trigger] ${kwargs['traceback']}`;
+      throw error;
+    }
+    const target = (this as unknown as Record<string, unknown>)[method];
+    if (typeof target !== 'function') {
+      throw new TypeError(`task '${this.taskId}' deferred to method '${method}', but the operator has no such method`);
+    }
+    return (target as (c: TaskContext, e: JsonValue | undefined, k: JsonObject) => unknown).call(this, context, event, kwargs);
+  }
+
+  /** Hands the wait to the triggerer and ends this run of the task. Never returns. */
+  defer(options: DeferOptions): never {
+    throw new TaskDeferred(options);
+  }
+
+  get upstreamTaskIds(): ReadonlySet<string> {
+    return this.#upstream;
+  }
+
+  get downstreamTaskIds(): ReadonlySet<string> {
+    return this.#downstream;
+  }
+
+  /** `a.setDownstream(b)`: b runs after a. Returns the argument, so calls can be chained. */
+  setDownstream<T extends BaseOperator | readonly BaseOperator[]>(tasks: T): T {
+    for (const task of toArray(tasks)) this.#link(task);
+    return tasks;
+  }
+
+  setUpstream<T extends BaseOperator | readonly BaseOperator[]>(tasks: T): T {
+    for (const task of toArray(tasks)) task.#link(this);
+    return tasks;
+  }
+
+  #link(to: BaseOperator): void {
+    if (this.dag !== to.dag) {
+      throw new TypeError(`cannot link '${this.taskId}' (DAG '${this.dag.dagId}') to '${to.taskId}' (DAG '${to.dag.dagId}')`);
+    }
+    if (this === to) throw new TypeError(`task '${this.taskId}' cannot depend on itself`);
+    this.#downstream.add(to.taskId);
+    to.#upstream.add(this.taskId);
+  }
+}
+
+function toArray(tasks: BaseOperator | readonly BaseOperator[]): readonly BaseOperator[] {
+  return Array.isArray(tasks) ? tasks : [tasks as BaseOperator];
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function resolveSettings(taskId: string, options: TaskDefaults): TaskSettings {
+  const retries = options.retries ?? 0;
+  if (!Number.isInteger(retries) || retries < 0) {
+    throw new RangeError(`task '${taskId}': retries must be a whole number ≥ 0, got ${retries}`);
+  }
+  const priorityWeight = options.priorityWeight ?? 1;
+  if (!Number.isInteger(priorityWeight)) {
+    throw new RangeError(`task '${taskId}': priorityWeight must be a whole number, got ${priorityWeight}`);
+  }
+  return {
+    retries,
+    retryDelay: toDuration(options.retryDelay ?? 300, `task '${taskId}' retryDelay`),
+    retryExponentialBackoff: options.retryExponentialBackoff ?? false,
+    maxRetryDelay: toDuration(options.maxRetryDelay ?? { hours: 24 }, `task '${taskId}' maxRetryDelay`),
+    executionTimeout:
+      options.executionTimeout === undefined
+        ? undefined
+        : toDuration(options.executionTimeout, `task '${taskId}' executionTimeout`),
+    priorityWeight,
+    queue: options.queue ?? 'default',
+  };
+}

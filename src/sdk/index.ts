@@ -1,0 +1,36 @@
+/**
+ * What a DAG author imports: `import { dag, chain, BaseOperator, TimeDeltaSensor } from 'tsflow'`.
+ * Nothing here reaches the database or the daemons.
+ */
+export { dag, Dag, type DagOptions, TaskNotFoundError } from './dag.ts';
+export { chain } from './chain.ts';
+export {
+  BaseOperator,
+  FAIL_METHOD,
+  type BaseOperatorOptions,
+  type TaskCallback,
+  type TaskDefaults,
+  type TaskSettings,
+} from './base-operator.ts';
+export type { TaskContext, TaskRuntimeDefaults } from './context.ts';
+export { TaskDeferred, type DeferOptions } from './task-deferred.ts';
+export { BaseTrigger, TriggerEvent, type TriggerClass, type TriggerRun } from './trigger.ts';
+export {
+  SkipTask,
+  RescheduleTask,
+  FailTask,
+  TaskDeferralError,
+  TaskDeferralTimeout,
+  SensorTimeout,
+  InvalidTriggerKwargsError,
+} from './errors.ts';
+export { toDuration, type DurationInput } from './duration.ts';
+export type { JsonObject, JsonValue, JsonPrimitive } from './json.ts';
+export { BaseSensorOperator, type BaseSensorOptions, type PokeResult, type SensorMode } from './sensors/base-sensor.ts';
+export {
+  TimeDeltaSensor,
+  DateTimeSensor,
+  type TimeDeltaSensorOptions,
+  type DateTimeSensorOptions,
+} from './sensors/time-sensors.ts';
+export { DateTimeTrigger, TimeDeltaTrigger } from '../../triggers/index.ts';
