@@ -1,0 +1,84 @@
+import { sql } from 'kysely';
+import type { JsonObject } from '../sdk/json.ts';
+import type { Db } from './database.ts';
+import { Channels, notify } from './notify.ts';
+import type { DagRunRow, DagRunState } from './schema.ts';
+
+export interface DagRecord {
+  dagId: string;
+  fileloc: string;
+  description?: string | undefined;
+}
+
+/** Records the DAGs found in the DAG folder (one statement). */
+export async function upsertDags(db: Db, dags: readonly DagRecord[]): Promise<void> {
+  if (dags.length === 0) return;
+  await db
+    .insertInto('dag')
+    .values(dags.map((d) => ({ dag_id: d.dagId, fileloc: d.fileloc, description: d.description ?? null })))
+    .onConflict((oc) =>
+      oc.column('dag_id').doUpdateSet({
+        fileloc: (eb) => eb.ref('excluded.fileloc'),
+        description: (eb) => eb.ref('excluded.description'),
+        last_parsed_at: sql`now()`,
+      }),
+    )
+    .execute();
+}
+
+export class DagRunExistsError extends Error {
+  override name = 'DagRunExistsError';
+}
+
+export interface NewDagRun {
+  dagId: string;
+  runId: string;
+  conf: JsonObject;
+  logicalDate: Date;
+  runType?: string;
+}
+
+/** Queues a run and wakes the schedulers. The DAG row must exist (upsert it first). */
+export async function createDagRun(db: Db, run: NewDagRun): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const inserted = await trx
+      .insertInto('dag_run')
+      .values({
+        dag_id: run.dagId,
+        run_id: run.runId,
+        state: 'queued',
+        run_type: run.runType ?? 'manual',
+        conf: JSON.stringify(run.conf),
+        logical_date: run.logicalDate,
+      })
+      .onConflict((oc) => oc.columns(['dag_id', 'run_id']).doNothing())
+      .returning('run_id')
+      .executeTakeFirst();
+    if (!inserted) {
+      throw new DagRunExistsError(`DAG '${run.dagId}' already has a run '${run.runId}': choose another --run-id`);
+    }
+    await notify(trx, Channels.ti, 'run');
+  });
+}
+
+export async function getDagRun(db: Db, dagId: string, runId: string): Promise<DagRunRow | undefined> {
+  return db.selectFrom('dag_run').selectAll().where('dag_id', '=', dagId).where('run_id', '=', runId).executeTakeFirst();
+}
+
+export async function listActiveRuns(db: Db): Promise<DagRunRow[]> {
+  return db.selectFrom('dag_run').selectAll().where('state', 'in', ['queued', 'running']).orderBy('created_at').execute();
+}
+
+export async function setRunState(db: Db, dagId: string, runId: string, state: DagRunState): Promise<void> {
+  const finished = state === 'success' || state === 'failed';
+  await db
+    .updateTable('dag_run')
+    .set({
+      state,
+      ...(state === 'running' ? { start_date: sql<Date>`coalesce(start_date, now())` } : {}),
+      ...(finished ? { end_date: sql<Date>`now()` } : { end_date: null }),
+    })
+    .where('dag_id', '=', dagId)
+    .where('run_id', '=', runId)
+    .execute();
+}

@@ -1,0 +1,134 @@
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+import { setRunState } from './dag-runs.ts';
+import type { DagRunState, TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
+import { createTaskInstances, type TaskInstanceSpec } from './task-instances.ts';
+
+/*
+ * The scheduler's queries: dependency bookkeeping, the enqueue critical section, finishing runs.
+ */
+
+/** Starts a queued run: creates its task instances and marks it running, in one transaction. */
+export async function startQueuedRun(db: Db, dagId: string, runId: string, specs: readonly TaskInstanceSpec[]): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const run = await trx
+      .selectFrom('dag_run')
+      .select('state')
+      .where('dag_id', '=', dagId)
+      .where('run_id', '=', runId)
+      .forUpdate()
+      .skipLocked()
+      .executeTakeFirst();
+    if (run?.state !== 'queued') return false; // another scheduler started it
+    await createTaskInstances(trx, dagId, runId, specs);
+    await setRunState(trx, dagId, runId, 'running');
+    return true;
+  });
+}
+
+/** The task instances of every running run: what the scheduler evaluates dependencies on. */
+export async function listRunningRunTaskInstances(db: Db): Promise<TaskInstanceRow[]> {
+  return db
+    .selectFrom('task_instance as ti')
+    .innerJoin('dag_run as r', (j) => j.onRef('r.dag_id', '=', 'ti.dag_id').onRef('r.run_id', '=', 'ti.run_id'))
+    .selectAll('ti')
+    .where('r.state', '=', 'running')
+    .execute();
+}
+
+export interface StateChange {
+  key: TaskInstanceKey;
+  state: TaskInstanceState;
+  error?: string;
+}
+
+/**
+ * Moves task instances from one of `from` to a new state, in one statement; rows that are no longer
+ * in `from` (another scheduler got there first) are left alone. Returns the keys that changed.
+ */
+export async function transitionTaskInstances(
+  db: Db,
+  changes: readonly StateChange[],
+  from: readonly (TaskInstanceState | null)[],
+): Promise<TaskInstanceKey[]> {
+  if (changes.length === 0) return [];
+  const fromStates = from.filter((s): s is TaskInstanceState => s !== null);
+  const fromNull = from.includes(null);
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
+    UPDATE task_instance ti SET
+      state = c.state,
+      error = coalesce(c.error, ti.error),
+      scheduled_at = CASE WHEN c.state = 'scheduled' THEN clock_timestamp() ELSE ti.scheduled_at END,
+      end_date = CASE WHEN c.state IN ('skipped', 'upstream_failed', 'failed', 'removed') THEN now() ELSE ti.end_date END,
+      updated_at = now()
+    FROM unnest(${changes.map((c) => c.key.dagId)}::text[], ${changes.map((c) => c.key.runId)}::text[],
+                ${changes.map((c) => c.key.taskId)}::text[], ${changes.map((c) => c.state)}::text[],
+                ${changes.map((c) => c.error ?? null)}::text[]) AS c(dag_id, run_id, task_id, state, error)
+    WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id
+      AND (ti.state = ANY(${fromStates}::text[]) OR (${fromNull} AND ti.state IS NULL))
+    RETURNING ti.dag_id, ti.run_id, ti.task_id`.execute(db);
+  return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+}
+
+/**
+ * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs,
+ * highest priority first, then longest waiting, and marks them queued. FOR UPDATE SKIP LOCKED, so
+ * two schedulers never enqueue the same row and never wait on each other.
+ */
+export async function enqueueScheduled(db: Db, limit: number | null): Promise<TaskInstanceRow[]> {
+  const { rows } = await sql<TaskInstanceRow>`
+    UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), updated_at = now()
+    FROM (
+      SELECT t.dag_id, t.run_id, t.task_id FROM task_instance t
+      JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id AND r.state = 'running'
+      WHERE t.state = 'scheduled'
+      ORDER BY t.priority_weight DESC, t.scheduled_at, t.dag_id, t.run_id, t.task_id
+      LIMIT ${limit}
+      FOR UPDATE OF t SKIP LOCKED
+    ) picked
+    WHERE ti.dag_id = picked.dag_id AND ti.run_id = picked.run_id AND ti.task_id = picked.task_id
+    RETURNING ti.*`.execute(db);
+  return rows;
+}
+
+
+/** Retries and reschedules whose time has come (by the database clock) go back to `scheduled`. */
+export async function scheduleDueRetries(db: Db): Promise<TaskInstanceKey[]> {
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
+    UPDATE task_instance ti SET state = 'scheduled', scheduled_at = clock_timestamp(), ready_at = NULL, updated_at = now()
+    FROM dag_run r
+    WHERE r.dag_id = ti.dag_id AND r.run_id = ti.run_id AND r.state = 'running'
+      AND ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.ready_at <= clock_timestamp()
+    RETURNING ti.dag_id, ti.run_id, ti.task_id`.execute(db);
+  return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+}
+
+/**
+ * Ends a try the executor says broke (worker crashed, could not start) while the database still
+ * shows it queued or running: retried while tries remain, else failed.
+ */
+export async function failFromExecutor(db: Db, key: TaskInstanceKey, reason: string, retryAt: Date): Promise<TaskInstanceState | undefined> {
+  const { rows } = await sql<{ state: TaskInstanceState }>`
+    UPDATE task_instance SET
+      state = CASE WHEN try_number <= max_tries AND try_number > 0 THEN 'up_for_retry' ELSE 'failed' END,
+      ready_at = CASE WHEN try_number <= max_tries AND try_number > 0 THEN ${retryAt}::timestamptz END,
+      end_date = now(), error = ${reason}, hostname = NULL, pid = NULL, updated_at = now()
+    WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state IN ('queued', 'running')
+    RETURNING state`.execute(db);
+  return rows[0]?.state;
+}
+
+/** Marks running runs whose task instances have all finished: failed if any failed, else success. */
+export async function finishCompletedRuns(db: Db): Promise<{ dagId: string; runId: string; state: DagRunState }[]> {
+  const { rows } = await sql<{ dag_id: string; run_id: string; state: DagRunState }>`
+    UPDATE dag_run r SET
+      state = CASE WHEN EXISTS (
+        SELECT 1 FROM task_instance ti WHERE ti.dag_id = r.dag_id AND ti.run_id = r.run_id AND ti.state IN ('failed', 'upstream_failed')
+      ) THEN 'failed' ELSE 'success' END,
+      end_date = now()
+    WHERE r.state = 'running' AND NOT EXISTS (
+      SELECT 1 FROM task_instance ti WHERE ti.dag_id = r.dag_id AND ti.run_id = r.run_id
+        AND (ti.state IS NULL OR ti.state NOT IN ('success', 'failed', 'skipped', 'upstream_failed', 'removed')))
+    RETURNING r.dag_id, r.run_id, r.state`.execute(db);
+  return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, state: r.state }));
+}

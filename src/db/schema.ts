@@ -1,0 +1,126 @@
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { JsonObject, JsonValue } from '../sdk/json.ts';
+
+/** jsonb: read as parsed JSON, written as a JSON string (node-pg would turn JS arrays into PG arrays). */
+type Json<T> = ColumnType<T, string, string>;
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type DefaultedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export type DagRunState = 'queued' | 'running' | 'success' | 'failed';
+export type TaskInstanceState =
+  | 'scheduled'
+  | 'queued'
+  | 'running'
+  | 'success'
+  | 'failed'
+  | 'skipped'
+  | 'upstream_failed'
+  | 'up_for_retry'
+  | 'up_for_reschedule'
+  | 'deferred'
+  | 'removed';
+export type JobType = 'scheduler' | 'triggerer';
+export type JobState = 'running' | 'success' | 'failed';
+
+export const FINISHED_STATES: readonly TaskInstanceState[] = ['success', 'failed', 'skipped', 'upstream_failed', 'removed'];
+
+export interface DagTable {
+  dag_id: string;
+  fileloc: string;
+  description: string | null;
+  is_paused: Generated<boolean>;
+  last_parsed_at: DefaultedTimestamp;
+}
+
+export interface DagRunTable {
+  dag_id: string;
+  run_id: string;
+  state: DagRunState;
+  run_type: Generated<string>;
+  conf: ColumnType<JsonObject, string | undefined, string>;
+  logical_date: DefaultedTimestamp;
+  created_at: DefaultedTimestamp;
+  start_date: Timestamp | null;
+  end_date: Timestamp | null;
+}
+
+export interface JobTable {
+  id: Generated<number>;
+  job_type: JobType;
+  hostname: string;
+  pid: number;
+  state: JobState;
+  capacity: number | null;
+  start_date: DefaultedTimestamp;
+  end_date: Timestamp | null;
+  latest_heartbeat: DefaultedTimestamp;
+}
+
+export interface TriggerTable {
+  id: Generated<number>;
+  classpath: string;
+  kwargs: Json<JsonObject>;
+  created_at: DefaultedTimestamp;
+  triggerer_id: number | null;
+  priority_weight: Generated<number>;
+}
+
+export interface TaskInstanceTable {
+  dag_id: string;
+  run_id: string;
+  task_id: string;
+  state: TaskInstanceState | null;
+  try_number: Generated<number>;
+  max_tries: Generated<number>;
+  priority_weight: Generated<number>;
+  queue: Generated<string>;
+  hostname: string | null;
+  pid: number | null;
+  start_date: Timestamp | null;
+  end_date: Timestamp | null;
+  scheduled_at: Timestamp | null;
+  queued_at: Timestamp | null;
+  updated_at: DefaultedTimestamp;
+  ready_at: Timestamp | null;
+  last_heartbeat_at: Timestamp | null;
+  error: string | null;
+  next_method: string | null;
+  next_kwargs: Json<JsonObject> | null;
+  trigger_id: number | null;
+  trigger_timeout: Timestamp | null;
+}
+
+export interface XcomTable {
+  dag_id: string;
+  run_id: string;
+  task_id: string;
+  key: string;
+  value: Json<JsonValue>;
+  created_at: DefaultedTimestamp;
+}
+
+export interface Schema {
+  dag: DagTable;
+  dag_run: DagRunTable;
+  job: JobTable;
+  trigger: TriggerTable;
+  task_instance: TaskInstanceTable;
+  xcom: XcomTable;
+}
+
+export type TaskInstanceRow = Selectable<TaskInstanceTable>;
+export type DagRunRow = Selectable<DagRunTable>;
+export type TriggerRow = Selectable<TriggerTable>;
+export type JobRow = Selectable<JobTable>;
+export type NewTaskInstance = Insertable<TaskInstanceTable>;
+
+/** Identifies one task instance. */
+export interface TaskInstanceKey {
+  readonly dagId: string;
+  readonly runId: string;
+  readonly taskId: string;
+}
+
+export function tiKeyString(key: TaskInstanceKey): string {
+  return `${key.dagId}/${key.runId}/${key.taskId}`;
+}

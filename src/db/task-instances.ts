@@ -1,0 +1,249 @@
+import { sql } from 'kysely';
+import type { JsonObject } from '../sdk/json.ts';
+import type { Db } from './database.ts';
+import { Channels, notify } from './notify.ts';
+import type { TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
+import { deleteTriggersIfUnused, insertTrigger, type NewTrigger } from './triggers.ts';
+
+export interface TaskInstanceSpec {
+  taskId: string;
+  maxTries: number;
+  priorityWeight: number;
+  queue: string;
+}
+
+/** The primary-key columns of a task instance (and of its XComs), for `eb.and(...)`. */
+function keyColumns(key: TaskInstanceKey): { dag_id: string; run_id: string; task_id: string } {
+  return { dag_id: key.dagId, run_id: key.runId, task_id: key.taskId };
+}
+
+export async function createTaskInstances(db: Db, dagId: string, runId: string, specs: readonly TaskInstanceSpec[]): Promise<void> {
+  if (specs.length === 0) return;
+  await db
+    .insertInto('task_instance')
+    .values(
+      specs.map((s) => ({
+        dag_id: dagId,
+        run_id: runId,
+        task_id: s.taskId,
+        state: null,
+        max_tries: s.maxTries,
+        priority_weight: s.priorityWeight,
+        queue: s.queue,
+      })),
+    )
+    .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id']).doNothing())
+    .execute();
+}
+
+export async function getTaskInstance(db: Db, key: TaskInstanceKey): Promise<TaskInstanceRow | undefined> {
+  return db.selectFrom('task_instance').selectAll().where((eb) => eb.and(keyColumns(key))).executeTakeFirst();
+}
+
+export async function listTaskInstances(db: Db, dagId: string, runId: string): Promise<TaskInstanceRow[]> {
+  return db.selectFrom('task_instance').selectAll().where('dag_id', '=', dagId).where('run_id', '=', runId).orderBy('task_id').execute();
+}
+
+export interface StartedTry {
+  row: TaskInstanceRow;
+  /** True when this run continues a deferred or rescheduled try (same try number). */
+  resuming: boolean;
+}
+
+export class TaskInstanceStateError extends Error {
+  override name = 'TaskInstanceStateError';
+}
+
+/**
+ * Marks a task instance running for one try, in one transaction. A fresh try increments try_number
+ * and sets start_date; a resume (next_method set) keeps both.
+ */
+export async function startTry(
+  db: Db,
+  key: TaskInstanceKey,
+  who: { hostname: string; pid: number },
+  allowed: readonly TaskInstanceState[] = ['queued', 'scheduled'],
+): Promise<StartedTry> {
+  return db.transaction().execute(async (trx) => {
+    const current = await trx.selectFrom('task_instance').selectAll().where((eb) => eb.and(keyColumns(key))).forUpdate().executeTakeFirst();
+    if (!current) {
+      throw new TaskInstanceStateError(
+        `no task instance ${key.dagId}.${key.taskId} in run '${key.runId}': trigger the DAG first (tsflow dags trigger ${key.dagId})`,
+      );
+    }
+    if (current.state === null || !allowed.includes(current.state)) {
+      throw new TaskInstanceStateError(
+        `task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is ${current.state ?? 'not scheduled yet'}, ` +
+          `not ${allowed.join(' or ')}: clear it (tsflow tasks clear) to run it again`,
+      );
+    }
+    const resuming = current.next_method !== null;
+    const row = await trx
+      .updateTable('task_instance')
+      .set({
+        state: 'running',
+        try_number: resuming ? current.try_number : current.try_number + 1,
+        start_date: resuming && current.start_date ? current.start_date : sql<Date>`clock_timestamp()`,
+        end_date: null,
+        hostname: who.hostname,
+        pid: who.pid,
+        last_heartbeat_at: sql<Date>`now()`,
+        updated_at: sql<Date>`now()`,
+        ...(resuming ? {} : { error: null }),
+      })
+      .where((eb) => eb.and(keyColumns(key)))
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return { row, resuming };
+  });
+}
+
+export interface TryOutcome {
+  state: Extract<TaskInstanceState, 'success' | 'failed' | 'up_for_retry' | 'skipped' | 'up_for_reschedule'>;
+  error?: string | null;
+  /** up_for_retry / up_for_reschedule: when to schedule again. */
+  readyAt?: Date | null;
+  /** up_for_reschedule keeps the try going: the next run resumes at `execute`. */
+  nextMethod?: string | null;
+  /** An XCom to store with a success, in the same transaction. */
+  returnValue?: string | undefined;
+}
+
+/**
+ * Ends a running try, in one transaction with its XCom and a NOTIFY for the scheduler. Fenced: it
+ * only lands if the task instance is still `running` this try (it may have been cleared or failed by
+ * a timeout meanwhile). Returns whether it landed.
+ */
+export async function finishTry(db: Db, key: TaskInstanceKey, tryNumber: number, outcome: TryOutcome): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const finished = outcome.state !== 'up_for_reschedule';
+    const updated = await trx
+      .updateTable('task_instance')
+      .set({
+        state: outcome.state,
+        error: outcome.error ?? null,
+        ready_at: outcome.readyAt ?? null,
+        end_date: finished ? sql<Date>`clock_timestamp()` : null,
+        next_method: outcome.nextMethod ?? null,
+        next_kwargs: outcome.nextMethod ? '{}' : null,
+        trigger_timeout: null,
+        hostname: null,
+        pid: null,
+        updated_at: sql<Date>`now()`,
+      })
+      .where((eb) => eb.and({ ...keyColumns(key), state: 'running', try_number: tryNumber }))
+      .returning('task_id')
+      .executeTakeFirst();
+    if (!updated) return false;
+    if (outcome.returnValue !== undefined) await setXcom(trx, key, 'return_value', outcome.returnValue);
+    await notify(trx, Channels.ti, outcome.state);
+    return true;
+  });
+}
+
+export interface Deferral {
+  trigger: NewTrigger;
+  nextMethod: string;
+  nextKwargs: JsonObject;
+  timeout: Date | null;
+}
+
+/**
+ * The defer transaction: inserts the trigger, sets the task instance `deferred` pointing at it, and
+ * NOTIFYs the triggerers — all or nothing. Fenced like `finishTry`. Returns the trigger id, or
+ * undefined if the task instance was no longer running this try.
+ */
+export async function deferTry(db: Db, key: TaskInstanceKey, tryNumber: number, deferral: Deferral): Promise<number | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const triggerId = await insertTrigger(trx, deferral.trigger);
+    const updated = await trx
+      .updateTable('task_instance')
+      .set({
+        state: 'deferred',
+        trigger_id: triggerId,
+        next_method: deferral.nextMethod,
+        next_kwargs: JSON.stringify(deferral.nextKwargs),
+        trigger_timeout: deferral.timeout,
+        hostname: null,
+        pid: null,
+        updated_at: sql<Date>`now()`,
+      })
+      .where((eb) => eb.and({ ...keyColumns(key), state: 'running', try_number: tryNumber }))
+      .returning('task_id')
+      .executeTakeFirst();
+    if (!updated) {
+      // Roll back the trigger insert with the rest: nothing half-written.
+      throw new StaleTryError();
+    }
+    await notify(trx, Channels.trigger, 'new');
+    return triggerId;
+  }).catch((error: unknown) => {
+    if (error instanceof StaleTryError) return undefined;
+    throw error;
+  });
+}
+
+class StaleTryError extends Error {}
+
+/**
+ * Sends deferred task instances whose trigger_timeout has passed to `scheduled` with `__fail__` and
+ * a timeout error, deletes their triggers (skipping any locked by an event write), and wakes the
+ * schedulers and triggerers. SKIP LOCKED on the task instances: sweepers never block each other.
+ */
+export async function sweepTriggerTimeouts(db: Db, limit = 10_000): Promise<TaskInstanceKey[]> {
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; trigger_id: number | null }>`
+    WITH expired AS (
+      SELECT dag_id, run_id, task_id, trigger_id, trigger_timeout FROM task_instance
+      WHERE state = 'deferred' AND trigger_timeout <= clock_timestamp()
+      ORDER BY trigger_timeout
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE task_instance ti SET
+      state = 'scheduled',
+      trigger_id = NULL,
+      next_method = '__fail__',
+      next_kwargs = jsonb_build_object(
+        'error', 'Trigger timeout: the trigger did not fire before ' || to_char(e.trigger_timeout AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        'timeout', true),
+      scheduled_at = clock_timestamp(),
+      updated_at = now()
+    FROM expired e
+    WHERE ti.dag_id = e.dag_id AND ti.run_id = e.run_id AND ti.task_id = e.task_id
+    RETURNING ti.dag_id, ti.run_id, ti.task_id, e.trigger_id`.execute(db);
+  if (rows.length === 0) return [];
+  await deleteTriggersIfUnused(db, rows.flatMap((r) => (r.trigger_id === null ? [] : [r.trigger_id])));
+  await db.transaction().execute(async (trx) => {
+    await notify(trx, Channels.ti, 'timeout');
+    await notify(trx, Channels.trigger, 'cancel');
+  });
+  return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+}
+
+/**
+ * Milliseconds until the next thing becomes due, by the database's clock (so a skewed host clock
+ * cannot make a loop spin or oversleep): a trigger timeout and, with `includeRetries`, a retry or
+ * reschedule. Null when nothing is pending; negative when already due.
+ */
+export async function msUntilNextDue(db: Db, includeRetries: boolean): Promise<number | null> {
+  const { rows } = await sql<{ ms: number | null }>`
+    SELECT (extract(epoch FROM (least(
+      (SELECT min(trigger_timeout) FROM task_instance WHERE state = 'deferred'),
+      CASE WHEN ${includeRetries} THEN
+        (SELECT min(ready_at) FROM task_instance WHERE state IN ('up_for_retry', 'up_for_reschedule')) END
+    ) - clock_timestamp())) * 1000)::float8 AS ms`.execute(db);
+  return rows[0]?.ms ?? null;
+}
+
+export async function getXcom(db: Db, key: TaskInstanceKey, xcomKey: string): Promise<unknown> {
+  const row = await db.selectFrom('xcom').select('value').where((eb) => eb.and({ ...keyColumns(key), key: xcomKey })).executeTakeFirst();
+  return row?.value;
+}
+
+export async function setXcom(db: Db, key: TaskInstanceKey, xcomKey: string, json: string): Promise<void> {
+  await db
+    .insertInto('xcom')
+    .values({ dag_id: key.dagId, run_id: key.runId, task_id: key.taskId, key: xcomKey, value: json })
+    .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id', 'key']).doUpdateSet({ value: (eb) => eb.ref('excluded.value') }))
+    .execute();
+}
