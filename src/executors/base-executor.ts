@@ -1,0 +1,127 @@
+import type { Logger } from 'pino';
+import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
+import type { TaskRunResult, TaskStateChange } from '../runner/task-runner.ts';
+
+/** One task instance to run, as the scheduler hands it over. */
+export interface Workload {
+  readonly key: TaskInstanceKey;
+  readonly priorityWeight: number;
+  /** Epoch ms when it was queued: older first among equal priorities. */
+  readonly queuedAt: number;
+  readonly tryNumber: number;
+}
+
+/** What the executor reports about a workload it finished. `failed` means the run itself broke. */
+export interface ExecutorEvent {
+  readonly key: TaskInstanceKey;
+  readonly state: 'success' | 'failed';
+  readonly info?: string;
+  readonly result?: TaskRunResult;
+}
+
+/** Runs a task instance and reports the states it commits; supplied by whoever builds the executor. */
+export type RunTask = (key: TaskInstanceKey, signal: AbortSignal, onState: (change: TaskStateChange) => void) => Promise<TaskRunResult>;
+
+export interface BaseExecutorOptions {
+  /** Most workloads running at once; 0 means unlimited. */
+  parallelism: number;
+  logger: Logger;
+}
+
+/**
+ * Airflow's executor contract: `queueWorkload` adds to `queued` (refusing a key already queued or
+ * running), `heartbeat()` starts as many queued workloads as there are open slots — highest priority,
+ * then oldest, first — and then `sync()`s; finished workloads land in the event buffer, which the
+ * scheduler drains with `getEventBuffer()` and reconciles with the database.
+ */
+export abstract class BaseExecutor {
+  readonly parallelism: number;
+  protected readonly log: Logger;
+  readonly #queued = new Map<string, Workload>();
+  readonly #running = new Map<string, Workload>();
+  #events: ExecutorEvent[] = [];
+  /** Called when something finishes or changes state, so the scheduler looks again. */
+  onChange: () => void = () => undefined;
+  /** Told each state a task commits while this executor runs it. */
+  onTaskState: (change: TaskStateChange) => void = () => undefined;
+
+  constructor(options: BaseExecutorOptions) {
+    if (!Number.isInteger(options.parallelism) || options.parallelism < 0) {
+      throw new RangeError(`executor parallelism must be a whole number ≥ 0, got ${options.parallelism}`);
+    }
+    this.parallelism = options.parallelism;
+    this.log = options.logger.child({ component: 'executor', executor: this.constructor.name });
+  }
+
+  queueWorkload(workload: Workload): boolean {
+    const id = tiKeyString(workload.key);
+    if (this.#queued.has(id) || this.#running.has(id)) {
+      this.log.warn({ task: id }, 'could not queue task instance: it is already queued or running');
+      return false;
+    }
+    this.#queued.set(id, workload);
+    return true;
+  }
+
+  /** Free slots: parallelism minus running (unlimited when parallelism is 0). */
+  get openSlots(): number {
+    return this.parallelism === 0 ? Number.POSITIVE_INFINITY : Math.max(0, this.parallelism - this.#running.size);
+  }
+
+  get queuedCount(): number {
+    return this.#queued.size;
+  }
+
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  hasTask(key: TaskInstanceKey): boolean {
+    const id = tiKeyString(key);
+    return this.#queued.has(id) || this.#running.has(id);
+  }
+
+  async heartbeat(): Promise<void> {
+    const slots = this.openSlots;
+    if (slots > 0 && this.#queued.size > 0) {
+      const ordered = [...this.#queued.values()].sort((a, b) => b.priorityWeight - a.priorityWeight || a.queuedAt - b.queuedAt);
+      for (const workload of ordered.slice(0, Number.isFinite(slots) ? slots : undefined)) {
+        const id = tiKeyString(workload.key);
+        this.#queued.delete(id);
+        this.#running.set(id, workload);
+        try {
+          await this.executeAsync(workload);
+        } catch (error) {
+          this.changeState(workload.key, { key: workload.key, state: 'failed', info: `could not start: ${(error as Error).message}` });
+        }
+      }
+    }
+    await this.sync();
+  }
+
+  /** Drains the finished-workload events. */
+  getEventBuffer(): ExecutorEvent[] {
+    const events = this.#events;
+    this.#events = [];
+    return events;
+  }
+
+  async start(): Promise<void> {}
+
+  /** Waits for running workloads to finish, then releases resources. */
+  abstract end(): Promise<void>;
+
+  /** Stops running workloads as fast as possible. */
+  abstract terminate(): Promise<void>;
+
+  protected abstract executeAsync(workload: Workload): void | Promise<void>;
+
+  /** Collects finished workloads (executors that poll); event-driven executors call `changeState` directly. */
+  protected sync(): void | Promise<void> {}
+
+  protected changeState(key: TaskInstanceKey, event: ExecutorEvent): void {
+    this.#running.delete(tiKeyString(key));
+    this.#events.push(event);
+    this.onChange();
+  }
+}

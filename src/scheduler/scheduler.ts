@@ -1,0 +1,282 @@
+import os from 'node:os';
+import { DateTime } from 'luxon';
+import type { Logger } from 'pino';
+import { sleep } from '../common/sleep.ts';
+import { TypedEmitter } from '../common/typed-emitter.ts';
+import { backoffMs, Wakeup } from '../common/wakeup.ts';
+import type { DagBag } from '../dag-bag/dag-bag.ts';
+import type { Database } from '../db/database.ts';
+import { endJob, heartbeatJob, registerJob } from '../db/jobs.ts';
+import { assertSchemaCurrent } from '../db/migrations.ts';
+import type { Notifier } from '../db/notifier.ts';
+import { Channels } from '../db/notify.ts';
+import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
+import {
+  enqueueScheduled,
+  failFromExecutor,
+  finishCompletedRuns,
+  listRunningRunTaskInstances,
+  scheduleDueRetries,
+  startQueuedRun,
+  transitionTaskInstances,
+  type StateChange,
+} from '../db/scheduling.ts';
+import { msUntilNextDue } from '../db/task-instances.ts';
+import { deleteUnusedTriggers } from '../db/triggers.ts';
+import type { BaseExecutor } from '../executors/base-executor.ts';
+import { retryDelay } from '../runner/task-runner.ts';
+import type { Dag } from '../sdk/dag.ts';
+import { TimeoutSweeper } from '../triggerer/timeout-sweeper.ts';
+
+export interface SchedulerOptions {
+  /** The safety-net poll when no notification arrives. @default 5000 */
+  pollIntervalMs?: number;
+  /** How often the job row's heartbeat is written. @default 5000 */
+  heartbeatIntervalMs?: number;
+}
+
+export interface SchedulerDeps {
+  database: Database;
+  dagBag: DagBag;
+  executor: BaseExecutor;
+  logger: Logger;
+  notifier?: Notifier;
+}
+
+export interface SchedulerEvents {
+  'ti:state': { key: TaskInstanceKey; state: TaskInstanceState; tryNumber?: number };
+  'run:state': { dagId: string; runId: string; state: DagRunState };
+}
+
+export type SchedulerState = 'created' | 'running' | 'stopping' | 'stopped';
+
+const DEPENDENCY_ROUNDS = 50;
+
+/**
+ * The scheduler loop: starts queued runs, moves task instances whose upstreams are done to
+ * `scheduled`, brings back due retries and reschedules, enqueues scheduled work into the executor
+ * (FOR UPDATE SKIP LOCKED, so several schedulers can run), reconciles what the executor reports and
+ * finishes runs. It sleeps until the next due time and wakes on NOTIFY.
+ */
+export class Scheduler extends TypedEmitter<SchedulerEvents> {
+  readonly #deps: SchedulerDeps;
+  readonly #options: Required<SchedulerOptions>;
+  readonly #log: Logger;
+  readonly #wakeup = new Wakeup();
+  readonly #stopLoop = new AbortController();
+  readonly #sweeper: TimeoutSweeper;
+  readonly #unsubscribe: (() => void)[] = [];
+  readonly #warnedMissing = new Set<string>();
+  #state: SchedulerState = 'created';
+  #jobId: number | undefined;
+  #loop: Promise<void> | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+  #lastCleanup = 0;
+
+  constructor(deps: SchedulerDeps, options: SchedulerOptions = {}) {
+    super();
+    this.#deps = deps;
+    this.#options = { pollIntervalMs: options.pollIntervalMs ?? 5000, heartbeatIntervalMs: options.heartbeatIntervalMs ?? 5000 };
+    this.#log = deps.logger.child({ component: 'scheduler' });
+    this.#sweeper = new TimeoutSweeper({ db: deps.database.db, logger: this.#log, pollIntervalMs: this.#options.pollIntervalMs });
+    this.#sweeper.on('timed-out', (keys) => {
+      for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
+      this.#wakeup.nudge();
+    });
+    deps.executor.onChange = () => this.#wakeup.nudge();
+    deps.executor.onTaskState = (change) => this.emit('ti:state', change);
+  }
+
+  get state(): SchedulerState {
+    return this.#state;
+  }
+
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    const { database, notifier, executor } = this.#deps;
+    await assertSchemaCurrent(database);
+    this.#jobId = await registerJob(database.db, { jobType: 'scheduler', hostname: os.hostname(), pid: process.pid });
+    this.#log.setBindings({ jobId: this.#jobId });
+    if (notifier) {
+      this.#unsubscribe.push(
+        notifier.on('notification', ({ channel, payload }) => {
+          if (channel === Channels.ti) this.#wakeup.nudge();
+          if (channel === Channels.trigger && payload === 'new') this.#sweeper.nudge();
+        }),
+        notifier.on('reconnected', () => {
+          this.#wakeup.nudge();
+          this.#sweeper.nudge();
+        }),
+      );
+    }
+    await executor.start();
+    this.#heartbeat = setInterval(() => {
+      heartbeatJob(database.db, this.#jobId as number).catch((error: unknown) => this.#log.warn({ err: error }, 'heartbeat failed'));
+    }, this.#options.heartbeatIntervalMs);
+    this.#sweeper.start();
+    this.#state = 'running';
+    this.#loop = this.#runLoop();
+    this.#log.info({ executor: executor.constructor.name, parallelism: executor.parallelism }, 'scheduler started');
+  }
+
+  nudge(): void {
+    this.#wakeup.nudge();
+  }
+
+  /** Stops scheduling, lets running tasks finish (the executor's `end`), and marks the job ended. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#starting) await this.#starting.catch(() => undefined);
+    if (this.#state !== 'running') {
+      this.#state = 'stopped';
+      return;
+    }
+    this.#state = 'stopping';
+    this.#stopLoop.abort();
+    for (const off of this.#unsubscribe) off();
+    const errors: unknown[] = [];
+    const step = (action: () => Promise<unknown>) => action().catch((error: unknown) => errors.push(error));
+    await step(async () => this.#loop);
+    await step(() => this.#sweeper.stop());
+    await step(() => this.#deps.executor.end());
+    await step(() => this.#processExecutorEvents());
+    await step(() => this.#pass()); // record what the last tasks did (finish their runs)
+    clearInterval(this.#heartbeat);
+    await step(() => endJob(this.#deps.database.db, this.#jobId as number, 'success'));
+    this.#state = 'stopped';
+    this.#log.info('scheduler stopped');
+    if (errors.length > 0) throw new AggregateError(errors, 'scheduler stopped with errors');
+  }
+
+  async #runLoop(): Promise<void> {
+    let failures = 0;
+    while (!this.#stopLoop.signal.aborted) {
+      let waitMs = this.#options.pollIntervalMs;
+      try {
+        await this.#pass();
+        await this.#deps.executor.heartbeat();
+        await this.#processExecutorEvents();
+        const dueInMs = await msUntilNextDue(this.#deps.database.db, true);
+        if (dueInMs !== null) waitMs = Math.min(waitMs, Math.max(10, dueInMs + 1));
+        failures = 0;
+      } catch (error) {
+        if (this.#stopLoop.signal.aborted) break;
+        waitMs = backoffMs(failures++, 200, 10_000);
+        this.#log.error({ err: error, retryInMs: Math.round(waitMs) }, 'scheduler pass failed');
+        await sleep(waitMs, this.#stopLoop.signal);
+        continue;
+      }
+      await this.#wakeup.wait(waitMs, this.#stopLoop.signal);
+    }
+  }
+
+  async #pass(): Promise<void> {
+    await this.#startQueuedRuns();
+    for (const key of await scheduleDueRetries(this.#deps.database.db)) this.emit('ti:state', { key, state: 'scheduled' });
+    await this.#scheduleReady();
+    if (this.#state === 'running') await this.#enqueue();
+    for (const run of await finishCompletedRuns(this.#deps.database.db)) {
+      this.#log.info(run, 'run finished');
+      this.emit('run:state', run);
+    }
+    if (Date.now() - this.#lastCleanup > this.#options.pollIntervalMs) {
+      // Triggers whose task left deferred with no triggerer running to notice (Airflow #34906).
+      this.#lastCleanup = Date.now();
+      await deleteUnusedTriggers(this.#deps.database.db);
+    }
+  }
+
+  async #startQueuedRuns(): Promise<void> {
+    const { db } = this.#deps.database;
+    const queued = await db.selectFrom('dag_run').select(['dag_id', 'run_id']).where('state', '=', 'queued').orderBy('created_at').execute();
+    for (const run of queued) {
+      const dag = this.#dag(run.dag_id);
+      if (!dag) continue;
+      const specs = [...dag.tasks.values()].map((t) => ({
+        taskId: t.taskId,
+        maxTries: t.settings.retries,
+        priorityWeight: t.settings.priorityWeight,
+        queue: t.settings.queue,
+      }));
+      if (await startQueuedRun(db, run.dag_id, run.run_id, specs)) {
+        this.emit('run:state', { dagId: run.dag_id, runId: run.run_id, state: 'running' });
+      }
+    }
+  }
+
+  /** Dependency rule `all_success`: all upstreams succeeded → scheduled; one failed → upstream_failed; one skipped → skipped. */
+  async #scheduleReady(): Promise<void> {
+    const { db } = this.#deps.database;
+    for (let round = 0; round < DEPENDENCY_ROUNDS; round++) {
+      const rows = await listRunningRunTaskInstances(db);
+      const states = new Map<string, TaskInstanceState | null>();
+      for (const row of rows) states.set(`${row.dag_id}\u0000${row.run_id}\u0000${row.task_id}`, row.state);
+      const changes: StateChange[] = [];
+      for (const row of rows) {
+        if (row.state !== null) continue;
+        const dag = this.#dag(row.dag_id);
+        const task = dag?.tasks.get(row.task_id);
+        if (!task) continue;
+        const upstream = [...task.upstreamTaskIds].map((id) => states.get(`${row.dag_id}\u0000${row.run_id}\u0000${id}`) ?? null);
+        const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
+        if (upstream.some((s) => s === 'failed' || s === 'upstream_failed')) changes.push({ key, state: 'upstream_failed' });
+        else if (upstream.some((s) => s === 'skipped')) changes.push({ key, state: 'skipped' });
+        else if (upstream.every((s) => s === 'success')) changes.push({ key, state: 'scheduled' });
+      }
+      const changed = await transitionTaskInstances(db, changes, [null]);
+      const byKey = new Map(changes.map((c) => [`${c.key.dagId}\u0000${c.key.runId}\u0000${c.key.taskId}`, c.state]));
+      let cascades = false;
+      for (const key of changed) {
+        const state = byKey.get(`${key.dagId}\u0000${key.runId}\u0000${key.taskId}`) as TaskInstanceState;
+        if (state !== 'scheduled') cascades = true;
+        this.emit('ti:state', { key, state });
+      }
+      if (!cascades) return; // skips and upstream failures propagate: look again
+    }
+  }
+
+  async #enqueue(): Promise<void> {
+    const { executor } = this.#deps;
+    const room = executor.openSlots - executor.queuedCount;
+    if (room <= 0) return;
+    const rows = await enqueueScheduled(this.#deps.database.db, Number.isFinite(room) ? room : null);
+    for (const row of rows) {
+      const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
+      this.emit('ti:state', { key, state: 'queued', tryNumber: row.try_number });
+      executor.queueWorkload({ key, priorityWeight: row.priority_weight, queuedAt: row.queued_at?.getTime() ?? Date.now(), tryNumber: row.try_number });
+    }
+  }
+
+  async #processExecutorEvents(): Promise<void> {
+    for (const event of this.#deps.executor.getEventBuffer()) {
+      if (event.state !== 'failed') continue;
+      const task = this.#dag(event.key.dagId)?.tasks.get(event.key.taskId);
+      const retryAt = DateTime.utc().plus(task ? retryDelay(task, 1) : { minutes: 5 }).toJSDate();
+      const reason = `the executor reported the task failed: ${event.info ?? 'unknown reason'}`;
+      const state = await failFromExecutor(this.#deps.database.db, event.key, reason, retryAt);
+      if (state) {
+        this.#log.error({ task: event.key, state, reason }, 'executor reported a failure the task did not record');
+        this.emit('ti:state', { key: event.key, state });
+      }
+    }
+  }
+
+  #dag(dagId: string): Dag | undefined {
+    const dag = this.#deps.dagBag.dags.get(dagId);
+    if (!dag && !this.#warnedMissing.has(dagId)) {
+      this.#warnedMissing.add(dagId);
+      this.#log.warn({ dagId, folder: this.#deps.dagBag.folder }, 'a run exists for a DAG not in the DAG folder; its tasks wait');
+    }
+    return dag;
+  }
+}
