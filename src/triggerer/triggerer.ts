@@ -1,0 +1,385 @@
+import type { Logger } from 'pino';
+import { Metrics } from '../common/metrics.ts';
+import { sleep, withTimeout } from '../common/sleep.ts';
+import { TypedEmitter } from '../common/typed-emitter.ts';
+import { backoffMs, Wakeup } from '../common/wakeup.ts';
+import type { Database } from '../db/database.ts';
+import { endJob, heartbeatJob, registerJob } from '../db/jobs.ts';
+import { assertSchemaCurrent } from '../db/migrations.ts';
+import type { Notifier } from '../db/notifier.ts';
+import { Channels } from '../db/notify.ts';
+import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
+import {
+  claimTriggers,
+  deleteUnusedTriggers,
+  ownedTriggerIds,
+  releaseTriggers,
+  unassignDeadTriggerers,
+  type ClaimedTrigger,
+  type TriggerOutcome,
+} from '../db/triggers.ts';
+import type { BaseTrigger } from '../sdk/trigger.ts';
+import { LoopWatchdog } from './loop-watchdog.ts';
+import { OutcomeWriter, type WriteResult } from './outcome-writer.ts';
+import { failurePayload, firstEvent } from './run-trigger.ts';
+import { TimeoutSweeper } from './timeout-sweeper.ts';
+import type { TriggerRegistry } from './trigger-registry.ts';
+import { compileTriggererOptions, type CompiledTriggererOptions, type TriggererOptions } from './triggerer-options.ts';
+import { TriggererMetrics } from './triggerer-metrics.ts';
+
+export interface TriggererDeps {
+  database: Database;
+  registry: TriggerRegistry;
+  logger: Logger;
+  /** LISTEN connection; without one the triggerer relies on its poll alone (and stays correct). */
+  notifier?: Notifier;
+  metrics?: Metrics;
+}
+
+export type TriggererState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+interface TriggerInfo {
+  triggerId: number;
+  task: TaskInstanceKey | undefined;
+}
+
+export interface TriggererEvents {
+  started: { jobId: number };
+  claimed: { triggerIds: number[] };
+  'trigger:started': TriggerInfo;
+  'trigger:fired': TriggerInfo & { latenessMs: number | undefined; result: WriteResult };
+  'trigger:failed': TriggerInfo & { error: string; result: WriteResult };
+  'trigger:cancelled': TriggerInfo & { reason: string };
+  'loop:blocked': { blockedMs: number; triggerIds: number[] };
+  stopped: { released: number };
+}
+
+interface ActiveTrigger extends TriggerInfo {
+  readonly controller: AbortController;
+  readonly startedAt: number;
+  readonly log: Logger;
+  phase: 'running' | 'writing';
+  dueAt: number | undefined;
+}
+
+/**
+ * The triggerer daemon: claims trigger rows up to its capacity, runs them all on this event loop, and
+ * writes their first events back (batched, fenced by ownership) so the task instances resume. Several
+ * may run against one database; a dead one's triggers move to the others after the health threshold,
+ * a stopped one hands its triggers over at once.
+ */
+export class Triggerer extends TypedEmitter<TriggererEvents> {
+  readonly options: CompiledTriggererOptions;
+  readonly metrics: Metrics;
+  readonly #deps: TriggererDeps;
+  readonly #log: Logger;
+  readonly #active = new Map<number, ActiveTrigger>();
+  readonly #wakeup = new Wakeup();
+  readonly #stopLoop = new AbortController();
+  readonly #figures: TriggererMetrics;
+  readonly #watchdog: LoopWatchdog;
+  readonly #sweeper: TimeoutSweeper;
+  readonly #unsubscribe: (() => void)[] = [];
+  #state: TriggererState = 'created';
+  #jobId: number | undefined;
+  #writer: OutcomeWriter | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #loop: Promise<void> | undefined;
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+  #syncWanted = true;
+
+  constructor(deps: TriggererDeps, options: TriggererOptions = {}) {
+    super();
+    this.options = compileTriggererOptions(options);
+    this.#deps = deps;
+    this.#log = deps.logger.child({ component: 'triggerer' });
+    this.metrics = deps.metrics ?? new Metrics();
+    this.#figures = new TriggererMetrics(this.metrics, () => this.#active.size, this.options.capacity);
+    this.#watchdog = new LoopWatchdog({ thresholdMs: this.options.blockedThresholdMs, onBlocked: (ms) => this.#onBlocked(ms) });
+    this.#sweeper = new TimeoutSweeper({ db: deps.database.db, logger: this.#log, pollIntervalMs: this.options.pollIntervalMs });
+  }
+
+  get state(): TriggererState {
+    return this.#state;
+  }
+
+  get jobId(): number | undefined {
+    return this.#jobId;
+  }
+
+  /** Ids of the triggers running (or whose event is being written) here now. */
+  get activeTriggerIds(): number[] {
+    return [...this.#active.keys()];
+  }
+
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    if (this.#state !== 'created') throw new Error(`a triggerer cannot start from state ${this.#state}`);
+    this.#state = 'starting';
+    const { database, notifier } = this.#deps;
+    await assertSchemaCurrent(database);
+    const jobId = await registerJob(database.db, {
+      jobType: 'triggerer',
+      hostname: this.options.hostname,
+      pid: this.options.pid,
+      capacity: this.options.capacity,
+    });
+    this.#jobId = jobId;
+    this.#log.setBindings({ jobId });
+    this.#writer = new OutcomeWriter({
+      db: database.db,
+      jobId,
+      logger: this.#log,
+      maxBatch: this.options.writeBatchSize,
+      onWritten: (result, size) => this.#figures.written(size, result.fenced.size),
+    });
+    if (notifier) {
+      this.#unsubscribe.push(
+        notifier.on('notification', ({ channel, payload }) => {
+          if (channel !== Channels.trigger) return;
+          if (payload === 'new') this.#sweeper.nudge();
+          else if (payload !== 'released') this.#syncWanted = true;
+          this.#wakeup.nudge();
+        }),
+        notifier.on('reconnected', () => {
+          this.#syncWanted = true;
+          this.#wakeup.nudge();
+          this.#sweeper.nudge();
+        }),
+      );
+    }
+    this.#heartbeat = setInterval(() => void this.#beat(), this.options.heartbeatIntervalMs);
+    this.#watchdog.start();
+    this.#sweeper.start();
+    this.#state = 'running';
+    this.#loop = this.#runLoop();
+    this.#log.info({ capacity: this.options.capacity }, 'triggerer started');
+    this.emit('started', { jobId });
+  }
+
+  /** Look for work now (what a notification does). */
+  nudge(): void {
+    this.#wakeup.nudge();
+  }
+
+  /**
+   * Graceful stop: no more claims, cancel running triggers, write the events already produced,
+   * release the remaining rows (a peer takes them at once) and mark the job ended.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#starting) await this.#starting.catch(() => undefined);
+    if (this.#state !== 'running') {
+      this.#state = 'stopped';
+      return;
+    }
+    this.#state = 'stopping';
+    const failures: unknown[] = [];
+    const step = async (name: string, action: () => unknown): Promise<void> => {
+      try {
+        await action();
+      } catch (error) {
+        failures.push(error);
+        this.#log.error({ err: error, step: name }, 'shutdown step failed');
+      }
+    };
+    this.#stopLoop.abort();
+    for (const off of this.#unsubscribe) off();
+    await step('loop', () => this.#loop);
+    await step('sweeper', () => this.#sweeper.stop());
+    await step('cancel', () => this.#cancelAll('triggerer stopping'));
+    await step('flush', () => this.#flushWrites());
+    const jobId = this.#jobId as number;
+    let released = 0;
+    await step('release', async () => {
+      released = await releaseTriggers(this.#deps.database.db, jobId);
+    });
+    await step('end job', () => endJob(this.#deps.database.db, jobId, 'success'));
+    clearInterval(this.#heartbeat);
+    this.#watchdog.stop();
+    this.#state = 'stopped';
+    this.#log.info({ released }, 'triggerer stopped');
+    this.emit('stopped', { released });
+    if (failures.length > 0) throw new AggregateError(failures, `triggerer ${jobId} stopped with ${failures.length} error(s)`);
+  }
+
+  async #runLoop(): Promise<void> {
+    let failures = 0;
+    let lastSync = 0;
+    while (!this.#stopLoop.signal.aborted) {
+      try {
+        const sync = this.#syncWanted || Date.now() - lastSync >= this.options.pollIntervalMs;
+        this.#syncWanted = false;
+        await this.#pass(sync);
+        if (sync) lastSync = Date.now();
+        failures = 0;
+      } catch (error) {
+        if (this.#stopLoop.signal.aborted) break;
+        this.#syncWanted = true;
+        const delay = backoffMs(failures++, 200, 10_000);
+        this.#log.error({ err: error, retryInMs: Math.round(delay) }, 'triggerer pass failed');
+        await sleep(delay, this.#stopLoop.signal);
+        continue;
+      }
+      await this.#wakeup.wait(this.options.pollIntervalMs - (Date.now() - lastSync), this.#stopLoop.signal);
+    }
+  }
+
+  /** One look at the database: (with `sync`) drop what is no longer ours, then claim what fits. */
+  async #pass(sync: boolean): Promise<void> {
+    const db = this.#deps.database.db;
+    const jobId = this.#jobId as number;
+    if (sync) {
+      await deleteUnusedTriggers(db);
+      const owned = await ownedTriggerIds(db, jobId);
+      for (const active of this.#active.values()) {
+        if (active.phase === 'running' && !owned.has(active.triggerId)) {
+          this.#cancel(active, 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
+        }
+      }
+    }
+    const moved = await unassignDeadTriggerers(db, jobId, this.options.healthCheckThresholdMs);
+    if (moved > 0) this.#log.warn({ triggers: moved }, 'took over the triggers of dead triggerers');
+    while (!this.#stopLoop.signal.aborted) {
+      const limit = Math.min(this.options.capacity - this.#active.size, this.options.claimBatchSize);
+      if (limit <= 0) return;
+      const claimed = await claimTriggers(db, jobId, limit);
+      if (claimed.length > 0) this.emit('claimed', { triggerIds: claimed.map((c) => c.id) });
+      for (const row of claimed) await this.#startTrigger(row);
+      if (claimed.length < limit) return;
+    }
+  }
+
+  async #startTrigger(row: ClaimedTrigger): Promise<void> {
+    const active: ActiveTrigger = {
+      triggerId: row.id,
+      task: row.task,
+      controller: new AbortController(),
+      startedAt: Date.now(),
+      log: this.#log.child({ triggerId: row.id, task: row.task ? tiKeyString(row.task) : null, classpath: row.classpath }),
+      phase: 'running',
+      dueAt: undefined,
+    };
+    this.#active.set(row.id, active);
+    this.emit('trigger:started', { triggerId: row.id, task: row.task });
+    let trigger: BaseTrigger;
+    try {
+      const TriggerClass = await this.#deps.registry.resolve(row.classpath);
+      trigger = new TriggerClass(row.kwargs);
+      active.dueAt = trigger.dueAt()?.toMillis();
+    } catch (error) {
+      void this.#finish(active, { triggerId: row.id, kind: 'failure', payload: failurePayload(error) });
+      return;
+    }
+    active.log.debug('trigger started');
+    void this.#run(active, trigger);
+  }
+
+  async #run(active: ActiveTrigger, trigger: BaseTrigger): Promise<void> {
+    const signal = active.controller.signal;
+    let outcome: TriggerOutcome | undefined;
+    try {
+      const event = await firstEvent(trigger, signal);
+      if (!signal.aborted) {
+        outcome = event
+          ? { triggerId: active.triggerId, kind: 'event', payload: event.payload }
+          : {
+              triggerId: active.triggerId,
+              kind: 'failure',
+              payload: failurePayload(new Error(`trigger ${trigger.constructor.name} ended without an event`)),
+            };
+      }
+    } catch (error) {
+      if (!signal.aborted) outcome = { triggerId: active.triggerId, kind: 'failure', payload: failurePayload(error) };
+    }
+    try {
+      await trigger.cleanup();
+    } catch (error) {
+      active.log.warn({ err: error }, 'trigger cleanup failed');
+    }
+    if (outcome) await this.#finish(active, outcome);
+    else this.#forget(active);
+  }
+
+  async #finish(active: ActiveTrigger, outcome: TriggerOutcome): Promise<void> {
+    active.phase = 'writing';
+    const latenessMs = outcome.kind === 'event' && active.dueAt !== undefined ? Date.now() - active.dueAt : undefined;
+    const result = await (this.#writer as OutcomeWriter).submit(outcome);
+    const wasFull = this.#active.size >= this.options.capacity;
+    this.#active.delete(active.triggerId);
+    const info = { triggerId: active.triggerId, task: active.task };
+    if (outcome.kind === 'event') {
+      this.#figures.fired(latenessMs);
+      active.log.debug({ latenessMs, result }, 'trigger fired');
+      this.emit('trigger:fired', { ...info, latenessMs, result });
+    } else {
+      const error = String((outcome.payload as { error?: unknown }).error ?? 'trigger failure');
+      this.#figures.failed();
+      active.log.warn({ error, result }, 'trigger failed');
+      this.emit('trigger:failed', { ...info, error, result });
+    }
+    if (wasFull && this.#state === 'running') this.#wakeup.nudge();
+  }
+
+  #cancel(active: ActiveTrigger, reason: string): void {
+    active.log.info({ reason }, 'cancelling trigger');
+    active.controller.abort(new Error(reason));
+  }
+
+  #forget(active: ActiveTrigger): void {
+    this.#active.delete(active.triggerId);
+    const reason = String((active.controller.signal.reason as Error | undefined)?.message ?? 'cancelled');
+    this.#figures.cancelled();
+    this.emit('trigger:cancelled', { triggerId: active.triggerId, task: active.task, reason });
+  }
+
+  /** Cancels every running trigger and waits (bounded) for them to wind down and clean up. */
+  async #cancelAll(reason: string): Promise<void> {
+    const running = [...this.#active.values()].filter((a) => a.phase === 'running');
+    for (const active of running) this.#cancel(active, reason);
+    const deadline = Date.now() + this.options.shutdownTimeoutMs;
+    while ([...this.#active.values()].some((a) => a.phase === 'running') && Date.now() < deadline) await sleep(10);
+  }
+
+  async #flushWrites(): Promise<void> {
+    const writer = this.#writer as OutcomeWriter;
+    const { timedOut } = await withTimeout(writer.flush(), this.options.shutdownTimeoutMs);
+    if (timedOut) {
+      this.#log.error({ pending: writer.pending }, 'could not write all trigger events before the shutdown timeout; another triggerer will redo them');
+      writer.abandon();
+    }
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#state !== 'running') return;
+    try {
+      await heartbeatJob(this.#deps.database.db, this.#jobId as number);
+      this.#figures.heartbeat();
+      this.#wakeup.nudge(); // also a moment to look for dead peers' triggers
+    } catch (error) {
+      this.#log.warn({ err: error }, 'heartbeat failed');
+    }
+  }
+
+  #onBlocked(blockedMs: number): void {
+    const since = Date.now() - blockedMs - 200;
+    const recent = [...this.#active.values()].filter((a) => a.startedAt >= since).map((a) => a.triggerId);
+    const others = [...this.#active.keys()].filter((id) => !recent.includes(id));
+    const triggerIds = [...recent, ...others].slice(0, 20);
+    this.#figures.blocked();
+    this.#log.warn(
+      { blockedMs: Math.round(blockedMs), triggerIds, running: this.#active.size },
+      'the event loop was blocked, likely by a trigger doing synchronous work; triggers running then are listed (recently started first)',
+    );
+    this.emit('loop:blocked', { blockedMs, triggerIds });
+  }
+}
