@@ -1,0 +1,65 @@
+import os from 'node:os';
+import path from 'node:path';
+import { DagBag } from '../../dag-bag/dag-bag.ts';
+import type { Db } from '../../db/database.ts';
+import { listTaskInstances } from '../../db/task-instances.ts';
+import { runTaskInstance } from '../../runner/task-runner.ts';
+import type { Dag } from '../../sdk/dag.ts';
+import { parse } from '../args.ts';
+import { withRuntime } from '../runtime.ts';
+import type { Settings } from '../settings.ts';
+
+/** Loads one DAG: from the file the `dag` table recorded when known (fast), else the whole folder. */
+export async function loadDag(db: Db, dagsFolder: string, dagId: string): Promise<Dag> {
+  const row = await db.selectFrom('dag').select('fileloc').where('dag_id', '=', dagId).executeTakeFirst();
+  if (row?.fileloc) {
+    const bag = await DagBag.load(dagsFolder, [row.fileloc]);
+    const found = bag.dags.get(dagId);
+    if (found) return found;
+  }
+  return (await DagBag.load(dagsFolder)).getDag(dagId);
+}
+
+/** `tsflow tasks run DAG TASK RUN_ID`: runs one task instance once; exit 1 if it failed. */
+export async function tasksRun(argv: string[], settings: Settings): Promise<number> {
+  const { values, positionals } = parse(argv, { 'dags-folder': { type: 'string' } }, 'tsflow tasks run DAG TASK RUN_ID', { min: 3, max: 3 });
+  const [dagId, taskId, runId] = positionals as [string, string, string];
+  const folder = values['dags-folder'] ? path.resolve(values['dags-folder']) : settings.dagsFolder;
+  return withRuntime(settings, { applicationName: 'tsflow-task' }, async (runtime) => {
+    const dag = await loadDag(runtime.database.db, folder, dagId);
+    dag.getTask(taskId);
+    const result = await runTaskInstance(
+      {
+        db: runtime.database.db,
+        logger: runtime.logger,
+        hostname: os.hostname(),
+        pid: process.pid,
+        defaults: { deferrable: settings.defaultDeferrable },
+      },
+      dag,
+      { dagId, runId, taskId },
+    );
+    console.log(`${dagId}.${taskId} (${runId}) try ${result.tryNumber}: ${result.state}${result.error ? ` — ${result.error}` : ''}`);
+    return result.state === 'failed' ? 1 : 0;
+  });
+}
+
+/** `tsflow tasks states DAG RUN_ID [--json]`. */
+export async function tasksStates(argv: string[], settings: Settings): Promise<number> {
+  const { values, positionals } = parse(argv, { json: { type: 'boolean' } }, 'tsflow tasks states DAG RUN_ID [--json]', { min: 2, max: 2 });
+  const [dagId, runId] = positionals as [string, string];
+  return withRuntime(settings, {}, async (runtime) => {
+    const rows = await listTaskInstances(runtime.database.db, dagId, runId);
+    if (rows.length === 0) {
+      const run = await runtime.database.db.selectFrom('dag_run').select('state').where('dag_id', '=', dagId).where('run_id', '=', runId).executeTakeFirst();
+      if (!run) {
+        console.error(`tsflow: error: DAG '${dagId}' has no run '${runId}': list runs with tsflow dags state, or trigger one with tsflow dags trigger`);
+        return 1;
+      }
+    }
+    const states = rows.map((r) => ({ taskId: r.task_id, state: r.state, tryNumber: r.try_number, nextMethod: r.next_method }));
+    if (values.json) console.log(JSON.stringify(states));
+    else for (const s of states) console.log(`${s.taskId.padEnd(30)} ${(s.state ?? 'none').padEnd(18)} try ${s.tryNumber}${s.nextMethod ? `  next: ${s.nextMethod}` : ''}`);
+    return 0;
+  });
+}

@@ -1,0 +1,72 @@
+import os from 'node:os';
+import path from 'node:path';
+import { LOG_LEVELS, type LogLevel } from '../common/logger.ts';
+
+/** Configuration shared by every command, from `TSFLOW_*` variables; flags override some of it. */
+export interface Settings {
+  /** `TSFLOW_DATABASE_URL`; unset means the embedded PostgreSQL. */
+  readonly databaseUrl: string | undefined;
+  /** `TSFLOW_HOME`. @default ~/.tsflow */
+  readonly home: string;
+  /** `TSFLOW_DAGS_FOLDER` / `--dags-folder`. @default ./dags */
+  readonly dagsFolder: string;
+  /** `TSFLOW_TRIGGERS_FOLDER` (':'-separated) / `--triggers-folder` (repeatable). @default none */
+  readonly triggersFolders: readonly string[];
+  /** `TSFLOW_LOG_LEVEL`. @default info (warn for standalone) */
+  readonly logLevel: LogLevel | undefined;
+  /** `TSFLOW_DEFAULT_DEFERRABLE`: sensors' `deferrable` when they do not set it. @default false */
+  readonly defaultDeferrable: boolean;
+  /** `TSFLOW_EXECUTOR` / `--executor`. @default sequential */
+  readonly executor: string;
+  /** `TSFLOW_PARALLELISM` / `--parallelism`. @default 32 */
+  readonly parallelism: number;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** The one place that reads the environment. */
+export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const logLevel = env['TSFLOW_LOG_LEVEL'];
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new UsageError(`TSFLOW_LOG_LEVEL '${logLevel}' is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return {
+    databaseUrl: nonEmpty(env['TSFLOW_DATABASE_URL']),
+    home: path.resolve(nonEmpty(env['TSFLOW_HOME']) ?? path.join(os.homedir(), '.tsflow')),
+    dagsFolder: path.resolve(nonEmpty(env['TSFLOW_DAGS_FOLDER']) ?? 'dags'),
+    triggersFolders: (nonEmpty(env['TSFLOW_TRIGGERS_FOLDER']) ?? '').split(':').filter(Boolean).map((f) => path.resolve(f)),
+    logLevel: logLevel as LogLevel | undefined,
+    defaultDeferrable: parseBoolean(env['TSFLOW_DEFAULT_DEFERRABLE'], 'TSFLOW_DEFAULT_DEFERRABLE', false),
+    executor: nonEmpty(env['TSFLOW_EXECUTOR']) ?? 'sequential',
+    parallelism: parseCount(env['TSFLOW_PARALLELISM'], 'TSFLOW_PARALLELISM', 32, 0),
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
+}
+
+export function parseBoolean(value: string | undefined, name: string, fallback: boolean): boolean {
+  if (value === undefined || value === '') return fallback;
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new UsageError(`${name} '${value}' is not a boolean: use true or false`);
+}
+
+/** A whole number ≥ `min`, or the fallback when absent. */
+export function parseCount(value: string | undefined, name: string, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < min) throw new UsageError(`${name} '${value}' must be a whole number ≥ ${min}`);
+  return parsed;
+}
+
+/** Seconds (fractions allowed) as milliseconds, or the fallback when absent. */
+export function parseSeconds(value: string | undefined, name: string, fallbackMs: number): number {
+  if (value === undefined) return fallbackMs;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0) throw new UsageError(`${name} '${value}' must be a number of seconds > 0`);
+  return Math.max(1, Math.round(parsed * 1000));
+}
