@@ -1,0 +1,69 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { silentLogger } from '../../src/common/logger.ts';
+import { openDatabase } from '../../src/db/database.ts';
+import { EmbeddedServer } from '../../src/db/embedded/embedded-server.ts';
+import { migrateToLatest } from '../../src/db/migrations.ts';
+
+/*
+ * One PostgreSQL per test run: the embedded server in a temp home, or the server named by
+ * TSFLOW_TEST_DATABASE_URL. A template database is migrated once; each test file clones it
+ * (test/support/database.ts). Everything is removed at the end.
+ */
+
+let server: EmbeddedServer | undefined;
+let home: string | undefined;
+
+export async function mochaGlobalSetup(): Promise<void> {
+  let adminUrl = process.env['TSFLOW_TEST_DATABASE_URL'];
+  if (!adminUrl) {
+    home = await mkdtemp(path.join(os.tmpdir(), 'tsflow-test-'));
+    await chmod(home, 0o755); // as root, the server runs as `postgres` and must reach its data here
+    server = new EmbeddedServer({
+      home,
+      logger: silentLogger(),
+      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '300' },
+    });
+    adminUrl = (await server.start()).url;
+  }
+  const template = `tsflow_template_${process.pid}`;
+  await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${template}`);
+  await adminQuery(adminUrl, `CREATE DATABASE ${template}`);
+  const database = openDatabase({ url: withDatabase(adminUrl, template), poolSize: 1 });
+  try {
+    await migrateToLatest(database);
+  } finally {
+    await database.close();
+  }
+  process.env['TSFLOW_TEST_ADMIN_URL'] = adminUrl;
+  process.env['TSFLOW_TEST_TEMPLATE'] = template;
+}
+
+export async function mochaGlobalTeardown(): Promise<void> {
+  const adminUrl = process.env['TSFLOW_TEST_ADMIN_URL'];
+  if (adminUrl && process.env['TSFLOW_TEST_DATABASE_URL']) {
+    // A shared server: drop what this run created.
+    const { rows } = await adminQuery(adminUrl, `SELECT datname FROM pg_database WHERE datname LIKE 'tsflow_t%_${process.pid}%'`);
+    for (const row of rows as { datname: string }[]) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${row.datname} WITH (FORCE)`);
+  }
+  await server?.stop();
+  if (home) await rm(home, { recursive: true, force: true });
+}
+
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export async function adminQuery(url: string, text: string): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
+  await client.connect();
+  try {
+    return await client.query(text);
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,95 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { silentLogger } from '../../src/common/logger.ts';
+import { DagBag } from '../../src/dag-bag/dag-bag.ts';
+import type { Database } from '../../src/db/database.ts';
+import { createDagRun, upsertDags } from '../../src/db/dag-runs.ts';
+import { Notifier } from '../../src/db/notifier.ts';
+import { Channels } from '../../src/db/notify.ts';
+import type { TaskInstanceKey } from '../../src/db/schema.ts';
+import { startQueuedRun } from '../../src/db/scheduling.ts';
+import { SequentialExecutor } from '../../src/executors/sequential-executor.ts';
+import { runTaskInstance, type TaskRunResult } from '../../src/runner/task-runner.ts';
+import { Scheduler, type SchedulerOptions } from '../../src/scheduler/scheduler.ts';
+import type { Dag } from '../../src/sdk/dag.ts';
+import type { JsonObject } from '../../src/sdk/json.ts';
+import { TriggerRegistry } from '../../src/triggerer/trigger-registry.ts';
+import { Triggerer } from '../../src/triggerer/triggerer.ts';
+import type { TriggererOptions } from '../../src/triggerer/triggerer-options.ts';
+import { track } from './daemons.ts';
+
+export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
+export const FIXTURE_DAGS = path.join(FIXTURES, 'dags');
+export const FIXTURE_TRIGGERS = path.join(FIXTURES, 'triggers');
+
+export function loadFixtureDags(): Promise<DagBag> {
+  return DagBag.load(FIXTURE_DAGS);
+}
+
+/** Creates a running DAG run with its task instances (no scheduler needed); returns the run id. */
+export async function createRun(db: Database, dag: Dag, runId: string, conf: JsonObject = {}): Promise<string> {
+  await upsertDags(db.db, [{ dagId: dag.dagId, fileloc: dag.fileloc ?? '' }]);
+  await createDagRun(db.db, { dagId: dag.dagId, runId, conf, logicalDate: new Date() });
+  const specs = [...dag.tasks.values()].map((t) => ({ taskId: t.taskId, maxTries: t.settings.retries, priorityWeight: t.settings.priorityWeight, queue: 'default' }));
+  await startQueuedRun(db.db, dag.dagId, runId, specs);
+  return runId;
+}
+
+/** Marks a task instance queued, as the scheduler would before handing it to an executor. */
+export async function queue(db: Database, key: TaskInstanceKey): Promise<void> {
+  await db.db
+    .updateTable('task_instance')
+    .set({ state: 'queued' })
+    .where('dag_id', '=', key.dagId)
+    .where('run_id', '=', key.runId)
+    .where('task_id', '=', key.taskId)
+    .execute();
+}
+
+/** Runs a task instance in this process, as `tsflow tasks run` does. */
+export function runTask(db: Database, dag: Dag, key: TaskInstanceKey): Promise<TaskRunResult> {
+  return runTaskInstance({ db: db.db, logger: silentLogger(), hostname: 'test', pid: process.pid, defaults: { deferrable: false } }, dag, key);
+}
+
+export async function startNotifier(db: Database): Promise<Notifier> {
+  const notifier = track(new Notifier({ url: db.url, channels: [Channels.trigger, Channels.ti], logger: silentLogger() }));
+  await notifier.start();
+  return notifier;
+}
+
+export async function startTriggerer(
+  db: Database,
+  options: TriggererOptions & { notifier?: Notifier | null } = {},
+): Promise<Triggerer> {
+  const { notifier, ...triggererOptions } = options;
+  const registry = await TriggerRegistry.create({ folders: [FIXTURE_TRIGGERS], logger: silentLogger() });
+  const triggerer = track(
+    new Triggerer(
+      { database: db, registry, logger: silentLogger(), notifier: notifier === null ? undefined : (notifier ?? (await startNotifier(db))) },
+      { heartbeatIntervalMs: 1000, healthCheckThresholdMs: 5000, pollIntervalMs: 2000, ...triggererOptions },
+    ),
+  );
+  await triggerer.start();
+  return triggerer;
+}
+
+export async function startScheduler(db: Database, bag: DagBag, options: SchedulerOptions = {}): Promise<{ scheduler: Scheduler; executor: SequentialExecutor }> {
+  const executor = new SequentialExecutor({
+    logger: silentLogger(),
+    runTask: (key, signal, onState) =>
+      runTaskInstance({ db: db.db, logger: silentLogger(), hostname: 'test', pid: process.pid, defaults: { deferrable: false }, onState }, bag.getDag(key.dagId), key, { signal }),
+  });
+  const scheduler = track(new Scheduler({ database: db, dagBag: bag, executor, logger: silentLogger(), notifier: await startNotifier(db) }, options));
+  await scheduler.start();
+  return { scheduler, executor };
+}
+
+export async function taskInstance(db: Database, key: TaskInstanceKey) {
+  return db.db
+    .selectFrom('task_instance')
+    .selectAll()
+    .where('dag_id', '=', key.dagId)
+    .where('run_id', '=', key.runId)
+    .where('task_id', '=', key.taskId)
+    .executeTakeFirstOrThrow();
+}
