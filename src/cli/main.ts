@@ -3,7 +3,7 @@ import { USAGE } from './args.ts';
 import { dagsList, dagsState, dagsTrigger } from './commands/dags.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbCommand, jobsCheck, triggersList } from './commands/operations.ts';
-import { tasksRun, tasksStates } from './commands/tasks.ts';
+import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
 import { readSettings, UsageError, type Settings } from './settings.ts';
 
 type Command = (argv: string[], settings: Settings) => Promise<number>;
@@ -12,7 +12,7 @@ const COMMANDS: Record<string, Command | Record<string, Command>> = {
   standalone: standaloneCommand,
   scheduler: schedulerCommand,
   triggerer: triggererCommand,
-  tasks: { run: tasksRun, states: tasksStates },
+  tasks: { run: tasksRun, states: tasksStates, clear: tasksClear },
   dags: { list: dagsList, trigger: dagsTrigger, state: dagsState },
   triggers: { list: triggersList },
   jobs: { check: jobsCheck },

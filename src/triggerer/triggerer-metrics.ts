@@ -10,6 +10,7 @@ export class TriggererMetrics {
   readonly #written: Counter;
   readonly #applied: Counter;
   readonly #lateness: Summary;
+  readonly #batches: Counter;
 
   constructor(metrics: Metrics, running: () => number, capacity: number) {
     metrics.gauge('tsflow_triggerer_triggers_running', 'Triggers running on this triggerer.', running);
@@ -21,6 +22,7 @@ export class TriggererMetrics {
     this.#heartbeats = metrics.counter('tsflow_triggerer_heartbeat_total', 'Heartbeats written.');
     this.#written = metrics.counter('tsflow_triggerer_outcomes_written_total', 'Events and failures written to the database.');
     this.#applied = metrics.counter('tsflow_triggerer_outcomes_applied_total', 'Outcomes that passed the ownership fence.');
+    this.#batches = metrics.counter('tsflow_triggerer_write_batches_total', 'Statements that wrote a batch of outcomes.');
     this.#lateness = metrics.summary('tsflow_triggerer_event_lateness_seconds', 'Fired at minus due at, for time triggers.');
   }
 
@@ -41,6 +43,7 @@ export class TriggererMetrics {
     this.#heartbeats.inc();
   }
   written(total: number, applied: number): void {
+    this.#batches.inc();
     this.#written.inc(total);
     this.#applied.inc(applied);
   }

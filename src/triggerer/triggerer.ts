@@ -46,6 +46,8 @@ interface TriggerInfo {
 export interface TriggererEvents {
   started: { jobId: number };
   claimed: { triggerIds: number[] };
+  /** One look at the database finished (`sync`: it also checked what it still owns). */
+  pass: { sync: boolean; claimed: number };
   'trigger:started': TriggerInfo;
   'trigger:fired': TriggerInfo & { latenessMs: number | undefined; result: WriteResult };
   'trigger:failed': TriggerInfo & { error: string; result: WriteResult };
@@ -249,14 +251,17 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     }
     const moved = await unassignDeadTriggerers(db, jobId, this.options.healthCheckThresholdMs);
     if (moved > 0) this.#log.warn({ triggers: moved }, 'took over the triggers of dead triggerers');
+    let total = 0;
     while (!this.#stopLoop.signal.aborted) {
       const limit = Math.min(this.options.capacity - this.#active.size, this.options.claimBatchSize);
-      if (limit <= 0) return;
+      if (limit <= 0) break;
       const claimed = await claimTriggers(db, jobId, limit);
+      total += claimed.length;
       if (claimed.length > 0) this.emit('claimed', { triggerIds: claimed.map((c) => c.id) });
       for (const row of claimed) await this.#startTrigger(row);
-      if (claimed.length < limit) return;
+      if (claimed.length < limit) break;
     }
+    this.emit('pass', { sync, claimed: total });
   }
 
   async #startTrigger(row: ClaimedTrigger): Promise<void> {

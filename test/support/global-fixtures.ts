@@ -16,6 +16,23 @@ import { migrateToLatest } from '../../src/db/migrations.ts';
 let server: EmbeddedServer | undefined;
 let home: string | undefined;
 
+/*
+ * Where each live interval was created, so a test process that will not exit can say which daemon
+ * (heartbeat, LISTEN check, …) was left running. Test-only instrumentation.
+ */
+const intervals = new Map<unknown, string>();
+const realSetInterval = globalThis.setInterval;
+const realClearInterval = globalThis.clearInterval;
+globalThis.setInterval = ((...args: Parameters<typeof realSetInterval>) => {
+  const handle = realSetInterval(...args);
+  intervals.set(handle, (new Error().stack ?? '').split('\n').slice(2, 6).join(' <- '));
+  return handle;
+}) as typeof setInterval;
+globalThis.clearInterval = ((handle?: Parameters<typeof realClearInterval>[0]) => {
+  intervals.delete(handle);
+  realClearInterval(handle);
+}) as typeof clearInterval;
+
 export async function mochaGlobalSetup(): Promise<void> {
   let adminUrl = process.env['TSFLOW_TEST_DATABASE_URL'];
   if (!adminUrl) {
@@ -50,6 +67,14 @@ export async function mochaGlobalTeardown(): Promise<void> {
   }
   await server?.stop();
   if (home) await rm(home, { recursive: true, force: true });
+  // Everything should be closed now. If the process lingers, say what holds it open.
+  setTimeout(() => {
+    console.error(`the test process is still alive 15 s after teardown; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
+    for (const [handle, site] of intervals) {
+      if ((handle as NodeJS.Timeout).hasRef?.()) console.error(`  live interval created at ${site}`);
+    }
+    process.exitCode = 1;
+  }, 15_000).unref();
 }
 
 export function withDatabase(url: string, database: string): string {

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DagBag } from '../../dag-bag/dag-bag.ts';
+import { clearTaskInstances } from '../../db/clear.ts';
 import type { Db } from '../../db/database.ts';
 import { listTaskInstances } from '../../db/task-instances.ts';
 import { runTaskInstance } from '../../runner/task-runner.ts';
@@ -60,6 +61,27 @@ export async function tasksStates(argv: string[], settings: Settings): Promise<n
     const states = rows.map((r) => ({ taskId: r.task_id, state: r.state, tryNumber: r.try_number, nextMethod: r.next_method }));
     if (values.json) console.log(JSON.stringify(states));
     else for (const s of states) console.log(`${s.taskId.padEnd(30)} ${(s.state ?? 'none').padEnd(18)} try ${s.tryNumber}${s.nextMethod ? `  next: ${s.nextMethod}` : ''}`);
+    return 0;
+  });
+}
+
+/** `tsflow tasks clear DAG RUN_ID [--task ID]...`: reset task instances so they run again. */
+export async function tasksClear(argv: string[], settings: Settings): Promise<number> {
+  const usage = 'tsflow tasks clear DAG RUN_ID [--task ID]... [--dags-folder DIR]';
+  const { values, positionals } = parse(argv, { task: { type: 'string', multiple: true }, 'dags-folder': { type: 'string' } }, usage, { min: 2, max: 2 });
+  const [dagId, runId] = positionals as [string, string];
+  const folder = values['dags-folder'] ? path.resolve(values['dags-folder']) : settings.dagsFolder;
+  return withRuntime(settings, {}, async (runtime) => {
+    const dag = await loadDag(runtime.database.db, folder, dagId);
+    const taskIds = values.task ?? [];
+    for (const taskId of taskIds) dag.getTask(taskId);
+    const retries = new Map([...dag.tasks.values()].map((t) => [t.taskId, t.settings.retries]));
+    const cleared = await clearTaskInstances(runtime.database.db, { dagId, runId, taskIds, retries });
+    if (cleared.length === 0) {
+      console.error(`tsflow: error: nothing to clear: DAG '${dagId}' has no run '${runId}'${taskIds.length ? ` with tasks ${taskIds.join(', ')}` : ''}`);
+      return 1;
+    }
+    for (const ti of cleared) console.log(`cleared ${dagId}.${ti.taskId} (${runId}), was ${ti.previousState ?? 'none'}`);
     return 0;
   });
 }

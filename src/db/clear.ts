@@ -1,0 +1,55 @@
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+import { Channels, notify } from './notify.ts';
+import type { TaskInstanceKey, TaskInstanceState } from './schema.ts';
+import { deleteTriggersIfUnused } from './triggers.ts';
+
+export interface ClearRequest {
+  dagId: string;
+  runId: string;
+  /** Only these tasks; all of the run's tasks when empty. */
+  taskIds: readonly string[];
+  /** Each task's `retries`, so a cleared task gets its full retries again (Airflow's max_tries = try_number + retries). */
+  retries: ReadonlyMap<string, number>;
+}
+
+export interface ClearedTaskInstance extends TaskInstanceKey {
+  previousState: TaskInstanceState | null;
+}
+
+/**
+ * Resets task instances so they run again (Airflow's clear): state back to none, deferral columns
+ * emptied, the run queued again. A deferred task's trigger is deleted — skipping a row an event write
+ * holds, which then finds the task no longer deferred — and triggerers are told to look, so they
+ * cancel it within one pass. All in one transaction.
+ */
+export async function clearTaskInstances(db: Db, request: ClearRequest): Promise<ClearedTaskInstance[]> {
+  return db.transaction().execute(async (trx) => {
+    const taskIds = [...request.taskIds];
+    const retryIds = [...request.retries.keys()];
+    const retryCounts = retryIds.map((id) => request.retries.get(id) ?? 0);
+    const { rows } = await sql<{ task_id: string; previous_state: TaskInstanceState | null; trigger_id: number | null }>`
+      WITH target AS (
+        SELECT task_id, state, trigger_id FROM task_instance
+        WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}
+          AND (cardinality(${taskIds}::text[]) = 0 OR task_id = ANY(${taskIds}::text[]))
+        FOR UPDATE
+      )
+      UPDATE task_instance ti SET
+        state = NULL,
+        max_tries = ti.try_number + coalesce(
+          (SELECT r.retries FROM unnest(${retryIds}::text[], ${retryCounts}::int[]) AS r(task_id, retries) WHERE r.task_id = ti.task_id), 0),
+        next_method = NULL, next_kwargs = NULL, trigger_id = NULL, trigger_timeout = NULL,
+        ready_at = NULL, end_date = NULL, hostname = NULL, pid = NULL, error = NULL, updated_at = now()
+      FROM target
+      WHERE ti.dag_id = ${request.dagId} AND ti.run_id = ${request.runId} AND ti.task_id = target.task_id
+      RETURNING ti.task_id, target.state AS previous_state, target.trigger_id`.execute(trx);
+    if (rows.length === 0) return [];
+    const triggerIds = rows.flatMap((r) => (r.trigger_id === null ? [] : [r.trigger_id]));
+    await deleteTriggersIfUnused(trx, triggerIds);
+    await sql`UPDATE dag_run SET state = 'queued', end_date = NULL WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}`.execute(trx);
+    if (triggerIds.length > 0) await notify(trx, Channels.trigger, 'cancel');
+    await notify(trx, Channels.ti, 'cleared');
+    return rows.map((r) => ({ dagId: request.dagId, runId: request.runId, taskId: r.task_id, previousState: r.previous_state }));
+  });
+}
