@@ -91,7 +91,6 @@ export async function enqueueScheduled(db: Db, limit: number | null): Promise<Ta
   return rows;
 }
 
-
 /** Retries and reschedules whose time has come (by the database clock) go back to `scheduled`. */
 export async function scheduleDueRetries(db: Db): Promise<TaskInstanceKey[]> {
   const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
@@ -101,21 +100,6 @@ export async function scheduleDueRetries(db: Db): Promise<TaskInstanceKey[]> {
       AND ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.ready_at <= clock_timestamp()
     RETURNING ti.dag_id, ti.run_id, ti.task_id`.execute(db);
   return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
-}
-
-/**
- * Ends a try the executor says broke (worker crashed, could not start) while the database still
- * shows it queued or running: retried while tries remain, else failed.
- */
-export async function failFromExecutor(db: Db, key: TaskInstanceKey, reason: string, retryAt: Date): Promise<TaskInstanceState | undefined> {
-  const { rows } = await sql<{ state: TaskInstanceState }>`
-    UPDATE task_instance SET
-      state = CASE WHEN try_number <= max_tries AND try_number > 0 THEN 'up_for_retry' ELSE 'failed' END,
-      ready_at = CASE WHEN try_number <= max_tries AND try_number > 0 THEN ${retryAt}::timestamptz END,
-      end_date = now(), error = ${reason}, hostname = NULL, pid = NULL, updated_at = now()
-    WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state IN ('queued', 'running')
-    RETURNING state`.execute(db);
-  return rows[0]?.state;
 }
 
 /** Marks running runs whose task instances have all finished: failed if any failed, else success. */
