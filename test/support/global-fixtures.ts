@@ -15,6 +15,7 @@ import { migrateToLatest } from '../../src/db/migrations.ts';
 
 let server: EmbeddedServer | undefined;
 let home: string | undefined;
+let cliHome: string | undefined;
 
 export async function mochaGlobalSetup(): Promise<void> {
   let adminUrl = process.env['TSFLOW_TEST_DATABASE_URL'];
@@ -39,6 +40,9 @@ export async function mochaGlobalSetup(): Promise<void> {
   }
   process.env['TSFLOW_TEST_ADMIN_URL'] = adminUrl;
   process.env['TSFLOW_TEST_TEMPLATE'] = template;
+  // TSFLOW_HOME for the commands tests run (task logs land under it), never the user's ~/.tsflow.
+  cliHome = await mkdtemp(path.join(os.tmpdir(), 'tsflow-test-home-'));
+  process.env['TSFLOW_TEST_HOME'] = cliHome;
 }
 
 export async function mochaGlobalTeardown(): Promise<void> {
@@ -50,6 +54,7 @@ export async function mochaGlobalTeardown(): Promise<void> {
   }
   await server?.stop();
   if (home) await rm(home, { recursive: true, force: true });
+  if (cliHome) await rm(cliHome, { recursive: true, force: true });
 }
 
 export function withDatabase(url: string, database: string): string {
