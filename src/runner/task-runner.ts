@@ -135,7 +135,8 @@ async function runTry(
   let result: TaskRunResult;
   let settled = false;
   try {
-    const work = invoke(task, context, row);
+    // Told to stop before it began (a stop request during start-up): the task is not started at all.
+    const work = abort.signal.aborted ? Promise.reject(abort.signal.reason as Error) : invoke(task, context, row);
     work.then(() => (settled = true), () => (settled = true));
     const value = await raceAbort(work, abort.signal);
     result = await succeed(deps, key, tryNumber, value, log);
