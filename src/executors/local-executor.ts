@@ -96,7 +96,7 @@ export class LocalExecutor extends BaseExecutor {
     };
     let worker: WorkerProcess | undefined;
     try {
-      worker = this.#idle.pop() ?? (await this.#spawn());
+      worker = this.#takeIdle() ?? (await this.#spawn());
       const outcome = await worker.run(key, onState);
       if (outcome.kind === 'error') {
         this.#release(worker);
@@ -137,6 +137,14 @@ export class LocalExecutor extends BaseExecutor {
       this.events.emit('worker:exited', exit);
     });
     return worker;
+  }
+
+  /** An idle worker still alive (one may have exited since it was released: its removal is a tick late). */
+  #takeIdle(): WorkerProcess | undefined {
+    for (let worker = this.#idle.pop(); worker; worker = this.#idle.pop()) {
+      if (worker.state === 'idle') return worker;
+    }
+    return undefined;
   }
 
   /** Back to the pool — or shut down, when the executor is ending. */
