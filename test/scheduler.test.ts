@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { expect } from 'chai';
 import { sql } from 'kysely';
 import type { DagBag } from '../src/dag-bag/dag-bag.ts';
-import { failFromExecutor } from '../src/db/lost-tries.ts';
+import { failFromExecutor, failStuckQueued } from '../src/db/lost-tries.ts';
 import { tiKeyString, type TaskInstanceKey } from '../src/db/schema.ts';
 import { taskLogPath } from '../src/runner/task-log.ts';
 import type { Scheduler } from '../src/scheduler/scheduler.ts';
@@ -126,6 +126,26 @@ describe('scheduler: multi-scheduler enqueue, retries, zombies, lost tries, wake
     expect(fail.hostname).to.equal(null);
   });
 
+  it('retries a task instance left queued by a scheduler that died', async () => {
+    await createRun(t.database, bag.getDag('zombie_dag'), 'stuck');
+    await t.database.db
+      .updateTable('task_instance')
+      .set({ state: 'queued', queued_at: sql<Date>`now() - interval '1 hour'` })
+      .where('run_id', '=', 'stuck')
+      .execute();
+    const { scheduler } = await startScheduler(t.database, bag, { queuedTimeoutMs: 1000, zombieCheckIntervalMs: 100 });
+    const retried = waitForEvent(scheduler, 'ti:state', (e) => e.key.runId === 'stuck' && e.state === 'up_for_retry');
+    const ended = runEnded(scheduler, 'stuck');
+    const retry = await retried;
+    expect(retry).to.deep.include({ tryNumber: 1 });
+    expect(retry.error).to.equal('stuck in queued for more than 1 s: no executor started it (was its scheduler stopped?)');
+    expect((await ended).state).to.equal('failed'); // z_fail has no retries
+    const retriedTi = await taskInstance(t.database, { dagId: 'zombie_dag', runId: 'stuck', taskId: 'z_retry' });
+    expect(retriedTi).to.deep.include({ state: 'success', try_number: 2 });
+    const failedTi = await taskInstance(t.database, { dagId: 'zombie_dag', runId: 'stuck', taskId: 'z_fail' });
+    expect(failedTi).to.deep.include({ state: 'failed', try_number: 1 });
+  });
+
   it('leaves a task that heartbeats alone, and kills the worker of a zombie it runs itself', async () => {
     const executor = localExecutor(t.database, { parallelism: 2, worker: { heartbeatIntervalMs: 100 } });
     const exited = new Promise<string | undefined>((resolve) => executor.events.on('worker:exited', (exit) => resolve(exit.reason)));
@@ -177,7 +197,7 @@ describe('scheduler: multi-scheduler enqueue, retries, zombies, lost tries, wake
     expect(resumedQueuedAt! - firedAt!, 'trigger:fired → queued').to.be.below(100);
   });
 
-  describe('reconciling an executor that reports a failure the task did not record', () => {
+  describe('lost tries: which rows they may touch', () => {
     const retryAt = () => new Date(Date.now() + 60_000);
     const key = (runId: string): TaskInstanceKey => ({ dagId: 'zombie_dag', runId, taskId: 'z_retry' });
 
@@ -189,6 +209,14 @@ describe('scheduler: multi-scheduler enqueue, retries, zombies, lost tries, wake
       const ti = await taskInstance(t.database, key('never_started'));
       expect(ti).to.deep.include({ state: 'up_for_retry', try_number: 1, error: 'worker could not start' });
       expect(ti.ready_at).to.be.instanceOf(Date);
+    });
+
+    it('leaves a long-queued task instance alone while its own executor still holds it', async () => {
+      await createRun(t.database, bag.getDag('zombie_dag'), 'held');
+      await t.database.db.updateTable('task_instance').set({ state: 'queued', queued_at: sql<Date>`now() - interval '1 hour'` }).where('run_id', '=', 'held').execute();
+      const lost = await failStuckQueued(t.database.db, 1000, [key('held')], retryAt);
+      expect(lost.map((l) => l.key.taskId)).to.deep.equal(['z_fail']);
+      expect((await taskInstance(t.database, key('held'))).state).to.equal('queued');
     });
 
     it('fails only the try the executor saw running, never one started since', async () => {

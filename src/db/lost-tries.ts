@@ -5,8 +5,9 @@ import type { TaskInstanceKey, TaskInstanceState } from './schema.ts';
 
 /*
  * Tries that ended outside the task, so the task itself never recorded how: the executor reports its
- * worker died or could not start it, or the try's heartbeat stopped (a zombie). Airflow fails them
- * through `handle_failure`: retried while tries remain, else failed, with the reason recorded.
+ * worker died or could not start it, the try's heartbeat stopped (a zombie), or it never left
+ * `queued`. Airflow fails them through `handle_failure`: retried while tries remain, else failed,
+ * with the reason recorded.
  */
 
 export interface LostTry {
@@ -78,6 +79,32 @@ export async function failZombies(db: Db, thresholdMs: number, retryAt: RetryAt,
         `no heartbeat for more than ${Math.round(thresholdMs / 1000)} s`,
       retryAt,
     );
+  });
+}
+
+/**
+ * Task instances `queued` for longer than `timeoutMs` (Airflow's `task_queued_timeout`): the scheduler
+ * that queued them died before its executor started them, so nothing ever will. Their lost try is
+ * retried or failed. `exclude` are those this scheduler's executor still holds. SKIP LOCKED.
+ */
+export async function failStuckQueued(
+  db: Db,
+  timeoutMs: number,
+  exclude: readonly TaskInstanceKey[],
+  retryAt: RetryAt,
+  limit = 1000,
+): Promise<LostTry[]> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<LockedRow>`
+      SELECT dag_id, run_id, task_id, state, try_number, max_tries, next_method, last_heartbeat_at FROM task_instance
+      WHERE state = 'queued'
+        AND coalesce(queued_at, updated_at) < clock_timestamp() - make_interval(secs => ${timeoutMs / 1000})
+        AND (dag_id, run_id, task_id) NOT IN (
+          SELECT * FROM unnest(${exclude.map((k) => k.dagId)}::text[], ${exclude.map((k) => k.runId)}::text[], ${exclude.map((k) => k.taskId)}::text[]))
+      ORDER BY queued_at NULLS FIRST
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED`.execute(trx);
+    return failLocked(trx, rows, () => `stuck in queued for more than ${Math.round(timeoutMs / 1000)} s: no executor started it (was its scheduler stopped?)`, retryAt);
   });
 }
 

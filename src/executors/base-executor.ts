@@ -81,6 +81,11 @@ export abstract class BaseExecutor {
     return this.#running.size;
   }
 
+  /** Every task instance queued in or running on this executor. */
+  heldKeys(): TaskInstanceKey[] {
+    return [...this.#queued.values(), ...this.#running.values()].map((w) => w.key);
+  }
+
   hasTask(key: TaskInstanceKey): boolean {
     const id = tiKeyString(key);
     return this.#queued.has(id) || this.#running.has(id);

@@ -1,7 +1,7 @@
 import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
-import { failFromExecutor, failZombies, type LostTry, type RetryAt } from '../db/lost-tries.ts';
+import { failFromExecutor, failStuckQueued, failZombies, type LostTry, type RetryAt } from '../db/lost-tries.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import type { BaseExecutor, ExecutorEvent } from '../executors/base-executor.ts';
 import { retryDelay } from '../runner/task-runner.ts';
@@ -13,12 +13,14 @@ export interface LostTryHandlerDeps {
   dagOf: (dagId: string) => Dag | undefined;
   logger: Logger;
   zombieThresholdMs: number;
+  queuedTimeoutMs: number;
 }
 
 /**
  * The scheduler's part in tries that end outside the task: it reconciles the executor's `failed`
- * events with the database (a worker that crashed, was killed, or could not start its task), and
- * fails zombies — running task instances whose heartbeat stopped. Either way the try is retried while
+ * events with the database (a worker that crashed, was killed, or could not start its task), fails
+ * zombies — running task instances whose heartbeat stopped — and task instances stuck in `queued`
+ * by a scheduler that died. Either way the try is retried while
  * tries remain, else failed, with the reason logged and stored in the task instance's `error`.
  */
 export class LostTryHandler {
@@ -64,6 +66,14 @@ export class LostTryHandler {
       logger.error({ task: zombie.key, tryNumber: zombie.tryNumber, state: zombie.state, reason: zombie.reason }, 'zombie task instance');
       if (executor.hasTask(zombie.key)) await this.#cancel(zombie.key, zombie.reason);
     }
+    return lost;
+  }
+
+  /** Fails or retries task instances queued too long by a scheduler that is gone. */
+  async failStuckQueued(): Promise<LostTry[]> {
+    const { db, executor, logger, queuedTimeoutMs } = this.#deps;
+    const lost = await failStuckQueued(db, queuedTimeoutMs, executor.heldKeys(), this.#retryAt);
+    for (const stuck of lost) logger.error({ task: stuck.key, state: stuck.state, reason: stuck.reason }, 'task instance stuck in queued');
     return lost;
   }
 

@@ -11,6 +11,12 @@ export interface SchedulerOptions {
   zombieThresholdMs?: number;
   /** How often to look for zombies (Airflow's `zombie_detection_interval`). @default 10000 */
   zombieCheckIntervalMs?: number;
+  /**
+   * A task instance `queued` this long was queued by a scheduler that died before its executor
+   * started it; the try is retried or failed (Airflow's `task_queued_timeout`). Checked with zombies.
+   * @default 600000
+   */
+  queuedTimeoutMs?: number;
 }
 
 export type CompiledSchedulerOptions = Readonly<Required<SchedulerOptions>>;
@@ -22,6 +28,7 @@ export function compileSchedulerOptions(options: SchedulerOptions = {}): Compile
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 5000,
     zombieThresholdMs: options.zombieThresholdMs ?? 300_000,
     zombieCheckIntervalMs: options.zombieCheckIntervalMs ?? 10_000,
+    queuedTimeoutMs: options.queuedTimeoutMs ?? 600_000,
   };
   for (const [name, value] of Object.entries(compiled)) {
     if (!Number.isFinite(value) || value <= 0) throw new RangeError(`scheduler option ${name} must be a number of milliseconds > 0, got ${value}`);

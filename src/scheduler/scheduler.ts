@@ -74,6 +74,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
       dagOf: (dagId) => this.#dag(dagId),
       logger: this.#log,
       zombieThresholdMs: this.#options.zombieThresholdMs,
+      queuedTimeoutMs: this.#options.queuedTimeoutMs,
     });
     this.#sweeper = new TimeoutSweeper({ db: deps.database.db, logger: this.#log, pollIntervalMs: this.#options.pollIntervalMs });
     this.#sweeper.on('timed-out', (keys) => {
@@ -181,6 +182,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     if (this.#state === 'running' && Date.now() - this.#lastZombieCheck >= this.#options.zombieCheckIntervalMs) {
       this.#lastZombieCheck = Date.now();
       this.#announceLost(await this.#lostTries.failZombies());
+      this.#announceLost(await this.#lostTries.failStuckQueued());
     }
     for (const key of await scheduleDueRetries(this.#deps.database.db)) this.emit('ti:state', { key, state: 'scheduled' });
     for (const change of await evaluateDependencies(this.#deps.database.db, (dagId) => this.#dag(dagId))) this.emit('ti:state', change);
