@@ -82,8 +82,8 @@ export function formatLogLine(line: string): string {
   const { time, level, msg, err, pid, ...fields } = record;
   const levelName = typeof level === 'number' ? (pino.levels.labels[level] ?? String(level)) : String(level ?? '');
   const extra = Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
-  const process = pid === undefined ? '' : ` [${String(pid)}]`;
-  let text = `${String(time ?? '')} ${levelName.toUpperCase().padEnd(5)}${process} ${String(msg ?? '')}${extra}`;
+  const writer = pid === undefined ? '' : ` [${String(pid)}]`;
+  let text = `${String(time ?? '')} ${levelName.toUpperCase().padEnd(5)}${writer} ${String(msg ?? '')}${extra}`;
   if (err && typeof err === 'object') {
     const { stack, message } = err as { stack?: unknown; message?: unknown };
     const detail = typeof stack === 'string' ? stack : String(message ?? '');
