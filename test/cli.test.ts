@@ -3,7 +3,8 @@ import { createDagRun, upsertDags } from '../src/db/dag-runs.ts';
 import { startQueuedRun } from '../src/db/scheduling.ts';
 import { errorLines, tsflow } from './support/cli.ts';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from './support/database.ts';
-import { FIXTURE_DAGS } from './support/rig.ts';
+import { stopAll } from './support/daemons.ts';
+import { createRun, FIXTURE_DAGS, loadFixtureDags, queue, startScheduler } from './support/rig.ts';
 
 describe('the tsflow command', () => {
   let t: TestDatabase;
@@ -14,6 +15,7 @@ describe('the tsflow command', () => {
     env = { TSFLOW_DATABASE_URL: t.url, TSFLOW_DAGS_FOLDER: FIXTURE_DAGS };
   });
   after(() => t.drop());
+  afterEach(stopAll);
 
   const runCount = async () => Number((await t.database.db.selectFrom('dag_run').select(({ fn }) => fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
 
@@ -106,5 +108,59 @@ describe('the tsflow command', () => {
     const result = await tsflow(['frobnicate'], env);
     expect(result.code).to.equal(2);
     expect(errorLines(result)[0]).to.contain("unknown command 'frobnicate'");
+  });
+
+  it('refuses an unknown executor before touching the database, naming the choices', async () => {
+    const jobs = async () => Number((await t.database.db.selectFrom('job').select(({ fn }) => fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    const before = await jobs();
+    for (const args of [['scheduler', '--executor', 'celery'], ['standalone', '--executor', 'celery']]) {
+      const result = await tsflow(args, env);
+      expect(result.code).to.equal(2);
+      expect(errorLines(result)[0]).to.contain("unknown executor 'celery': choose one of local, sequential");
+    }
+    const fromEnv = await tsflow(['scheduler'], { ...env, TSFLOW_EXECUTOR: 'kubernetes' });
+    expect(fromEnv.code).to.equal(2);
+    expect(errorLines(fromEnv)[0]).to.contain("unknown executor 'kubernetes'");
+    expect(await jobs()).to.equal(before);
+  });
+
+  it('dags trigger --wait blocks until the run ends and exits 1 when it failed, 0 when it succeeded', async function () {
+    this.timeout(60_000);
+    await startScheduler(t.database, await loadFixtureDags());
+    const failed = await tsflow(['dags', 'trigger', 'fail_dag', '--run-id', 'wait_failed', '--wait'], env);
+    expect(failed.code, failed.stderr).to.equal(1);
+    expect(failed.stdout).to.contain("run 'wait_failed' of fail_dag finished: failed");
+    const ok = await tsflow(['dags', 'trigger', 'ok_dag', '--run-id', 'wait_ok', '--wait'], env);
+    expect(ok.code, ok.stderr).to.equal(0);
+    expect(ok.stdout).to.contain("run 'wait_ok' of ok_dag finished: success");
+    const state = await tsflow(['dags', 'state', 'fail_dag', 'wait_failed'], env);
+    expect(state.stdout.trim()).to.equal('failed');
+  });
+
+  it('tasks logs prints a try\'s log, with the error\'s stack, the latest try by default', async () => {
+    const bag = await loadFixtureDags();
+    await createRun(t.database, bag.getDag('retry_dag'), 'logs_run');
+    await queue(t.database, { dagId: 'retry_dag', runId: 'logs_run', taskId: 'flaky' });
+    const run = await tsflow(['tasks', 'run', 'retry_dag', 'flaky', 'logs_run'], env);
+    expect(run.stdout, run.stderr).to.contain('try 1: up_for_retry');
+
+    const logs = await tsflow(['tasks', 'logs', 'retry_dag', 'flaky', 'logs_run'], env);
+    expect(logs.code, logs.stderr).to.equal(0);
+    expect(logs.stdout).to.match(/attempt=1\.log \(try 1 of 1\)/);
+    expect(logs.stdout).to.match(/INFO {2}\[\d+\] task started/);
+    expect(logs.stdout).to.contain('flaky task starting {"tryNumber":1}');
+    expect(logs.stdout).to.match(/ERROR \[\d+\] task failed\n {4}Error: flaky failure on the first try\n {8}at FailsOnce\.execute/);
+    expect(logs.stdout).to.contain('task finished {"state":"up_for_retry","error":"Error: flaky failure on the first try"}');
+
+    const json = await tsflow(['tasks', 'logs', 'retry_dag', 'flaky', 'logs_run', '--try', '1', '--json'], env);
+    const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string });
+    expect(lines.map((l) => l.msg)).to.deep.equal(['task started', 'flaky task starting', 'task failed', 'task finished']);
+
+    const missing = await tsflow(['tasks', 'logs', 'retry_dag', 'flaky', 'logs_run', '--try', '2'], env);
+    expect(missing.code).to.equal(1);
+    expect(errorLines(missing)[0]).to.contain('has no log for try 2; tries with logs: 1');
+    const unknown = await tsflow(['tasks', 'logs', 'retry_dag', 'flaky', 'no_such_run'], env);
+    expect(unknown.code).to.equal(1);
+    expect(errorLines(unknown)[0]).to.contain("no logs for retry_dag.flaky in run 'no_such_run'");
   });
 });

@@ -28,7 +28,8 @@ usage: tsflow <command> [options]
 
 daemons
   standalone [--run DAG_ID] [--conf JSON]  scheduler + executor + triggerer in one process (dev, demo)
-  scheduler                                 the scheduler loop and its executor
+  scheduler [--executor local|sequential] [--parallelism N]
+                                            the scheduler loop and its executor (default local, 32)
   triggerer [--capacity N]                  the triggerer daemon; run several for HA and scale
 
 dags and tasks
@@ -37,6 +38,7 @@ dags and tasks
   dags state DAG RUN_ID                     the state of a run
   tasks run DAG TASK RUN_ID                 run one task instance once (what executors launch)
   tasks states DAG RUN_ID [--json]          each task instance's state, try number and next method
+  tasks logs DAG TASK RUN_ID [--try N]      a try's log (the latest by default)
   tasks clear DAG RUN_ID [--task ID]...     reset task instances so they run again
   triggers list [--json]                    every trigger: classpath, owner, task, age, due time
 

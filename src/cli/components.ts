@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DateTime } from 'luxon';
+import type { LogLevel } from '../common/logger.ts';
 import { MetricsServer } from '../common/metrics-server.ts';
 import { DagBag } from '../dag-bag/dag-bag.ts';
 import { upsertDags } from '../db/dag-runs.ts';
@@ -8,6 +9,7 @@ import { Notifier } from '../db/notifier.ts';
 import { Channels, type Channel } from '../db/notify.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
+import { LocalExecutor } from '../executors/local-executor.ts';
 import { SequentialExecutor } from '../executors/sequential-executor.ts';
 import { runTaskInstance } from '../runner/task-runner.ts';
 import { Scheduler } from '../scheduler/scheduler.ts';
@@ -17,7 +19,7 @@ import type { TriggererOptions } from '../triggerer/triggerer-options.ts';
 import type { Runtime } from './runtime.ts';
 import { UsageError } from './settings.ts';
 
-export const EXECUTORS = ['sequential'] as const;
+export const EXECUTORS = ['local', 'sequential'] as const;
 
 /** Loads the DAG folder and records its DAGs in the `dag` table. */
 export async function loadDagBag(runtime: Runtime, folder: string): Promise<DagBag> {
@@ -33,27 +35,52 @@ export function createNotifier(runtime: Runtime, channels: readonly Channel[]): 
   return new Notifier({ url: runtime.database.url, channels, logger: runtime.logger.child({ component: 'notifier' }) });
 }
 
-export function createExecutor(runtime: Runtime, bag: DagBag, name: string): BaseExecutor {
-  if (name !== 'sequential') {
-    throw new UsageError(`unknown executor '${name}': choose one of ${EXECUTORS.join(', ')} (--executor or TSFLOW_EXECUTOR)`);
-  }
-  return new SequentialExecutor({
-    logger: runtime.logger,
-    runTask: (key, signal, onState) =>
-      runTaskInstance(
-        {
-          db: runtime.database.db,
-          logger: runtime.logger.child({ component: 'task' }),
-          hostname: os.hostname(),
-          pid: process.pid,
-          defaults: { deferrable: runtime.settings.defaultDeferrable },
-          onState,
+/** Checks an executor name before anything starts, so a typo fails fast and writes nothing. */
+export function executorName(name: string): (typeof EXECUTORS)[number] {
+  const known = EXECUTORS.find((e) => e === name);
+  if (!known) throw new UsageError(`unknown executor '${name}': choose one of ${EXECUTORS.join(', ')} (--executor or TSFLOW_EXECUTOR)`);
+  return known;
+}
+
+/**
+ * The executor named by `--executor` / `TSFLOW_EXECUTOR`: `local` (worker processes, up to
+ * `parallelism` at once) or `sequential` (one task at a time, in this process).
+ */
+export function createExecutor(runtime: Runtime, bag: DagBag, name: string, parallelism: number): BaseExecutor {
+  const { settings } = runtime;
+  switch (executorName(name)) {
+    case 'local':
+      return new LocalExecutor({
+        parallelism,
+        logger: runtime.logger,
+        worker: {
+          databaseUrl: runtime.database.url,
+          dagsFolder: bag.folder,
+          logsFolder: settings.logsFolder,
+          logLevel: runtime.logger.level as LogLevel,
+          defaultDeferrable: settings.defaultDeferrable,
         },
-        bag.getDag(key.dagId),
-        key,
-        { signal },
-      ),
-  });
+      });
+    case 'sequential':
+      return new SequentialExecutor({
+        logger: runtime.logger,
+        runTask: (key, signal, onState) =>
+          runTaskInstance(
+            {
+              db: runtime.database.db,
+              logger: runtime.logger.child({ component: 'task' }),
+              hostname: os.hostname(),
+              pid: process.pid,
+              defaults: { deferrable: settings.defaultDeferrable },
+              logsFolder: settings.logsFolder,
+              onState,
+            },
+            bag.getDag(key.dagId),
+            key,
+            { signal },
+          ),
+      });
+  }
 }
 
 export function createScheduler(runtime: Runtime, bag: DagBag, executor: BaseExecutor, notifier: Notifier): Scheduler {

@@ -3,7 +3,9 @@ import { USAGE } from './args.ts';
 import { dagsList, dagsState, dagsTrigger } from './commands/dags.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbCommand, jobsCheck, triggersList } from './commands/operations.ts';
+import { tasksLogs } from './commands/task-logs.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
+import { workerCommand } from './commands/worker.ts';
 import { readSettings, UsageError, type Settings } from './settings.ts';
 
 type Command = (argv: string[], settings: Settings) => Promise<number>;
@@ -12,7 +14,8 @@ const COMMANDS: Record<string, Command | Record<string, Command>> = {
   standalone: standaloneCommand,
   scheduler: schedulerCommand,
   triggerer: triggererCommand,
-  tasks: { run: tasksRun, states: tasksStates, clear: tasksClear },
+  worker: workerCommand,
+  tasks: { run: tasksRun, states: tasksStates, clear: tasksClear, logs: tasksLogs },
   dags: { list: dagsList, trigger: dagsTrigger, state: dagsState },
   triggers: { list: triggersList },
   jobs: { check: jobsCheck },

@@ -16,10 +16,12 @@ export interface Settings {
   readonly logLevel: LogLevel | undefined;
   /** `TSFLOW_DEFAULT_DEFERRABLE`: sensors' `deferrable` when they do not set it. @default false */
   readonly defaultDeferrable: boolean;
-  /** `TSFLOW_EXECUTOR` / `--executor`. @default sequential */
+  /** `TSFLOW_EXECUTOR` / `--executor`: `local` or `sequential`. @default local */
   readonly executor: string;
   /** `TSFLOW_PARALLELISM` / `--parallelism`. @default 32 */
   readonly parallelism: number;
+  /** `TSFLOW_LOGS_FOLDER`: task logs, one file per try. @default $TSFLOW_HOME/logs */
+  readonly logsFolder: string;
 }
 
 export class UsageError extends Error {
@@ -32,15 +34,17 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new UsageError(`TSFLOW_LOG_LEVEL '${logLevel}' is not one of ${LOG_LEVELS.join(', ')}`);
   }
+  const home = path.resolve(nonEmpty(env['TSFLOW_HOME']) ?? path.join(os.homedir(), '.tsflow'));
   return {
     databaseUrl: nonEmpty(env['TSFLOW_DATABASE_URL']),
-    home: path.resolve(nonEmpty(env['TSFLOW_HOME']) ?? path.join(os.homedir(), '.tsflow')),
+    home,
     dagsFolder: path.resolve(nonEmpty(env['TSFLOW_DAGS_FOLDER']) ?? 'dags'),
     triggersFolders: (nonEmpty(env['TSFLOW_TRIGGERS_FOLDER']) ?? '').split(':').filter(Boolean).map((f) => path.resolve(f)),
     logLevel: logLevel as LogLevel | undefined,
     defaultDeferrable: parseBoolean(env['TSFLOW_DEFAULT_DEFERRABLE'], 'TSFLOW_DEFAULT_DEFERRABLE', false),
-    executor: nonEmpty(env['TSFLOW_EXECUTOR']) ?? 'sequential',
+    executor: nonEmpty(env['TSFLOW_EXECUTOR']) ?? 'local',
     parallelism: parseCount(env['TSFLOW_PARALLELISM'], 'TSFLOW_PARALLELISM', 32, 0),
+    logsFolder: path.resolve(nonEmpty(env['TSFLOW_LOGS_FOLDER']) ?? path.join(home, 'logs')),
   };
 }
 

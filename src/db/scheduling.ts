@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import { setRunState } from './dag-runs.ts';
+import { Channels, notify } from './notify.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
 import { createTaskInstances, type TaskInstanceSpec } from './task-instances.ts';
 
@@ -91,7 +92,6 @@ export async function enqueueScheduled(db: Db, limit: number | null): Promise<Ta
   return rows;
 }
 
-
 /** Retries and reschedules whose time has come (by the database clock) go back to `scheduled`. */
 export async function scheduleDueRetries(db: Db): Promise<TaskInstanceKey[]> {
   const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
@@ -104,31 +104,22 @@ export async function scheduleDueRetries(db: Db): Promise<TaskInstanceKey[]> {
 }
 
 /**
- * Ends a try the executor says broke (worker crashed, could not start) while the database still
- * shows it queued or running: retried while tries remain, else failed.
+ * Marks running runs whose task instances have all finished: failed if any failed, else success. One
+ * transaction with a NOTIFY when a run finished, so `dags trigger --wait` hears it at once.
  */
-export async function failFromExecutor(db: Db, key: TaskInstanceKey, reason: string, retryAt: Date): Promise<TaskInstanceState | undefined> {
-  const { rows } = await sql<{ state: TaskInstanceState }>`
-    UPDATE task_instance SET
-      state = CASE WHEN try_number <= max_tries AND try_number > 0 THEN 'up_for_retry' ELSE 'failed' END,
-      ready_at = CASE WHEN try_number <= max_tries AND try_number > 0 THEN ${retryAt}::timestamptz END,
-      end_date = now(), error = ${reason}, hostname = NULL, pid = NULL, updated_at = now()
-    WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state IN ('queued', 'running')
-    RETURNING state`.execute(db);
-  return rows[0]?.state;
-}
-
-/** Marks running runs whose task instances have all finished: failed if any failed, else success. */
 export async function finishCompletedRuns(db: Db): Promise<{ dagId: string; runId: string; state: DagRunState }[]> {
-  const { rows } = await sql<{ dag_id: string; run_id: string; state: DagRunState }>`
-    UPDATE dag_run r SET
-      state = CASE WHEN EXISTS (
-        SELECT 1 FROM task_instance ti WHERE ti.dag_id = r.dag_id AND ti.run_id = r.run_id AND ti.state IN ('failed', 'upstream_failed')
-      ) THEN 'failed' ELSE 'success' END,
-      end_date = now()
-    WHERE r.state = 'running' AND NOT EXISTS (
-      SELECT 1 FROM task_instance ti WHERE ti.dag_id = r.dag_id AND ti.run_id = r.run_id
-        AND (ti.state IS NULL OR ti.state NOT IN ('success', 'failed', 'skipped', 'upstream_failed', 'removed')))
-    RETURNING r.dag_id, r.run_id, r.state`.execute(db);
-  return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, state: r.state }));
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ dag_id: string; run_id: string; state: DagRunState }>`
+      UPDATE dag_run r SET
+        state = CASE WHEN EXISTS (
+          SELECT 1 FROM task_instance ti WHERE ti.dag_id = r.dag_id AND ti.run_id = r.run_id AND ti.state IN ('failed', 'upstream_failed')
+        ) THEN 'failed' ELSE 'success' END,
+        end_date = now()
+      WHERE r.state = 'running' AND NOT EXISTS (
+        SELECT 1 FROM task_instance ti WHERE ti.dag_id = r.dag_id AND ti.run_id = r.run_id
+          AND (ti.state IS NULL OR ti.state NOT IN ('success', 'failed', 'skipped', 'upstream_failed', 'removed')))
+      RETURNING r.dag_id, r.run_id, r.state`.execute(trx);
+    if (rows.length > 0) await notify(trx, Channels.ti, 'run-finished');
+    return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, state: r.state }));
+  });
 }

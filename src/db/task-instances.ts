@@ -98,6 +98,19 @@ export async function startTry(
   });
 }
 
+/**
+ * The running try's heartbeat: `last_heartbeat_at = now()` (database time), fenced on the try still
+ * running. Returns false when it is not (cleared, or failed elsewhere as a zombie or by a timeout).
+ */
+export async function heartbeatTry(db: Db, key: TaskInstanceKey, tryNumber: number): Promise<boolean> {
+  const result = await db
+    .updateTable('task_instance')
+    .set({ last_heartbeat_at: sql<Date>`now()` })
+    .where((eb) => eb.and({ ...keyColumns(key), state: 'running', try_number: tryNumber }))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
 export interface TryOutcome {
   state: Extract<TaskInstanceState, 'success' | 'failed' | 'up_for_retry' | 'skipped' | 'up_for_reschedule'>;
   error?: string | null;

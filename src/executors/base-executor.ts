@@ -17,6 +17,11 @@ export interface ExecutorEvent {
   readonly state: 'success' | 'failed';
   readonly info?: string;
   readonly result?: TaskRunResult;
+  /**
+   * The try the workload reported `running`, if it got that far. Reconciling a `failed` event fences
+   * on it: only that try, still running, is failed — never a try someone else started since.
+   */
+  readonly tryNumber?: number;
 }
 
 /** Runs a task instance and reports the states it commits; supplied by whoever builds the executor. */
@@ -76,6 +81,11 @@ export abstract class BaseExecutor {
     return this.#running.size;
   }
 
+  /** Every task instance queued in or running on this executor. */
+  heldKeys(): TaskInstanceKey[] {
+    return [...this.#queued.values(), ...this.#running.values()].map((w) => w.key);
+  }
+
   hasTask(key: TaskInstanceKey): boolean {
     const id = tiKeyString(key);
     return this.#queued.has(id) || this.#running.has(id);
@@ -113,6 +123,14 @@ export abstract class BaseExecutor {
 
   /** Stops running workloads as fast as possible. */
   abstract terminate(): Promise<void>;
+
+  /**
+   * Stops a workload this executor is running because the database says its try is over (a zombie):
+   * executors that can (a worker process) kill it and free the slot. Returns whether it did.
+   */
+  cancelTask(_key: TaskInstanceKey, _reason: string): Promise<boolean> {
+    return Promise.resolve(false);
+  }
 
   protected abstract executeAsync(workload: Workload): void | Promise<void>;
 

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { TaskStateChange } from '../runner/task-runner.ts';
 import { BaseExecutor, type RunTask, type Workload } from './base-executor.ts';
 
 /** Runs one task instance at a time, in this process. For tests, debugging and the demo. */
@@ -13,11 +14,19 @@ export class SequentialExecutor extends BaseExecutor {
   }
 
   protected override executeAsync(workload: Workload): void {
-    this.#current = this.#runTask(workload.key, this.#abort.signal, (change) => this.onTaskState(change)).then(
-      (result) => this.changeState(workload.key, { key: workload.key, state: 'success', result }),
+    let tryNumber: number | undefined;
+    const onState = (change: TaskStateChange): void => {
+      if (change.state === 'running') tryNumber = change.tryNumber;
+      this.onTaskState(change);
+    };
+    this.#current = this.#runTask(workload.key, this.#abort.signal, onState).then(
+      (result) => {
+        if (result.interrupted) this.log.warn({ task: workload.key }, 'the task ignored its stop signal and may still be running in this process (the LocalExecutor would kill its worker)');
+        this.changeState(workload.key, { key: workload.key, state: 'success', result });
+      },
       (error: unknown) => {
         this.log.error({ err: error }, 'task run failed outside the task');
-        this.changeState(workload.key, { key: workload.key, state: 'failed', info: (error as Error).message });
+        this.changeState(workload.key, { key: workload.key, state: 'failed', info: (error as Error).message, ...(tryNumber === undefined ? {} : { tryNumber }) });
       },
     );
   }

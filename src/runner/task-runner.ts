@@ -2,13 +2,14 @@ import { DateTime, Duration } from 'luxon';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
 import type { TaskInstanceKey, TaskInstanceRow } from '../db/schema.ts';
-import { deferTry, finishTry, getXcom, setXcom, startTry, type TryOutcome } from '../db/task-instances.ts';
+import { deferTry, finishTry, getXcom, heartbeatTry, setXcom, startTry, type TryOutcome } from '../db/task-instances.ts';
 import type { BaseOperator, TaskCallback } from '../sdk/base-operator.ts';
 import type { TaskContext, TaskRuntimeDefaults } from '../sdk/context.ts';
 import type { Dag } from '../sdk/dag.ts';
 import { controlKind, type RescheduleTask } from '../sdk/errors.ts';
 import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
 import type { TaskDeferred } from '../sdk/task-deferred.ts';
+import { openTaskLog, type TaskLog } from './task-log.ts';
 
 export interface TaskRunnerDeps {
   db: Db;
@@ -18,6 +19,10 @@ export interface TaskRunnerDeps {
   defaults: TaskRuntimeDefaults;
   /** Told each state this runner commits, after the commit. */
   onState?: (change: TaskStateChange) => void;
+  /** Where each try's log file goes (`<logsFolder>/<dag>/<run>/<task>/attempt=<try>.log`); none when unset. */
+  logsFolder?: string;
+  /** How often the running try's `last_heartbeat_at` is written, for zombie detection. @default 5000 */
+  heartbeatIntervalMs?: number;
 }
 
 export type TaskRunState = 'running' | 'success' | 'failed' | 'up_for_retry' | 'skipped' | 'up_for_reschedule' | 'deferred';
@@ -26,6 +31,8 @@ export interface TaskStateChange {
   key: TaskInstanceKey;
   state: TaskRunState;
   tryNumber: number;
+  /** With `running`: when the task's executionTimeout passes (epoch ms), so a supervisor can enforce it too. */
+  executionDeadline?: number;
 }
 
 export interface TaskRunResult {
@@ -33,10 +40,21 @@ export interface TaskRunResult {
   state: Exclude<TaskRunState, 'running'> | 'discarded';
   tryNumber: number;
   error?: string;
+  /**
+   * The task was told to stop (executionTimeout, a stop request, its task instance changed under it)
+   * and its code had not returned when the try was recorded: it may still be running in this
+   * process, so a worker that ran it should not be reused.
+   */
+  interrupted?: boolean;
 }
 
 export class TaskExecutionTimeout extends Error {
   override name = 'TaskExecutionTimeout';
+}
+
+/** The task instance stopped being `running` this try while the task ran (cleared, failed as a zombie). */
+export class TaskInstanceChangedError extends Error {
+  override name = 'TaskInstanceChangedError';
 }
 
 /**
@@ -53,16 +71,48 @@ export async function runTaskInstance(
   const task = dag.getTask(key.taskId);
   const { row, resuming } = await startTry(deps.db, key, { hostname: deps.hostname, pid: deps.pid });
   const tryNumber = row.try_number;
-  const log = deps.logger.child({ dagId: key.dagId, runId: key.runId, taskId: key.taskId, tryNumber });
-  deps.onState?.({ key, state: 'running', tryNumber });
-  log.info({ resuming, method: row.next_method ?? 'execute' }, 'task started');
+  const daemonLog = deps.logger.child({ dagId: key.dagId, runId: key.runId, taskId: key.taskId, tryNumber });
+  const taskLog = openLog(deps, key, tryNumber, daemonLog);
+  // The task's own lines (context.log, errors with their stacks) go to the try's log file when there is one.
+  const log = taskLog?.logger ?? daemonLog;
+  const announce = (message: string, fields: object): void => {
+    daemonLog.info(fields, message);
+    if (taskLog) taskLog.logger.info(fields, message);
+  };
+  try {
+    const startDate = DateTime.fromJSDate(row.start_date ?? new Date(), { zone: 'utc' });
+    const timeout = executionDeadline(task, startDate);
+    deps.onState?.({ key, state: 'running', tryNumber, ...(timeout ? { executionDeadline: timeout.toMillis() } : {}) });
+    announce('task started', { resuming, method: row.next_method ?? 'execute', hostname: deps.hostname });
+    const result = await runTry(deps, task, key, row, startDate, timeout, log, options.signal);
+    if (result.state !== 'discarded') deps.onState?.({ key, state: result.state, tryNumber });
+    announce('task finished', { state: result.state, error: result.error, interrupted: result.interrupted });
+    return result;
+  } finally {
+    taskLog?.close();
+  }
+}
 
+async function runTry(
+  deps: TaskRunnerDeps,
+  task: BaseOperator,
+  key: TaskInstanceKey,
+  row: TaskInstanceRow,
+  startDate: DateTime,
+  timeout: DateTime | undefined,
+  log: Logger,
+  signal: AbortSignal | undefined,
+): Promise<TaskRunResult> {
+  const tryNumber = row.try_number;
   const run = await deps.db.selectFrom('dag_run').select(['conf', 'logical_date']).where('dag_id', '=', key.dagId).where('run_id', '=', key.runId).executeTakeFirstOrThrow();
-  const startDate = DateTime.fromJSDate(row.start_date ?? new Date(), { zone: 'utc' });
-  const timeout = executionDeadline(task, startDate);
   const abort = new AbortController();
-  options.signal?.addEventListener('abort', () => abort.abort(options.signal?.reason), { once: true });
-  const timer = timeout ? setTimeout(() => abort.abort(new TaskExecutionTimeout(`task exceeded its executionTimeout of ${task.settings.executionTimeout?.toHuman()}`)), Math.max(0, timeout.diffNow().toMillis())) : undefined;
+  const forward = (): void => abort.abort(signal?.reason);
+  if (signal?.aborted) forward();
+  else signal?.addEventListener('abort', forward, { once: true });
+  const timer = timeout
+    ? setTimeout(() => abort.abort(new TaskExecutionTimeout(`task exceeded its executionTimeout of ${task.settings.executionTimeout?.toHuman()}`)), Math.max(0, timeout.diffNow().toMillis()))
+    : undefined;
+  const heartbeat = startHeartbeat(deps, key, tryNumber, abort, log);
 
   const context: TaskContext = {
     dagId: key.dagId,
@@ -83,8 +133,12 @@ export async function runTaskInstance(
   };
 
   let result: TaskRunResult;
+  let settled = false;
   try {
-    const value = await raceAbort(invoke(task, context, row), abort.signal);
+    // Told to stop before it began (a stop request during start-up): the task is not started at all.
+    const work = abort.signal.aborted ? Promise.reject(abort.signal.reason as Error) : invoke(task, context, row);
+    work.then(() => (settled = true), () => (settled = true));
+    const value = await raceAbort(work, abort.signal);
     result = await succeed(deps, key, tryNumber, value, log);
     if (result.state === 'success') await runCallback(task.callbacks.onSuccess, context, undefined, log);
   } catch (error) {
@@ -93,10 +147,50 @@ export async function runTaskInstance(
     if (result.state === 'up_for_retry') await runCallback(task.callbacks.onRetry, context, error as Error, log);
   } finally {
     clearTimeout(timer);
+    heartbeat.stop();
+    signal?.removeEventListener('abort', forward);
   }
-  if (result.state !== 'discarded') deps.onState?.({ key, state: result.state, tryNumber });
-  log.info({ state: result.state, error: result.error }, 'task finished');
+  if (abort.signal.aborted && !settled) {
+    log.warn('the task did not stop when told to; its code may still be running in this process');
+    return { ...result, interrupted: true };
+  }
   return result;
+}
+
+function openLog(deps: TaskRunnerDeps, key: TaskInstanceKey, tryNumber: number, daemonLog: Logger): TaskLog | undefined {
+  if (deps.logsFolder === undefined) return undefined;
+  // At least `info`, whatever the daemon's level: the task log is where a task's story is read.
+  const level = deps.logger.level === 'trace' ? 'trace' : deps.logger.level === 'debug' ? 'debug' : 'info';
+  try {
+    return openTaskLog(deps.logsFolder, key, tryNumber, level);
+  } catch (error) {
+    // A full disk or a read-only folder must not fail the task: its lines go to the daemon's log instead.
+    daemonLog.error({ err: error, logsFolder: deps.logsFolder }, 'cannot open the task log file; logging to the process log');
+    return undefined;
+  }
+}
+
+/**
+ * Writes `last_heartbeat_at` while the try runs, so a scheduler can tell a live task from one whose
+ * worker died (a zombie). When the row is no longer `running` this try — cleared, or failed as a
+ * zombie elsewhere — the task is told to stop, as Airflow's task runner does.
+ */
+function startHeartbeat(deps: TaskRunnerDeps, key: TaskInstanceKey, tryNumber: number, abort: AbortController, log: Logger): { stop(): void } {
+  let beating = false;
+  const timer = setInterval(() => {
+    if (beating || abort.signal.aborted) return;
+    beating = true;
+    heartbeatTry(deps.db, key, tryNumber)
+      .then((alive) => {
+        if (!alive && !abort.signal.aborted) {
+          abort.abort(new TaskInstanceChangedError('the task instance is no longer running this try (cleared, or failed elsewhere): stopping the task'));
+        }
+      })
+      .catch((error: unknown) => log.warn({ err: error }, 'task heartbeat failed'))
+      .finally(() => (beating = false));
+  }, deps.heartbeatIntervalMs ?? 5000);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }
 
 function invoke(task: BaseOperator, context: TaskContext, row: TaskInstanceRow): Promise<unknown> {

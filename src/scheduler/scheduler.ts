@@ -1,5 +1,4 @@
 import os from 'node:os';
-import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import { sleep } from '../common/sleep.ts';
 import { TypedEmitter } from '../common/typed-emitter.ts';
@@ -10,30 +9,19 @@ import { endJob, heartbeatJob, registerJob } from '../db/jobs.ts';
 import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
 import { Channels } from '../db/notify.ts';
+import type { LostTry } from '../db/lost-tries.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
-import {
-  enqueueScheduled,
-  failFromExecutor,
-  finishCompletedRuns,
-  listRunningRunTaskInstances,
-  scheduleDueRetries,
-  startQueuedRun,
-  transitionTaskInstances,
-  type StateChange,
-} from '../db/scheduling.ts';
+import { enqueueScheduled, finishCompletedRuns, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
 import { msUntilNextDue } from '../db/task-instances.ts';
 import { deleteUnusedTriggers } from '../db/triggers.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
-import { retryDelay } from '../runner/task-runner.ts';
 import type { Dag } from '../sdk/dag.ts';
 import { TimeoutSweeper } from '../triggerer/timeout-sweeper.ts';
+import { evaluateDependencies } from './dependency-evaluator.ts';
+import { LostTryHandler } from './lost-try-handler.ts';
+import { compileSchedulerOptions, type CompiledSchedulerOptions, type SchedulerOptions } from './scheduler-options.ts';
 
-export interface SchedulerOptions {
-  /** The safety-net poll when no notification arrives. @default 5000 */
-  pollIntervalMs?: number;
-  /** How often the job row's heartbeat is written. @default 5000 */
-  heartbeatIntervalMs?: number;
-}
+export type { SchedulerOptions } from './scheduler-options.ts';
 
 export interface SchedulerDeps {
   database: Database;
@@ -44,13 +32,11 @@ export interface SchedulerDeps {
 }
 
 export interface SchedulerEvents {
-  'ti:state': { key: TaskInstanceKey; state: TaskInstanceState; tryNumber?: number };
+  'ti:state': { key: TaskInstanceKey; state: TaskInstanceState; tryNumber?: number; error?: string };
   'run:state': { dagId: string; runId: string; state: DagRunState };
 }
 
 export type SchedulerState = 'created' | 'running' | 'stopping' | 'stopped';
-
-const DEPENDENCY_ROUNDS = 50;
 
 /**
  * The scheduler loop: starts queued runs, moves task instances whose upstreams are done to
@@ -60,11 +46,12 @@ const DEPENDENCY_ROUNDS = 50;
  */
 export class Scheduler extends TypedEmitter<SchedulerEvents> {
   readonly #deps: SchedulerDeps;
-  readonly #options: Required<SchedulerOptions>;
+  readonly #options: CompiledSchedulerOptions;
   readonly #log: Logger;
   readonly #wakeup = new Wakeup();
   readonly #stopLoop = new AbortController();
   readonly #sweeper: TimeoutSweeper;
+  readonly #lostTries: LostTryHandler;
   readonly #unsubscribe: (() => void)[] = [];
   readonly #warnedMissing = new Set<string>();
   #state: SchedulerState = 'created';
@@ -74,12 +61,21 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
   #lastCleanup = 0;
+  #lastZombieCheck = 0;
 
   constructor(deps: SchedulerDeps, options: SchedulerOptions = {}) {
     super();
     this.#deps = deps;
-    this.#options = { pollIntervalMs: options.pollIntervalMs ?? 5000, heartbeatIntervalMs: options.heartbeatIntervalMs ?? 5000 };
+    this.#options = compileSchedulerOptions(options);
     this.#log = deps.logger.child({ component: 'scheduler' });
+    this.#lostTries = new LostTryHandler({
+      db: deps.database.db,
+      executor: deps.executor,
+      dagOf: (dagId) => this.#dag(dagId),
+      logger: this.#log,
+      zombieThresholdMs: this.#options.zombieThresholdMs,
+      queuedTimeoutMs: this.#options.queuedTimeoutMs,
+    });
     this.#sweeper = new TimeoutSweeper({ db: deps.database.db, logger: this.#log, pollIntervalMs: this.#options.pollIntervalMs });
     this.#sweeper.on('timed-out', (keys) => {
       for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
@@ -149,7 +145,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     await step(async () => this.#loop);
     await step(() => this.#sweeper.stop());
     await step(() => this.#deps.executor.end());
-    await step(() => this.#processExecutorEvents());
+    await step(() => this.#reconcileExecutorEvents());
     await step(() => this.#pass()); // record what the last tasks did (finish their runs)
     clearInterval(this.#heartbeat);
     await step(() => endJob(this.#deps.database.db, this.#jobId as number, 'success'));
@@ -165,9 +161,10 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
       try {
         await this.#pass();
         await this.#deps.executor.heartbeat();
-        await this.#processExecutorEvents();
+        await this.#reconcileExecutorEvents();
         const dueInMs = await msUntilNextDue(this.#deps.database.db, true);
         if (dueInMs !== null) waitMs = Math.min(waitMs, Math.max(10, dueInMs + 1));
+        waitMs = Math.min(waitMs, Math.max(10, this.#lastZombieCheck + this.#options.zombieCheckIntervalMs - Date.now()));
         failures = 0;
       } catch (error) {
         if (this.#stopLoop.signal.aborted) break;
@@ -182,8 +179,13 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
 
   async #pass(): Promise<void> {
     await this.#startQueuedRuns();
+    if (this.#state === 'running' && Date.now() - this.#lastZombieCheck >= this.#options.zombieCheckIntervalMs) {
+      this.#lastZombieCheck = Date.now();
+      this.#announceLost(await this.#lostTries.failZombies());
+      this.#announceLost(await this.#lostTries.failStuckQueued());
+    }
     for (const key of await scheduleDueRetries(this.#deps.database.db)) this.emit('ti:state', { key, state: 'scheduled' });
-    await this.#scheduleReady();
+    for (const change of await evaluateDependencies(this.#deps.database.db, (dagId) => this.#dag(dagId))) this.emit('ti:state', change);
     if (this.#state === 'running') await this.#enqueue();
     for (const run of await finishCompletedRuns(this.#deps.database.db)) {
       this.#log.info(run, 'run finished');
@@ -214,37 +216,6 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     }
   }
 
-  /** Dependency rule `all_success`: all upstreams succeeded → scheduled; one failed → upstream_failed; one skipped → skipped. */
-  async #scheduleReady(): Promise<void> {
-    const { db } = this.#deps.database;
-    for (let round = 0; round < DEPENDENCY_ROUNDS; round++) {
-      const rows = await listRunningRunTaskInstances(db);
-      const states = new Map<string, TaskInstanceState | null>();
-      for (const row of rows) states.set(`${row.dag_id}\u0000${row.run_id}\u0000${row.task_id}`, row.state);
-      const changes: StateChange[] = [];
-      for (const row of rows) {
-        if (row.state !== null) continue;
-        const dag = this.#dag(row.dag_id);
-        const task = dag?.tasks.get(row.task_id);
-        if (!task) continue;
-        const upstream = [...task.upstreamTaskIds].map((id) => states.get(`${row.dag_id}\u0000${row.run_id}\u0000${id}`) ?? null);
-        const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
-        if (upstream.some((s) => s === 'failed' || s === 'upstream_failed')) changes.push({ key, state: 'upstream_failed' });
-        else if (upstream.some((s) => s === 'skipped')) changes.push({ key, state: 'skipped' });
-        else if (upstream.every((s) => s === 'success')) changes.push({ key, state: 'scheduled' });
-      }
-      const changed = await transitionTaskInstances(db, changes, [null]);
-      const byKey = new Map(changes.map((c) => [`${c.key.dagId}\u0000${c.key.runId}\u0000${c.key.taskId}`, c.state]));
-      let cascades = false;
-      for (const key of changed) {
-        const state = byKey.get(`${key.dagId}\u0000${key.runId}\u0000${key.taskId}`) as TaskInstanceState;
-        if (state !== 'scheduled') cascades = true;
-        this.emit('ti:state', { key, state });
-      }
-      if (!cascades) return; // skips and upstream failures propagate: look again
-    }
-  }
-
   async #enqueue(): Promise<void> {
     const { executor } = this.#deps;
     const room = executor.openSlots - executor.queuedCount;
@@ -257,18 +228,12 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     }
   }
 
-  async #processExecutorEvents(): Promise<void> {
-    for (const event of this.#deps.executor.getEventBuffer()) {
-      if (event.state !== 'failed') continue;
-      const task = this.#dag(event.key.dagId)?.tasks.get(event.key.taskId);
-      const retryAt = DateTime.utc().plus(task ? retryDelay(task, 1) : { minutes: 5 }).toJSDate();
-      const reason = `the executor reported the task failed: ${event.info ?? 'unknown reason'}`;
-      const state = await failFromExecutor(this.#deps.database.db, event.key, reason, retryAt);
-      if (state) {
-        this.#log.error({ task: event.key, state, reason }, 'executor reported a failure the task did not record');
-        this.emit('ti:state', { key: event.key, state });
-      }
-    }
+  async #reconcileExecutorEvents(): Promise<void> {
+    this.#announceLost(await this.#lostTries.reconcileExecutorEvents());
+  }
+
+  #announceLost(lost: readonly LostTry[]): void {
+    for (const { key, state, tryNumber, reason } of lost) this.emit('ti:state', { key, state, tryNumber, error: reason });
   }
 
   #dag(dagId: string): Dag | undefined {

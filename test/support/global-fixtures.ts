@@ -15,6 +15,7 @@ import { migrateToLatest } from '../../src/db/migrations.ts';
 
 let server: EmbeddedServer | undefined;
 let home: string | undefined;
+let cliHome: string | undefined;
 
 /*
  * Where each live interval was created, so a test process that will not exit can say which daemon
@@ -56,6 +57,9 @@ export async function mochaGlobalSetup(): Promise<void> {
   }
   process.env['TSFLOW_TEST_ADMIN_URL'] = adminUrl;
   process.env['TSFLOW_TEST_TEMPLATE'] = template;
+  // TSFLOW_HOME for the commands tests run (task logs land under it), never the user's ~/.tsflow.
+  cliHome = await mkdtemp(path.join(os.tmpdir(), 'tsflow-test-home-'));
+  process.env['TSFLOW_TEST_HOME'] = cliHome;
 }
 
 export async function mochaGlobalTeardown(): Promise<void> {
@@ -67,6 +71,7 @@ export async function mochaGlobalTeardown(): Promise<void> {
   }
   await server?.stop();
   if (home) await rm(home, { recursive: true, force: true });
+  if (cliHome) await rm(cliHome, { recursive: true, force: true });
   // Everything should be closed now. If the process lingers, say what holds it open.
   setTimeout(() => {
     console.error(`the test process is still alive 15 s after teardown; open resources: ${process.getActiveResourcesInfo().join(', ')}`);

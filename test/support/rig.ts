@@ -8,7 +8,10 @@ import { Notifier } from '../../src/db/notifier.ts';
 import { Channels } from '../../src/db/notify.ts';
 import type { TaskInstanceKey } from '../../src/db/schema.ts';
 import { startQueuedRun } from '../../src/db/scheduling.ts';
+import type { BaseExecutor } from '../../src/executors/base-executor.ts';
+import { LocalExecutor, type LocalExecutorOptions } from '../../src/executors/local-executor.ts';
 import { SequentialExecutor } from '../../src/executors/sequential-executor.ts';
+import type { WorkerConfig } from '../../src/executors/worker-protocol.ts';
 import { runTaskInstance, type TaskRunResult } from '../../src/runner/task-runner.ts';
 import { Scheduler, type SchedulerOptions } from '../../src/scheduler/scheduler.ts';
 import type { Dag } from '../../src/sdk/dag.ts';
@@ -73,12 +76,54 @@ export async function startTriggerer(
   return triggerer;
 }
 
-export async function startScheduler(db: Database, bag: DagBag, options: SchedulerOptions = {}): Promise<{ scheduler: Scheduler; executor: SequentialExecutor }> {
-  const executor = new SequentialExecutor({
+/** The SequentialExecutor the way `tsflow scheduler --executor sequential` builds it, on a test database. */
+export function sequentialExecutor(db: Database, bag: DagBag): SequentialExecutor {
+  return new SequentialExecutor({
     logger: silentLogger(),
     runTask: (key, signal, onState) =>
       runTaskInstance({ db: db.db, logger: silentLogger(), hostname: 'test', pid: process.pid, defaults: { deferrable: false }, onState }, bag.getDag(key.dagId), key, { signal }),
   });
+}
+
+/**
+ * A LocalExecutor whose workers run the fixture DAGs on a test database. Tracked: a test that leaves
+ * it (and so its worker processes) running fails. Worker logs are silent unless TSFLOW_TEST_LOG_LEVEL.
+ */
+export function localExecutor(
+  db: Database,
+  options: Partial<Omit<LocalExecutorOptions, 'worker'>> & { worker?: Partial<WorkerConfig> } = {},
+): LocalExecutor {
+  const { worker, ...rest } = options;
+  const executor = new LocalExecutor({
+    parallelism: 4,
+    logger: silentLogger(),
+    ...rest,
+    worker: {
+      databaseUrl: db.url,
+      dagsFolder: FIXTURE_DAGS,
+      logLevel: (process.env['TSFLOW_TEST_LOG_LEVEL'] as WorkerConfig['logLevel'] | undefined) ?? 'silent',
+      defaultDeferrable: false,
+      ...worker,
+    },
+  });
+  track(
+    {
+      get state() {
+        return executor.state === 'ended' ? 'stopped' : executor.state;
+      },
+      stop: () => executor.terminate(),
+    },
+    'LocalExecutor',
+  );
+  return executor;
+}
+
+export async function startScheduler(
+  db: Database,
+  bag: DagBag,
+  options: SchedulerOptions = {},
+  executor: BaseExecutor = sequentialExecutor(db, bag),
+): Promise<{ scheduler: Scheduler; executor: BaseExecutor }> {
   const scheduler = track(new Scheduler({ database: db, dagBag: bag, executor, logger: silentLogger(), notifier: await startNotifier(db) }, options));
   await scheduler.start();
   return { scheduler, executor };

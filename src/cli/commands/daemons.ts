@@ -9,6 +9,7 @@ import { parse } from '../args.ts';
 import {
   ALL_CHANNELS,
   createExecutor,
+  executorName,
   createNotifier,
   createScheduler,
   createTriggerer,
@@ -39,10 +40,13 @@ function folders(settings: Settings, values: { 'dags-folder'?: string; 'triggers
 
 /** `tsflow standalone`: scheduler, executor and triggerer in one process; with `--run`, one run then exit. */
 export async function standaloneCommand(argv: string[], settings: Settings): Promise<number> {
-  const usage = 'tsflow standalone [--dags-folder DIR] [--triggers-folder DIR] [--run DAG_ID [--run-id ID] [--conf JSON]]';
+  const usage =
+    'tsflow standalone [--dags-folder DIR] [--triggers-folder DIR] [--executor local|sequential] [--parallelism N] [--run DAG_ID [--run-id ID] [--conf JSON]]';
   const { values } = parse(argv, { ...commonOptions, run: { type: 'string' }, 'run-id': { type: 'string' }, conf: { type: 'string' } }, usage);
   const { dagsFolder, triggersFolders } = folders(settings, values);
   const conf = parseConf(values.conf);
+  const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
+  const executor = executorName(values.executor ?? settings.executor);
   if ((values['run-id'] || values.conf) && !values.run) throw new UsageError(`--run-id and --conf need --run DAG_ID\nusage: ${usage}`);
 
   const runtime = await openRuntime(settings, { migrate: true, defaultLogLevel: 'warn', applicationName: 'tsflow-standalone' });
@@ -56,8 +60,7 @@ export async function standaloneCommand(argv: string[], settings: Settings): Pro
     const notifier = createNotifier(runtime, ALL_CHANNELS);
     await notifier.start();
     cleanup.push('notifier', () => notifier.stop());
-    const executor = createExecutor(runtime, bag, values.executor ?? settings.executor);
-    const scheduler = createScheduler(runtime, bag, executor, notifier);
+    const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier);
     const triggerer = await createTriggerer(runtime, notifier, {}, triggersFolders);
     scheduler.on('ti:state', ({ key, state, tryNumber }) => printState(key, state, tryNumber));
     triggerer.on('trigger:fired', ({ task, result }) => task && result === 'applied' && printState(task, 'scheduled (trigger fired)'));
@@ -99,21 +102,22 @@ function runFinished(scheduler: Scheduler, dagId: string, runId: string): Promis
 
 /** `tsflow scheduler`. */
 export async function schedulerCommand(argv: string[], settings: Settings): Promise<number> {
-  const usage = 'tsflow scheduler [--dags-folder DIR] [--executor sequential] [--parallelism N]';
+  const usage = 'tsflow scheduler [--dags-folder DIR] [--executor local|sequential] [--parallelism N]';
   const { values } = parse(argv, commonOptions, usage);
   const { dagsFolder } = folders(settings, values);
+  const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
+  const executor = executorName(values.executor ?? settings.executor);
   const runtime = await openRuntime(settings, { applicationName: 'tsflow-scheduler' });
   const shutdown = shutdownSignal({ forceAfterMs: SHUTDOWN_TIMEOUT_MS, onForce: (why) => runtime.logger.error(why) });
   const cleanup = new CleanupStack();
   cleanup.push('database', () => runtime.close());
   cleanup.push('signals', () => shutdown.dispose());
   try {
-    parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
     const bag = await loadDagBag(runtime, dagsFolder);
     const notifier = createNotifier(runtime, ALL_CHANNELS);
     await notifier.start();
     cleanup.push('notifier', () => notifier.stop());
-    const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, values.executor ?? settings.executor), notifier);
+    const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier);
     await scheduler.start();
     cleanup.push('scheduler', () => scheduler.stop());
     const signal = await shutdown.received;

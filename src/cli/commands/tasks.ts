@@ -1,25 +1,12 @@
 import os from 'node:os';
 import path from 'node:path';
-import { DagBag } from '../../dag-bag/dag-bag.ts';
 import { clearTaskInstances } from '../../db/clear.ts';
-import type { Db } from '../../db/database.ts';
+import { loadDag } from '../../dag-bag/load-dag.ts';
 import { listTaskInstances } from '../../db/task-instances.ts';
 import { runTaskInstance } from '../../runner/task-runner.ts';
-import type { Dag } from '../../sdk/dag.ts';
 import { parse } from '../args.ts';
 import { withRuntime } from '../runtime.ts';
 import type { Settings } from '../settings.ts';
-
-/** Loads one DAG: from the file the `dag` table recorded when known (fast), else the whole folder. */
-export async function loadDag(db: Db, dagsFolder: string, dagId: string): Promise<Dag> {
-  const row = await db.selectFrom('dag').select('fileloc').where('dag_id', '=', dagId).executeTakeFirst();
-  if (row?.fileloc) {
-    const bag = await DagBag.load(dagsFolder, [row.fileloc]);
-    const found = bag.dags.get(dagId);
-    if (found) return found;
-  }
-  return (await DagBag.load(dagsFolder)).getDag(dagId);
-}
 
 /** `tsflow tasks run DAG TASK RUN_ID`: runs one task instance once; exit 1 if it failed. */
 export async function tasksRun(argv: string[], settings: Settings): Promise<number> {
@@ -36,6 +23,7 @@ export async function tasksRun(argv: string[], settings: Settings): Promise<numb
         hostname: os.hostname(),
         pid: process.pid,
         defaults: { deferrable: settings.defaultDeferrable },
+        logsFolder: settings.logsFolder,
       },
       dag,
       { dagId, runId, taskId },

@@ -1,0 +1,148 @@
+import os from 'node:os';
+import { createLogger, type Logger } from '../common/logger.ts';
+import { withTimeout } from '../common/sleep.ts';
+import { loadDag } from '../dag-bag/load-dag.ts';
+import { openDatabase, type Database } from '../db/database.ts';
+import type { TaskInstanceKey } from '../db/schema.ts';
+import { runTaskInstance } from '../runner/task-runner.ts';
+import type { Dag } from '../sdk/dag.ts';
+import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.ts';
+
+export type TaskWorkerState = 'created' | 'ready' | 'busy' | 'stopping' | 'stopped';
+
+/** How long a worker told to stop waits for its task to record the interruption before it exits anyway. */
+const ABANDON_GRACE_MS = 10_000;
+
+/**
+ * The inside of a LocalExecutor worker process: on `init` it opens its database pool; on `run` it runs
+ * one task instance with the task runner, reporting each committed state to the executor; on
+ * `shutdown` it closes up. DAGs are loaded once per worker and reused. The process wiring (IPC,
+ * signals, exit) belongs to the `tsflow worker` command; this class only sees messages.
+ */
+export class TaskWorker {
+  readonly #send: (message: FromWorker) => void;
+  readonly #dags = new Map<string, Promise<Dag>>();
+  readonly #stopped: Promise<void>;
+  #markStopped: () => void = () => undefined;
+  #state: TaskWorkerState = 'created';
+  #config: WorkerConfig | undefined;
+  #database: Database | undefined;
+  #log: Logger | undefined;
+  #current: { abort: AbortController; done: Promise<void> } | undefined;
+
+  constructor(send: (message: FromWorker) => void) {
+    this.#send = send;
+    this.#stopped = new Promise((resolve) => (this.#markStopped = resolve));
+  }
+
+  get state(): TaskWorkerState {
+    return this.#state;
+  }
+
+  /** Settles when the worker has closed its connections. */
+  get stopped(): Promise<void> {
+    return this.#stopped;
+  }
+
+  handle(message: ToWorker): void {
+    switch (message.type) {
+      case 'init':
+        void this.#init(message.config);
+        return;
+      case 'run':
+        this.#startRun(message.key);
+        return;
+      case 'shutdown':
+        void this.stop('shutdown requested');
+        return;
+    }
+  }
+
+  /**
+   * Tells the running task to stop (its try is recorded as failed or up for retry, like any error),
+   * waits a bounded time for that, and closes up. For a lost executor or a SIGTERM.
+   */
+  async stop(reason: string): Promise<void> {
+    if (this.#state === 'stopping' || this.#state === 'stopped') return this.#stopped;
+    this.#state = 'stopping';
+    const current = this.#current;
+    if (current) {
+      this.#log?.warn({ reason }, 'stopping the running task');
+      current.abort.abort(new Error(`the worker was stopped: ${reason}`));
+      const waited = await withTimeout(current.done, ABANDON_GRACE_MS);
+      if (waited.timedOut) this.#log?.error('the task did not record its interruption in time; exiting anyway');
+    }
+    await this.#database?.close().catch(() => undefined);
+    this.#state = 'stopped';
+    this.#markStopped();
+    return this.#stopped;
+  }
+
+  async #init(config: WorkerConfig): Promise<void> {
+    if (this.#state !== 'created') return;
+    try {
+      this.#config = config;
+      this.#log = createLogger(config.logLevel).child({ component: 'worker' });
+      this.#database = openDatabase({ url: config.databaseUrl, poolSize: 3, applicationName: 'tsflow-worker' });
+      await this.#database.pool.query('SELECT 1');
+      this.#state = 'ready';
+      this.#send({ type: 'ready' });
+    } catch (error) {
+      this.#send({ type: 'init-failed', message: error instanceof Error ? error.message : String(error) });
+      await this.stop('it could not start');
+    }
+  }
+
+  #startRun(key: TaskInstanceKey): void {
+    if (this.#state !== 'ready') {
+      this.#send({ type: 'error', message: `the worker is ${this.#state}, not ready for a task` });
+      return;
+    }
+    this.#state = 'busy';
+    const abort = new AbortController();
+    const done = this.#run(key, abort.signal).finally(() => {
+      this.#current = undefined;
+      if (this.#state === 'busy') this.#state = 'ready';
+    });
+    this.#current = { abort, done };
+  }
+
+  async #run(key: TaskInstanceKey, signal: AbortSignal): Promise<void> {
+    const config = this.#config as WorkerConfig;
+    const database = this.#database as Database;
+    const log = this.#log as Logger;
+    try {
+      const dag = await this.#dag(database, config, key.dagId);
+      const result = await runTaskInstance(
+        {
+          db: database.db,
+          logger: log,
+          hostname: os.hostname(),
+          pid: process.pid,
+          defaults: { deferrable: config.defaultDeferrable },
+          logsFolder: config.logsFolder,
+          heartbeatIntervalMs: config.heartbeatIntervalMs,
+          onState: (change) => this.#send({ type: 'state', change }),
+        },
+        dag,
+        key,
+        { signal },
+      );
+      this.#send({ type: 'done', result });
+    } catch (error) {
+      log.error({ err: error, task: key }, 'task run failed outside the task');
+      this.#send({ type: 'error', message: error instanceof Error ? error.message : String(error) });
+    }
+  }
+
+  /** A DAG loads once per worker (module imports are cached anyway); a failed load is retried next time. */
+  #dag(database: Database, config: WorkerConfig, dagId: string): Promise<Dag> {
+    let loading = this.#dags.get(dagId);
+    if (!loading) {
+      loading = loadDag(database.db, config.dagsFolder, dagId);
+      loading.catch(() => this.#dags.delete(dagId));
+      this.#dags.set(dagId, loading);
+    }
+    return loading;
+  }
+}

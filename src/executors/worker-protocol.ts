@@ -1,0 +1,56 @@
+import type { LogLevel } from '../common/logger.ts';
+import type { TaskInstanceKey } from '../db/schema.ts';
+import type { TaskRunResult, TaskStateChange } from '../runner/task-runner.ts';
+
+/*
+ * The messages between the LocalExecutor and its worker processes, over the IPC channel that
+ * `child_process.fork` opens (JSON). A worker runs one task instance at a time.
+ */
+
+/** What a worker needs to run tasks. Sent over IPC, never on the command line: it holds the database URL. */
+export interface WorkerConfig {
+  databaseUrl: string;
+  /** The DAG folder; a task's DAG is loaded from the file the `dag` table names, else the whole folder. */
+  dagsFolder: string;
+  /** Task log files go here; none when unset. */
+  logsFolder?: string | undefined;
+  logLevel: LogLevel;
+  /** `TSFLOW_DEFAULT_DEFERRABLE`. */
+  defaultDeferrable: boolean;
+  /** How often a running try writes its heartbeat. @default 5000 */
+  heartbeatIntervalMs?: number | undefined;
+}
+
+/** Executor → worker. */
+export type ToWorker =
+  | { type: 'init'; config: WorkerConfig }
+  | { type: 'run'; key: TaskInstanceKey }
+  | { type: 'shutdown' };
+
+/** Worker → executor. */
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'init-failed'; message: string }
+  /** A state the runner committed (after the commit). */
+  | { type: 'state'; change: TaskStateChange }
+  /** The run ended and recorded its outcome. */
+  | { type: 'done'; result: TaskRunResult }
+  /** The run broke outside the task (its DAG would not load, the task instance was not queued, …). */
+  | { type: 'error'; message: string };
+
+const TO_WORKER = new Set(['init', 'run', 'shutdown']);
+const FROM_WORKER = new Set(['ready', 'init-failed', 'state', 'done', 'error']);
+
+function typed(message: unknown): string | undefined {
+  if (typeof message !== 'object' || message === null) return undefined;
+  const type = (message as { type?: unknown }).type;
+  return typeof type === 'string' ? type : undefined;
+}
+
+export function isToWorker(message: unknown): message is ToWorker {
+  return TO_WORKER.has(typed(message) ?? '');
+}
+
+export function isFromWorker(message: unknown): message is FromWorker {
+  return FROM_WORKER.has(typed(message) ?? '');
+}

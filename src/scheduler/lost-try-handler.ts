@@ -1,0 +1,88 @@
+import { DateTime } from 'luxon';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.ts';
+import { failFromExecutor, failStuckQueued, failZombies, type LostTry, type RetryAt } from '../db/lost-tries.ts';
+import type { TaskInstanceKey } from '../db/schema.ts';
+import type { BaseExecutor, ExecutorEvent } from '../executors/base-executor.ts';
+import { retryDelay } from '../runner/task-runner.ts';
+import type { Dag } from '../sdk/dag.ts';
+
+export interface LostTryHandlerDeps {
+  db: Db;
+  executor: BaseExecutor;
+  dagOf: (dagId: string) => Dag | undefined;
+  logger: Logger;
+  zombieThresholdMs: number;
+  queuedTimeoutMs: number;
+}
+
+/**
+ * The scheduler's part in tries that end outside the task: it reconciles the executor's `failed`
+ * events with the database (a worker that crashed, was killed, or could not start its task), fails
+ * zombies — running task instances whose heartbeat stopped — and task instances stuck in `queued`
+ * by a scheduler that died. Either way the try is retried while
+ * tries remain, else failed, with the reason logged and stored in the task instance's `error`.
+ */
+export class LostTryHandler {
+  readonly #deps: LostTryHandlerDeps;
+  readonly #retryAt: RetryAt;
+
+  constructor(deps: LostTryHandlerDeps) {
+    this.#deps = deps;
+    this.#retryAt = (key, tryNumber) => {
+      const task = deps.dagOf(key.dagId)?.tasks.get(key.taskId);
+      // A task no longer in the DAG folder: Airflow's default retry delay.
+      return DateTime.utc().plus(task ? retryDelay(task, tryNumber) : { minutes: 5 }).toJSDate();
+    };
+  }
+
+  /** Drains the executor's event buffer; returns the tries it failed. */
+  async reconcileExecutorEvents(): Promise<LostTry[]> {
+    const lost: LostTry[] = [];
+    for (const event of this.#deps.executor.getEventBuffer()) {
+      if (event.state !== 'failed') continue;
+      const found = await this.#reconcile(event);
+      if (found) lost.push(found);
+    }
+    return lost;
+  }
+
+  async #reconcile(event: ExecutorEvent): Promise<LostTry | undefined> {
+    const reason = `the executor reported the task failed: ${event.info ?? 'unknown reason'}`;
+    const lost = await failFromExecutor(this.#deps.db, event.key, { tryNumber: event.tryNumber }, reason, this.#retryAt);
+    if (lost) {
+      this.#deps.logger.error({ task: event.key, tryNumber: lost.tryNumber, state: lost.state, reason }, 'executor reported a failure the task did not record');
+    } else {
+      this.#deps.logger.debug({ task: event.key, reason }, 'executor reported a failure; the task instance had already moved on');
+    }
+    return lost;
+  }
+
+  /** Fails or retries zombies; a zombie this scheduler's executor still holds is cancelled there too. */
+  async failZombies(): Promise<LostTry[]> {
+    const { db, executor, logger, zombieThresholdMs } = this.#deps;
+    const lost = await failZombies(db, zombieThresholdMs, this.#retryAt);
+    for (const zombie of lost) {
+      logger.error({ task: zombie.key, tryNumber: zombie.tryNumber, state: zombie.state, reason: zombie.reason }, 'zombie task instance');
+      if (executor.hasTask(zombie.key)) await this.#cancel(zombie.key, zombie.reason);
+    }
+    return lost;
+  }
+
+  /** Fails or retries task instances queued too long by a scheduler that is gone. */
+  async failStuckQueued(): Promise<LostTry[]> {
+    const { db, executor, logger, queuedTimeoutMs } = this.#deps;
+    const lost = await failStuckQueued(db, queuedTimeoutMs, executor.heldKeys(), this.#retryAt);
+    for (const stuck of lost) logger.error({ task: stuck.key, state: stuck.state, reason: stuck.reason }, 'task instance stuck in queued');
+    return lost;
+  }
+
+  async #cancel(key: TaskInstanceKey, reason: string): Promise<void> {
+    try {
+      const cancelled = await this.#deps.executor.cancelTask(key, reason);
+      if (!cancelled) this.#deps.logger.warn({ task: key }, 'the executor cannot stop a zombie it runs; its slot stays taken until the task returns');
+    } catch (error) {
+      this.#deps.logger.error({ err: error, task: key }, 'could not cancel a zombie in the executor');
+    }
+  }
+}
