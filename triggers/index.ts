@@ -9,3 +9,16 @@ export {
   type FileExistsEventPayload,
   type FileScan,
 } from './file-exists-trigger.ts';
+export {
+  HttpPollTrigger,
+  HttpPollError,
+  MAX_PAYLOAD_BYTES,
+  MAX_READ_BYTES,
+  REQUESTS_PER_HOST,
+  type HttpMethod,
+  type HttpPollTriggerKwargs,
+  type HttpPollTriggerRow,
+  type HttpPollEventPayload,
+  type HttpPoll,
+  type HttpPollDeps,
+} from './http-poll-trigger.ts';
