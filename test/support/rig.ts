@@ -11,6 +11,7 @@ import { startQueuedRun } from '../../src/db/scheduling.ts';
 import { SequentialExecutor } from '../../src/executors/sequential-executor.ts';
 import { runTaskInstance, type TaskRunResult } from '../../src/runner/task-runner.ts';
 import { Scheduler, type SchedulerOptions } from '../../src/scheduler/scheduler.ts';
+import type { TaskRuntimeDefaults } from '../../src/sdk/context.ts';
 import type { Dag } from '../../src/sdk/dag.ts';
 import type { JsonObject } from '../../src/sdk/json.ts';
 import { TriggerRegistry } from '../../src/triggerer/trigger-registry.ts';
@@ -73,13 +74,19 @@ export async function startTriggerer(
   return triggerer;
 }
 
-export async function startScheduler(db: Database, bag: DagBag, options: SchedulerOptions = {}): Promise<{ scheduler: Scheduler; executor: SequentialExecutor }> {
+/** A scheduler with a SequentialExecutor (one slot); `defaults` is what TSFLOW_DEFAULT_DEFERRABLE would set. */
+export async function startScheduler(
+  db: Database,
+  bag: DagBag,
+  options: SchedulerOptions & { defaults?: TaskRuntimeDefaults } = {},
+): Promise<{ scheduler: Scheduler; executor: SequentialExecutor }> {
+  const { defaults = { deferrable: false }, ...schedulerOptions } = options;
   const executor = new SequentialExecutor({
     logger: silentLogger(),
     runTask: (key, signal, onState) =>
-      runTaskInstance({ db: db.db, logger: silentLogger(), hostname: 'test', pid: process.pid, defaults: { deferrable: false }, onState }, bag.getDag(key.dagId), key, { signal }),
+      runTaskInstance({ db: db.db, logger: silentLogger(), hostname: 'test', pid: process.pid, defaults, onState }, bag.getDag(key.dagId), key, { signal }),
   });
-  const scheduler = track(new Scheduler({ database: db, dagBag: bag, executor, logger: silentLogger(), notifier: await startNotifier(db) }, options));
+  const scheduler = track(new Scheduler({ database: db, dagBag: bag, executor, logger: silentLogger(), notifier: await startNotifier(db) }, schedulerOptions));
   await scheduler.start();
   return { scheduler, executor };
 }
