@@ -166,6 +166,68 @@ describe('sensors, end to end through the scheduler and the triggerer, in every 
     }
   });
 
+  describe('startFromTrigger', () => {
+    it('goes from scheduled to deferred without a worker, and runs on one only after the trigger fired', async () => {
+      const file = path.join(dir, 'later.csv');
+      const sensorDag = dag({ dagId: `sensors_${++dagNo}` }, () => {
+        new FileSensor({ taskId: 'wait', path: file, startFromTrigger: true, timeout: 60 });
+      });
+      let atDeferral: Awaited<ReturnType<typeof taskInstance>> | undefined;
+      const { state, seen, runId } = await runThroughScheduler(t, sensorDag, {
+        onSeen: (line, key) => {
+          if (line.task !== 'wait' || line.state !== 'deferred') return;
+          void taskInstance(t.database, key).then(async (row) => {
+            atDeferral = row;
+            await writeFile(file, 'arrived');
+          });
+        },
+      });
+      expect(state, JSON.stringify(seen)).to.equal('success');
+      const sensorStates = seen.filter((l) => l.task === 'wait').map((l) => l.state);
+      expect(sensorStates).to.deep.equal(['scheduled', 'deferred', 'trigger fired', 'queued', 'running', 'success']);
+      expect(atDeferral).to.deep.include({ state: 'deferred', try_number: 1, hostname: null, next_method: 'executeComplete' });
+      expect(atDeferral?.start_date).to.be.instanceOf(Date);
+      expect(atDeferral!.trigger_timeout!.getTime() - atDeferral!.start_date!.getTime()).to.be.closeTo(60_000, 5);
+      const ti = await taskInstance(t.database, { dagId: sensorDag.dagId, runId, taskId: 'wait' });
+      expect(ti.try_number).to.equal(1);
+      expect(await xcom(runId, 'wait')).to.deep.equal({ paths: [file], truncated: false });
+    });
+
+    it('starts each retry from the trigger too, and fails with the reason when the endpoint refuses', async () => {
+      server = await ScriptedServer.start(() => ({ status: 403, body: { error: 'forbidden for this token' } }));
+      const url = server.url('/private');
+      const sensorDag = dag({ dagId: `sensors_${++dagNo}` }, () => {
+        new HttpSensor({ taskId: 'wait', url, startFromTrigger: true, retries: 1, retryDelay: 0.1 });
+      });
+      const { state, seen, runId } = await runThroughScheduler(t, sensorDag);
+      expect(state).to.equal('failed');
+      const deferrals = seen.filter((l) => l.task === 'wait' && l.state === 'deferred');
+      expect(deferrals.map((l) => l.tryNumber)).to.deep.equal([1, 2]);
+      for (const deferral of deferrals) {
+        const at = seen.indexOf(deferral);
+        expect(seen[at - 1], 'deferred straight from scheduled').to.deep.include({ task: 'wait', state: 'scheduled' });
+        expect(indexOf(seen, 'wait', 'running', at), 'a worker runs only after the trigger failed').to.be.greaterThan(indexOf(seen, 'wait', 'trigger failed', at));
+      }
+      const ti = await taskInstance(t.database, { dagId: sensorDag.dagId, runId, taskId: 'wait' });
+      expect(ti).to.deep.include({ state: 'failed', try_number: 2 });
+      expect(ti.error).to.contain('answered 403 Forbidden: {"error":"forbidden for this token"}');
+    });
+
+    it('builds a time sensor trigger from the run, and honours timeout with softFail', async () => {
+      const sensorDag = dag({ dagId: `sensors_${++dagNo}` }, () => {
+        new TimeDeltaSensor({ taskId: 'soon', delta: 0.3, startFromTrigger: true });
+        new FileSensor({ taskId: 'never', path: path.join(dir, 'nope'), startFromTrigger: true, timeout: 0.5, softFail: true });
+      });
+      const { state, seen, runId } = await runThroughScheduler(t, sensorDag);
+      expect(state).to.equal('success');
+      for (const task of ['soon', 'never']) {
+        expect(indexOf(seen, task, 'queued'), `${task} was never queued before deferring`).to.be.greaterThan(indexOf(seen, task, 'deferred'));
+      }
+      expect((await taskInstance(t.database, { dagId: sensorDag.dagId, runId, taskId: 'soon' })).state).to.equal('success');
+      expect((await taskInstance(t.database, { dagId: sensorDag.dagId, runId, taskId: 'never' })).state).to.equal('skipped');
+    });
+  });
+
   it('refuses bad sensor options when the DAG is defined, naming the sensor and the field', () => {
     expect(() => dag({ dagId: 'bad_file' }, () => new FileSensor({ taskId: 'w', path: '' }))).to.throw(/sensor 'w': FileExistsTrigger path must not be empty/);
     expect(() => dag({ dagId: 'bad_http' }, () => new HttpSensor({ taskId: 'h', url: 'localhost:8080/x' }))).to.throw(/sensor 'h': HttpPollTrigger url must use http/);

@@ -27,6 +27,7 @@ import type { BaseExecutor } from '../executors/base-executor.ts';
 import { retryDelay } from '../runner/task-runner.ts';
 import type { Dag } from '../sdk/dag.ts';
 import { TimeoutSweeper } from '../triggerer/timeout-sweeper.ts';
+import { StartFromTrigger } from './start-from-trigger.ts';
 
 export interface SchedulerOptions {
   /** The safety-net poll when no notification arrives. @default 5000 */
@@ -67,6 +68,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
   readonly #sweeper: TimeoutSweeper;
   readonly #unsubscribe: (() => void)[] = [];
   readonly #warnedMissing = new Set<string>();
+  readonly #startFromTrigger: StartFromTrigger;
   #state: SchedulerState = 'created';
   #jobId: number | undefined;
   #loop: Promise<void> | undefined;
@@ -85,6 +87,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
       for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
       this.#wakeup.nudge();
     });
+    this.#startFromTrigger = new StartFromTrigger({ db: deps.database.db, dagBag: deps.dagBag, logger: this.#log });
     deps.executor.onChange = () => this.#wakeup.nudge();
     deps.executor.onTaskState = (change) => this.emit('ti:state', change);
   }
@@ -184,6 +187,8 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     await this.#startQueuedRuns();
     for (const key of await scheduleDueRetries(this.#deps.database.db)) this.emit('ti:state', { key, state: 'scheduled' });
     await this.#scheduleReady();
+    // startFromTrigger sensors: scheduled → deferred here, before anything is enqueued.
+    for (const { key, tryNumber } of await this.#startFromTrigger.run()) this.emit('ti:state', { key, state: 'deferred', tryNumber });
     if (this.#state === 'running') await this.#enqueue();
     for (const run of await finishCompletedRuns(this.#deps.database.db)) {
       this.#log.info(run, 'run finished');
