@@ -3,7 +3,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { DateTime } from 'luxon';
-import { dag, DateTimeSensor, FileSensor, HttpSensor, TimeDeltaSensor, type BaseSensorOperator, type BaseSensorOptions, type JsonValue } from '../src/sdk/index.ts';
+import {
+  BaseSensorOperator,
+  dag,
+  DateTimeSensor,
+  FileSensor,
+  HttpSensor,
+  TimeDeltaSensor,
+  type BaseSensorOptions,
+  type JsonValue,
+} from '../src/sdk/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { CallOperator, indexOf, runThroughScheduler, type Seen } from './support/dag-runner.ts';
@@ -211,6 +220,26 @@ describe('sensors, end to end through the scheduler and the triggerer, in every 
       const ti = await taskInstance(t.database, { dagId: sensorDag.dagId, runId, taskId: 'wait' });
       expect(ti).to.deep.include({ state: 'failed', try_number: 2 });
       expect(ti.error).to.contain('answered 403 Forbidden: {"error":"forbidden for this token"}');
+    });
+
+    it('leaves a sensor whose trigger cannot be built to a worker, where the error fails the task', async () => {
+      class NoTriggerSensor extends BaseSensorOperator {
+        override poke(): boolean {
+          return false;
+        }
+        override trigger(): never {
+          throw new Error('the bucket name is missing from the connection');
+        }
+      }
+      const sensorDag = dag({ dagId: `sensors_${++dagNo}` }, () => {
+        new NoTriggerSensor({ taskId: 'wait', startFromTrigger: true });
+      });
+      const { state, seen, runId } = await runThroughScheduler(t, sensorDag);
+      expect(state).to.equal('failed');
+      expect(indexOf(seen, 'wait', 'deferred')).to.equal(-1);
+      expect(indexOf(seen, 'wait', 'running')).to.be.at.least(0);
+      const ti = await taskInstance(t.database, { dagId: sensorDag.dagId, runId, taskId: 'wait' });
+      expect(ti.error).to.contain('the bucket name is missing from the connection');
     });
 
     it('builds a time sensor trigger from the run, and honours timeout with softFail', async () => {
