@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { filesUnder, FilePattern, statOrUndefined } from '../src/common/file-glob.ts';
-import { sleep } from '../src/common/sleep.ts';
+import { MAX_TIMER_MS, sleep } from '../src/common/sleep.ts';
 import { Wakeup } from '../src/common/wakeup.ts';
 import type { DurationInput } from '../src/sdk/duration.ts';
 import { InvalidTriggerKwargsError } from '../src/sdk/errors.ts';
@@ -90,7 +90,7 @@ export class FileExistsTrigger extends BaseTrigger<FileExistsTriggerRow> {
 
   override async run(signal: AbortSignal): Promise<TriggerEvent<FileExistsEventPayload> | undefined> {
     const wakeup = new Wakeup();
-    const pollMs = this.kwargs.pollInterval * 1000;
+    const pollMs = Math.min(this.kwargs.pollInterval * 1000, MAX_TIMER_MS); // one timer; a longer wait just looks early
     try {
       while (!signal.aborted) {
         const lookedAt = Date.now();

@@ -1,6 +1,6 @@
 import { HostLimiter } from '../src/common/host-limiter.ts';
 import { excerpt, readCappedBody } from '../src/common/http-body.ts';
-import { sleep } from '../src/common/sleep.ts';
+import { MAX_TIMER_MS, sleep } from '../src/common/sleep.ts';
 import type { DurationInput } from '../src/sdk/duration.ts';
 import { InvalidTriggerKwargsError } from '../src/sdk/errors.ts';
 import { judgeBody, judgeStatus, normaliseExpectation, type HttpExpectation, type HttpExpectationRow } from '../src/sdk/http-expectation.ts';
@@ -124,7 +124,8 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
   async poll(signal: AbortSignal): Promise<HttpPoll> {
     const { method, requestTimeout, expect } = this.kwargs;
     const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(new Error(`no answer within ${requestTimeout} s`)), requestTimeout * 1000);
+    const timeoutMs = Math.min(requestTimeout * 1000, MAX_TIMER_MS);
+    const timer = setTimeout(() => timeout.abort(new Error(`no answer within ${requestTimeout} s`)), timeoutMs);
     let answer;
     try {
       answer = await this.#limiter.run(
