@@ -128,9 +128,9 @@ export class FileExistsTrigger extends BaseTrigger<FileExistsTriggerRow> {
         if (name === null || !relevant || relevant(String(name))) wakeup.nudge();
       });
       watcher.on('error', (error) => {
+        // No nudge: a watch that keeps failing must not turn into a busy loop; the next poll re-arms it.
         this.log.debug({ dir, err: error }, 'directory watch failed; polling only until the next look');
         if (this.#watcher === watcher) this.#unwatch();
-        wakeup.nudge();
       });
       this.#watcher = watcher;
       this.#watched = key;
