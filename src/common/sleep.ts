@@ -1,5 +1,5 @@
 /** The longest delay `setTimeout` accepts (about 24.8 days); longer waits are taken in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Resolves at wall-clock time `epochMs` (or at once if it has passed), or when `signal` aborts —

@@ -38,6 +38,16 @@ export class DagBag {
     return bag;
   }
 
+  /** A bag of DAGs built in code rather than imported from a folder (tests, embedding tsflow). */
+  static of(dags: readonly Dag[], folder = '(in memory)'): DagBag {
+    const bag = new DagBag(folder);
+    for (const dag of dags) {
+      if (bag.#dags.has(dag.dagId)) throw new Error(`DAG id '${dag.dagId}' is given twice`);
+      bag.#dags.set(dag.dagId, dag);
+    }
+    return bag;
+  }
+
   get dags(): ReadonlyMap<string, Dag> {
     return this.#dags;
   }

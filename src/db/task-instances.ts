@@ -198,6 +198,89 @@ export async function deferTry(db: Db, key: TaskInstanceKey, tryNumber: number, 
 
 class StaleTryError extends Error {}
 
+/** A scheduled task instance about to start a new try, with what building its trigger needs. */
+export interface ScheduledNewTry {
+  key: TaskInstanceKey;
+  /** The try number so far; the new try is one more. */
+  tryNumber: number;
+  conf: JsonObject;
+  logicalDate: Date;
+}
+
+/**
+ * The scheduled task instances of running runs, among `tasks`, that start a new try (no
+ * next_method: not a resume after a trigger or a reschedule). The candidates for start_from_trigger.
+ */
+export async function listScheduledNewTries(db: Db, tasks: readonly { dagId: string; taskId: string }[]): Promise<ScheduledNewTry[]> {
+  if (tasks.length === 0) return [];
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; try_number: number; conf: JsonObject; logical_date: Date }>`
+    SELECT ti.dag_id, ti.run_id, ti.task_id, ti.try_number, r.conf, r.logical_date
+    FROM task_instance ti
+    JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id AND r.state = 'running'
+    JOIN unnest(${tasks.map((t) => t.dagId)}::text[], ${tasks.map((t) => t.taskId)}::text[]) AS t(dag_id, task_id)
+      ON t.dag_id = ti.dag_id AND t.task_id = ti.task_id
+    WHERE ti.state = 'scheduled' AND ti.next_method IS NULL
+    ORDER BY ti.priority_weight DESC, ti.scheduled_at`.execute(db);
+  return rows.map((r) => ({
+    key: { dagId: r.dag_id, runId: r.run_id, taskId: r.task_id },
+    tryNumber: r.try_number,
+    conf: r.conf,
+    logicalDate: r.logical_date,
+  }));
+}
+
+export interface StartInTrigger {
+  trigger: NewTrigger;
+  nextMethod: string;
+  /** Seconds from the start of the try; null for no trigger timeout. */
+  timeoutSeconds: number | null;
+}
+
+/**
+ * start_from_trigger (Airflow 2.10): a new try of a scheduled task instance starts in the triggerer,
+ * never on a worker. ONE transaction: takes the row FOR UPDATE SKIP LOCKED (the enqueue critical
+ * section locks scheduled rows the same way, so a row goes to exactly one of the two and neither
+ * waits), inserts the trigger, sets the task instance `deferred` as try n+1 starting now, and NOTIFYs
+ * the triggerers. Returns the trigger id and the try, or undefined if the row is no longer a
+ * scheduled new try (enqueued, cleared or taken by another scheduler meanwhile).
+ */
+export async function deferScheduledTry(db: Db, key: TaskInstanceKey, start: StartInTrigger): Promise<{ triggerId: number; tryNumber: number } | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .selectFrom('task_instance')
+      .select('try_number')
+      .where((eb) => eb.and({ ...keyColumns(key), state: 'scheduled' }))
+      .where('next_method', 'is', null)
+      .forUpdate()
+      .skipLocked()
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const triggerId = await insertTrigger(trx, start.trigger);
+    const updated = await trx
+      .updateTable('task_instance')
+      .set({
+        state: 'deferred',
+        try_number: row.try_number + 1,
+        start_date: sql<Date>`clock_timestamp()`,
+        end_date: null,
+        error: null,
+        ready_at: null,
+        trigger_id: triggerId,
+        next_method: start.nextMethod,
+        next_kwargs: '{}',
+        trigger_timeout: start.timeoutSeconds === null ? null : sql<Date>`clock_timestamp() + make_interval(secs => ${start.timeoutSeconds})`,
+        hostname: null,
+        pid: null,
+        updated_at: sql<Date>`now()`,
+      })
+      .where((eb) => eb.and(keyColumns(key)))
+      .returning('try_number')
+      .executeTakeFirstOrThrow();
+    await notify(trx, Channels.trigger, 'new');
+    return { triggerId, tryNumber: updated.try_number };
+  });
+}
+
 /**
  * Sends deferred task instances whose trigger_timeout has passed to `scheduled` with `__fail__` and
  * a timeout error, deletes their triggers (skipping any locked by an event write), and wakes the

@@ -20,6 +20,7 @@ import { TimeoutSweeper } from '../triggerer/timeout-sweeper.ts';
 import { evaluateDependencies } from './dependency-evaluator.ts';
 import { LostTryHandler } from './lost-try-handler.ts';
 import { compileSchedulerOptions, type CompiledSchedulerOptions, type SchedulerOptions } from './scheduler-options.ts';
+import { StartFromTrigger } from './start-from-trigger.ts';
 
 export type { SchedulerOptions } from './scheduler-options.ts';
 
@@ -54,6 +55,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
   readonly #lostTries: LostTryHandler;
   readonly #unsubscribe: (() => void)[] = [];
   readonly #warnedMissing = new Set<string>();
+  readonly #startFromTrigger: StartFromTrigger;
   #state: SchedulerState = 'created';
   #jobId: number | undefined;
   #loop: Promise<void> | undefined;
@@ -81,6 +83,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
       for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
       this.#wakeup.nudge();
     });
+    this.#startFromTrigger = new StartFromTrigger({ db: deps.database.db, dagBag: deps.dagBag, logger: this.#log });
     deps.executor.onChange = () => this.#wakeup.nudge();
     deps.executor.onTaskState = (change) => this.emit('ti:state', change);
   }
@@ -186,6 +189,8 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     }
     for (const key of await scheduleDueRetries(this.#deps.database.db)) this.emit('ti:state', { key, state: 'scheduled' });
     for (const change of await evaluateDependencies(this.#deps.database.db, (dagId) => this.#dag(dagId))) this.emit('ti:state', change);
+    // startFromTrigger sensors: scheduled → deferred here, before anything is enqueued.
+    for (const { key, tryNumber } of await this.#startFromTrigger.run()) this.emit('ti:state', { key, state: 'deferred', tryNumber });
     if (this.#state === 'running') await this.#enqueue();
     for (const run of await finishCompletedRuns(this.#deps.database.db)) {
       this.#log.info(run, 'run finished');

@@ -14,7 +14,7 @@ export {
 } from './base-operator.ts';
 export type { TaskContext, TaskRuntimeDefaults } from './context.ts';
 export { TaskDeferred, type DeferOptions } from './task-deferred.ts';
-export { BaseTrigger, TriggerEvent, type TriggerClass, type TriggerRun } from './trigger.ts';
+export { BaseTrigger, TriggerEvent, type TriggerClass, type TriggerLogger, type TriggerRun } from './trigger.ts';
 export {
   SkipTask,
   RescheduleTask,
@@ -26,11 +26,21 @@ export {
 } from './errors.ts';
 export { toDuration, type DurationInput } from './duration.ts';
 export type { JsonObject, JsonValue, JsonPrimitive } from './json.ts';
-export { BaseSensorOperator, type BaseSensorOptions, type PokeResult, type SensorMode } from './sensors/base-sensor.ts';
+export {
+  BaseSensorOperator,
+  type BaseSensorOptions,
+  type PokeResult,
+  type SensorMode,
+  type SensorTriggerContext,
+  type StartDeferral,
+} from './sensors/base-sensor.ts';
 export {
   TimeDeltaSensor,
   DateTimeSensor,
   type TimeDeltaSensorOptions,
   type DateTimeSensorOptions,
 } from './sensors/time-sensors.ts';
-export { DateTimeTrigger, TimeDeltaTrigger } from '../../triggers/index.ts';
+export { FileSensor, type FileSensorOptions } from './sensors/file-sensor.ts';
+export { HttpSensor, type HttpSensorOptions } from './sensors/http-sensor.ts';
+export type { HttpExpectation, JsonFieldCondition } from './http-expectation.ts';
+export { DateTimeTrigger, TimeDeltaTrigger, FileExistsTrigger, HttpPollTrigger, HttpPollError } from '../../triggers/index.ts';

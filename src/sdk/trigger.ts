@@ -22,6 +22,18 @@ export interface TriggerClass {
 const TRIGGER_BRAND = Symbol.for('tsflow.trigger');
 
 /**
+ * Where a trigger logs (a pino logger fits). Never pass secrets, such as header values, in `fields`.
+ */
+export interface TriggerLogger {
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+/** Discards everything: a trigger's logger until its host attaches one. Frozen: shared, never changed. */
+const DISCARD: TriggerLogger = Object.freeze({ debug() {}, info() {}, warn() {} });
+
+/**
  * A serialisable wait. Subclasses take their kwargs (plain JSON) in the constructor, validate them
  * there, and implement `run(signal)`. The triggerer rebuilds them from `serialize()` in another
  * process, so everything a trigger needs must be in its kwargs.
@@ -35,9 +47,24 @@ export abstract class BaseTrigger<K extends JsonObject = JsonObject> {
   static readonly [TRIGGER_BRAND] = true;
 
   readonly kwargs: K;
+  #log: TriggerLogger = DISCARD;
 
   constructor(kwargs: K) {
     this.kwargs = toJsonObject(kwargs, `${new.target.name} kwargs`) as K;
+  }
+
+  /** The logger attached with `useLogger`; by default one that discards. */
+  protected get log(): TriggerLogger {
+    return this.#log;
+  }
+
+  /**
+   * Routes this trigger's logs to `log` (the task's logger when a sensor pokes with the trigger on a
+   * worker, the triggerer's per-trigger logger when it runs there). Returns the trigger.
+   */
+  useLogger(log: TriggerLogger): this {
+    this.#log = log;
+    return this;
   }
 
   /** `[classpath, kwargs]`: what is stored in the trigger row. */

@@ -14,6 +14,7 @@ import { SequentialExecutor } from '../../src/executors/sequential-executor.ts';
 import type { WorkerConfig } from '../../src/executors/worker-protocol.ts';
 import { runTaskInstance, type TaskRunResult } from '../../src/runner/task-runner.ts';
 import { Scheduler, type SchedulerOptions } from '../../src/scheduler/scheduler.ts';
+import type { TaskRuntimeDefaults } from '../../src/sdk/context.ts';
 import type { Dag } from '../../src/sdk/dag.ts';
 import type { JsonObject } from '../../src/sdk/json.ts';
 import { TriggerRegistry } from '../../src/triggerer/trigger-registry.ts';
@@ -77,11 +78,11 @@ export async function startTriggerer(
 }
 
 /** The SequentialExecutor the way `tsflow scheduler --executor sequential` builds it, on a test database. */
-export function sequentialExecutor(db: Database, bag: DagBag): SequentialExecutor {
+export function sequentialExecutor(db: Database, bag: DagBag, defaults: TaskRuntimeDefaults = { deferrable: false }): SequentialExecutor {
   return new SequentialExecutor({
     logger: silentLogger(),
     runTask: (key, signal, onState) =>
-      runTaskInstance({ db: db.db, logger: silentLogger(), hostname: 'test', pid: process.pid, defaults: { deferrable: false }, onState }, bag.getDag(key.dagId), key, { signal }),
+      runTaskInstance({ db: db.db, logger: silentLogger(), hostname: 'test', pid: process.pid, defaults, onState }, bag.getDag(key.dagId), key, { signal }),
   });
 }
 
@@ -118,13 +119,16 @@ export function localExecutor(
   return executor;
 }
 
+/** A scheduler with the given executor (by default a one-slot SequentialExecutor); `defaults` is what TSFLOW_DEFAULT_DEFERRABLE would set. */
 export async function startScheduler(
   db: Database,
   bag: DagBag,
-  options: SchedulerOptions = {},
-  executor: BaseExecutor = sequentialExecutor(db, bag),
+  options: SchedulerOptions & { defaults?: TaskRuntimeDefaults } = {},
+  given?: BaseExecutor,
 ): Promise<{ scheduler: Scheduler; executor: BaseExecutor }> {
-  const scheduler = track(new Scheduler({ database: db, dagBag: bag, executor, logger: silentLogger(), notifier: await startNotifier(db) }, options));
+  const { defaults = { deferrable: false }, ...schedulerOptions } = options;
+  const executor = given ?? sequentialExecutor(db, bag, defaults);
+  const scheduler = track(new Scheduler({ database: db, dagBag: bag, executor, logger: silentLogger(), notifier: await startNotifier(db) }, schedulerOptions));
   await scheduler.start();
   return { scheduler, executor };
 }

@@ -3,7 +3,7 @@ import { sleep } from '../../common/sleep.ts';
 import { BaseOperator, FAIL_METHOD, type BaseOperatorOptions } from '../base-operator.ts';
 import type { TaskContext } from '../context.ts';
 import { toDuration, type DurationInput } from '../duration.ts';
-import { RescheduleTask, SensorTimeout, SkipTask, TaskDeferralTimeout } from '../errors.ts';
+import { InvalidTriggerKwargsError, RescheduleTask, SensorTimeout, SkipTask, TaskDeferralTimeout } from '../errors.ts';
 import type { JsonObject, JsonValue } from '../json.ts';
 import type { BaseTrigger } from '../trigger.ts';
 
@@ -20,8 +20,26 @@ export interface BaseSensorOptions extends BaseOperatorOptions {
   mode?: SensorMode;
   /** Hand the wait to the triggerer. @default the engine's `TSFLOW_DEFAULT_DEFERRABLE` (false) */
   deferrable?: boolean;
-  /** With `deferrable`, go from `scheduled` straight to `deferred`, never taking a worker. @default false */
+  /**
+   * Go from `scheduled` straight to `deferred`: the scheduler hands the trigger to the triggerer and
+   * no worker runs until it fires (Airflow's `start_from_trigger`). Implies `deferrable`. @default false
+   */
   startFromTrigger?: boolean;
+}
+
+/**
+ * What `trigger()` may rely on. With `startFromTrigger` the scheduler builds the trigger, with no
+ * worker and so no XComs: only the run's identity, logical date, conf and the try.
+ */
+export type SensorTriggerContext = Pick<TaskContext, 'dagId' | 'runId' | 'taskId' | 'tryNumber' | 'logicalDate' | 'startDate' | 'conf' | 'log'>;
+
+/** What the scheduler needs to start a try of a `startFromTrigger` sensor in the triggerer. */
+export interface StartDeferral {
+  trigger: BaseTrigger;
+  /** Resume method once the trigger fires. */
+  method: string;
+  /** The trigger timeout, from the start of the try: the sensor's `timeout`, capped by `executionTimeout`. */
+  timeout: Duration;
 }
 
 /** What `poke` returns: done or not, optionally with a value that becomes the task's XCom. */
@@ -48,17 +66,18 @@ export abstract class BaseSensorOperator extends BaseOperator<JsonValue | undefi
     if (this.mode !== 'poke' && this.mode !== 'reschedule') {
       throw new TypeError(`sensor '${options.taskId}' mode must be 'poke' or 'reschedule', got '${String(this.mode)}'`);
     }
-    this.deferrable = options.deferrable;
     this.startFromTrigger = options.startFromTrigger ?? false;
-    if (this.startFromTrigger && this.deferrable === false) {
-      throw new TypeError(`sensor '${options.taskId}': startFromTrigger needs deferrable: true`);
+    if (this.startFromTrigger && options.deferrable === false) {
+      throw new TypeError(`sensor '${options.taskId}': startFromTrigger needs deferrable: true (or leave deferrable unset)`);
     }
+    // Starting in the triggerer is deferral by definition, whatever TSFLOW_DEFAULT_DEFERRABLE says.
+    this.deferrable = options.deferrable ?? (this.startFromTrigger ? true : undefined);
   }
 
   abstract poke(context: TaskContext): PokeResult | Promise<PokeResult>;
 
   /** The trigger that waits for this sensor's condition; needed for `deferrable: true`. */
-  trigger(_context: TaskContext): BaseTrigger {
+  trigger(_context: SensorTriggerContext): BaseTrigger {
     throw new TypeError(`sensor '${this.taskId}' (${this.constructor.name}) has no trigger, so it cannot be deferrable`);
   }
 
@@ -67,11 +86,21 @@ export abstract class BaseSensorOperator extends BaseOperator<JsonValue | undefi
     return this.deferrable ?? defaultDeferrable;
   }
 
+  /** With `startFromTrigger`: the deferral the scheduler makes for a new try; undefined otherwise. */
+  startDeferral(context: SensorTriggerContext): StartDeferral | undefined {
+    if (!this.startFromTrigger) return undefined;
+    const limit = this.settings.executionTimeout;
+    const timeout = limit && limit.toMillis() < this.timeout.toMillis() ? limit : this.timeout;
+    return { trigger: this.trigger(context), method: 'executeComplete', timeout };
+  }
+
   override async execute(context: TaskContext): Promise<JsonValue | undefined> {
     if (this.isDeferrable(context.defaults.deferrable)) {
       const first = await this.pokeOnce(context);
       if (first.done) return first.value;
-      this.defer({ trigger: this.trigger(context), method: 'executeComplete', timeout: this.remaining(context) });
+      const remaining = this.remaining(context);
+      if (remaining.toMillis() <= 0) return this.timedOut(`sensor '${this.taskId}' timed out after ${this.timeout.toHuman()}`);
+      this.defer({ trigger: this.trigger(context), method: 'executeComplete', timeout: remaining });
     }
     for (;;) {
       const result = await this.pokeOnce(context);
@@ -115,4 +144,24 @@ export abstract class BaseSensorOperator extends BaseOperator<JsonValue | undefi
     if (this.softFail) throw new SkipTask(`${message}; skipped (softFail)`);
     throw new SensorTimeout(message);
   }
+}
+
+/** Builds a sensor's trigger once at construction, so bad options fail when the DAG is defined, naming the sensor and the field. */
+export function checkTriggerOptions(taskId: string, build: () => unknown): void {
+  try {
+    build();
+  } catch (error) {
+    if (error instanceof InvalidTriggerKwargsError) throw new InvalidTriggerKwargsError(`sensor '${taskId}': ${error.message}`, { cause: error });
+    throw error;
+  }
+}
+
+/** What the scheduler uses of a sensor whose new tries start in the triggerer. */
+export type TriggerStartingSensor = Pick<BaseSensorOperator, 'taskId' | 'settings' | 'startDeferral'>;
+
+/** True for a sensor (from any copy of the SDK) whose new tries start in the triggerer. */
+export function startsFromTrigger(task: unknown): task is TriggerStartingSensor {
+  if (typeof task !== 'object' || task === null) return false;
+  const candidate = task as { startFromTrigger?: unknown; startDeferral?: unknown };
+  return candidate.startFromTrigger === true && typeof candidate.startDeferral === 'function';
 }

@@ -2,7 +2,7 @@ import { DateTime } from 'luxon';
 import { DateTimeTrigger } from '../../../triggers/date-time-trigger.ts';
 import type { TaskContext } from '../context.ts';
 import { toDuration, type DurationInput } from '../duration.ts';
-import { BaseSensorOperator, type BaseSensorOptions } from './base-sensor.ts';
+import { BaseSensorOperator, type BaseSensorOptions, type SensorTriggerContext } from './base-sensor.ts';
 
 export interface TimeDeltaSensorOptions extends BaseSensorOptions {
   /** Wait until this long after the run's logical date. */
@@ -18,7 +18,7 @@ export class TimeDeltaSensor extends BaseSensorOperator {
     this.delta = toDuration(options.delta, `sensor '${options.taskId}' delta`);
   }
 
-  target(context: TaskContext): DateTime {
+  target(context: SensorTriggerContext): DateTime {
     return context.logicalDate.plus(this.delta);
   }
 
@@ -26,7 +26,7 @@ export class TimeDeltaSensor extends BaseSensorOperator {
     return DateTime.utc() >= this.target(context);
   }
 
-  override trigger(context: TaskContext): DateTimeTrigger {
+  override trigger(context: SensorTriggerContext): DateTimeTrigger {
     return new DateTimeTrigger({ moment: this.target(context) });
   }
 }

@@ -1,0 +1,35 @@
+import { HttpPollTrigger, type HttpPollTriggerKwargs } from '../../../triggers/http-poll-trigger.ts';
+import type { TaskContext } from '../context.ts';
+import { BaseSensorOperator, checkTriggerOptions, type BaseSensorOptions, type PokeResult } from './base-sensor.ts';
+
+export interface HttpSensorOptions extends BaseSensorOptions, Omit<HttpPollTriggerKwargs, 'pollInterval'> {}
+
+/**
+ * Waits until an HTTP endpoint answers as `expect` says (Airflow's `HttpSensor`, with a declarative
+ * condition instead of a `response_check` callable, so the same condition runs in the triggerer).
+ * Each poke is one request; transient failures (network errors, timeouts, 5xx, 408, 429) and
+ * `expect.keepPollingOn` statuses (404 by default) mean "not yet", any other 4xx fails the task.
+ * Its result (and XCom) is `{ status, headers, body, bodyTruncated }`.
+ */
+export class HttpSensor extends BaseSensorOperator {
+  readonly #kwargs: HttpPollTriggerKwargs;
+
+  constructor(options: HttpSensorOptions) {
+    super(options);
+    const { url, method, headers, body, requestTimeout, expect, responseHeaders } = options;
+    this.#kwargs = { url, method, headers, body, requestTimeout, expect, responseHeaders, pollInterval: this.pokeInterval.toMillis() > 0 ? this.pokeInterval : 5 };
+    checkTriggerOptions(options.taskId, () => this.trigger());
+  }
+
+  override async poke(context: TaskContext): Promise<PokeResult> {
+    const trigger = this.trigger().useLogger(context.log);
+    const poll = await trigger.poll(context.signal);
+    if (poll.done) return { done: true, value: poll.payload };
+    context.log.info({ url: trigger.safeUrl, status: poll.status, reason: poll.reason }, 'endpoint not ready');
+    return false;
+  }
+
+  override trigger(): HttpPollTrigger {
+    return new HttpPollTrigger(this.#kwargs);
+  }
+}
