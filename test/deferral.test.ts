@@ -45,6 +45,17 @@ describe('deferral, end to end through the runner and a triggerer', () => {
     expect(trigger.triggerer_id).to.equal(null);
   });
 
+  it("caps the trigger timeout at the task's executionTimeout, measured from the try's start", async () => {
+    const capped = bag.getDag('capped_defer_dag');
+    const runId = `run_${++runNo}`;
+    await createRun(t.database, capped, runId, { trigger: { mode: 'hang' }, timeoutSeconds: 3600 });
+    const key = { dagId: 'capped_defer_dag', runId, taskId: 'defer' };
+    await queue(t.database, key);
+    expect((await runTask(t.database, capped, key)).state).to.equal('deferred');
+    const ti = await taskInstance(t.database, key);
+    expect(ti.trigger_timeout!.getTime() - ti.start_date!.getTime()).to.be.within(1900, 2100);
+  });
+
   it('leaves no trigger row behind when the deferred state cannot be written', async () => {
     const runId = `run_${++runNo}`;
     await createRun(t.database, dag, runId, { trigger: { mode: 'hang' } });

@@ -280,6 +280,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     try {
       const TriggerClass = await this.#deps.registry.resolve(row.classpath);
       trigger = new TriggerClass(row.kwargs);
+      trigger.useLogger(active.log);
       active.dueAt = trigger.dueAt()?.toMillis();
     } catch (error) {
       void this.#finish(active, { triggerId: row.id, kind: 'failure', payload: failurePayload(error) });
