@@ -4,7 +4,7 @@ import type { Dag } from '../src/sdk/dag.ts';
 import type { JsonObject } from '../src/sdk/json.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
-import { waitForEvent } from './support/events.ts';
+import { eventually, waitForEvent } from './support/events.ts';
 import { createRun, loadFixtureDags, queue, runTask, startTriggerer, taskInstance } from './support/rig.ts';
 
 describe('deferral, end to end through the runner and a triggerer', () => {
@@ -92,8 +92,10 @@ describe('deferral, end to end through the runner and a triggerer', () => {
     expect(resumed.state).to.equal('scheduled');
     expect(resumed.trigger_id).to.equal(null);
     expect(resumed.next_kwargs).to.deep.equal({ note: 'from execute', tryAtDefer: 1, event: { rows: 42, file: 'a.csv' } });
-    const gone = await t.database.db.selectFrom('trigger').select('id').where('id', '=', triggerId!).executeTakeFirst();
-    expect(gone, 'the spent trigger row is deleted').to.equal(undefined);
+    await eventually(
+      async () => (await t.database.db.selectFrom('trigger').select('id').where('id', '=', triggerId!).executeTakeFirst()) === undefined,
+      'the spent trigger row to be deleted',
+    );
 
     await queue(t.database, key);
     const result = await runTask(t.database, dag, key);

@@ -3,7 +3,7 @@ import { createDagRun, getDagRun, upsertDags } from '../src/db/dag-runs.ts';
 import type { TaskInstanceState } from '../src/db/schema.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
-import { waitForEvent } from './support/events.ts';
+import { eventually, waitForEvent } from './support/events.ts';
 import { loadFixtureDags, startScheduler, startTriggerer, taskInstance } from './support/rig.ts';
 
 describe('scheduler + sequential executor + triggerer', () => {
@@ -62,6 +62,6 @@ describe('scheduler + sequential executor + triggerer', () => {
     expect((await done).state).to.equal('success');
     const xcom = await t.database.db.selectFrom('xcom').select('value').where('run_id', '=', 'r2').executeTakeFirstOrThrow();
     expect(xcom.value).to.deep.include({ event: { status: 'ready' }, tryAtResume: 1 });
-    expect(await t.database.db.selectFrom('trigger').selectAll().execute()).to.deep.equal([]);
+    await eventually(async () => (await t.database.db.selectFrom('trigger').selectAll().execute()).length === 0, 'the spent trigger row to be deleted');
   });
 });

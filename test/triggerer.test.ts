@@ -58,14 +58,19 @@ describe('the triggerer daemon', () => {
       await waitForEvent(b, 'pass');
     }
     expect((await owners()).every((r) => r.triggerer_id === a.jobId)).to.equal(true);
-    // a stops heartbeating (a paused process): after the threshold its triggers move to b.
-    await a.stop(); // stop() releases its rows; restore them to a's dead job to simulate a crash instead
+    // a's process goes away without releasing (a crash): its rows stay with its job.
+    await a.stop(); // stop() releases its rows; give them back to a's job to stage a crash instead
     await sql`UPDATE trigger SET triggerer_id = ${a.jobId} WHERE id = ANY(${set.triggerIds}::bigint[])`.execute(t.database.db);
-    await sql`UPDATE job SET state = 'running', latest_heartbeat = now() - interval '1 second' WHERE id = ${a.jobId}`.execute(t.database.db);
+    // While a's last heartbeat is fresher than the threshold, a counts as alive: b takes nothing.
+    await sql`UPDATE job SET state = 'running', latest_heartbeat = now() WHERE id = ${a.jobId}`.execute(t.database.db);
     b.nudge();
     await waitForEvent(b, 'pass');
-    expect((await owners()).every((r) => r.triggerer_id === a.jobId), 'not yet past the threshold').to.equal(true);
+    expect((await owners()).every((r) => r.triggerer_id === a.jobId), 'a fresh heartbeat: not taken').to.equal(true);
+    // Once it is older than the threshold, b takes them on its next pass.
+    await sql`UPDATE job SET latest_heartbeat = now() - interval '2 seconds' WHERE id = ${a.jobId}`.execute(t.database.db);
+    b.nudge();
     await eventually(async () => (await owners()).every((r) => r.triggerer_id === b.jobId), "b to take the dead triggerer's triggers", 10_000);
+    await eventually(async () => b.activeTriggerIds.length === 4, 'b to run them');
   });
 
   it("rejects a stale owner's event and absorbs a duplicate one", async () => {
@@ -73,15 +78,15 @@ describe('the triggerer daemon', () => {
     const [triggerId] = set.triggerIds as [number];
     await sql`UPDATE trigger SET triggerer_id = 1001 WHERE id = ${triggerId}`.execute(t.database.db);
     const stale = await submitTriggerOutcomes(t.database.db, 1000, [{ triggerId, kind: 'event', payload: { from: 'stale' } }]);
-    expect(stale.fenced.size).to.equal(0);
+    expect(stale.applied.size).to.equal(0);
+    expect(stale.resumed).to.equal(0);
     expect(await statesOf(t.database, set)).to.deep.equal(['deferred']);
 
     const first = await submitTriggerOutcomes(t.database.db, 1001, [{ triggerId, kind: 'event', payload: { from: 'owner' } }]);
-    expect([...first.fenced]).to.deep.equal([triggerId]);
-    expect(first.resumed).to.have.length(1);
+    expect([...first.applied]).to.deep.equal([triggerId]);
+    expect(first.resumed).to.equal(1);
     const duplicate = await submitTriggerOutcomes(t.database.db, 1001, [{ triggerId, kind: 'event', payload: { from: 'again' } }]);
-    expect(duplicate.fenced.size).to.equal(0);
-    expect(duplicate.resumed).to.have.length(0);
+    expect(duplicate.resumed, 'a duplicate event resumes nothing').to.equal(0);
     const ti = await taskInstance(t.database, set.keys[0]!);
     expect(ti.state).to.equal('scheduled');
     expect(ti.next_kwargs).to.deep.equal({ i: 0, event: { from: 'owner' } });

@@ -1,7 +1,7 @@
 import { DateTime } from 'luxon';
 import { sleepUntil } from '../src/common/sleep.ts';
 import { InvalidTriggerKwargsError } from '../src/sdk/errors.ts';
-import { BaseTrigger, TriggerEvent } from '../src/sdk/trigger.ts';
+import { BaseTrigger, TriggerEvent, type TriggerRuntime } from '../src/sdk/trigger.ts';
 
 export interface DateTimeTriggerKwargs {
   /** When to fire: a luxon `DateTime`, a JS `Date`, or an ISO 8601 string (no offset means UTC). */
@@ -19,37 +19,52 @@ export interface DateTimeEventPayload {
 
 /**
  * Fires at `moment`, to the millisecond: one timer, no coarse steps (Airflow walks down in 1 h / 1 min /
- * 10 s / 1 s steps). A moment in the past fires at once.
+ * 10 s / 1 s steps). A moment in the past fires at once. It keeps the moment as epoch milliseconds and
+ * builds no luxon objects while it waits: a triggerer holds 100,000 of these.
  */
 export class DateTimeTrigger extends BaseTrigger<{ moment: string }> {
   static override readonly classpath: string = 'tsflow.triggers.DateTimeTrigger';
-  readonly moment: DateTime;
+  readonly #at: number;
 
   constructor(kwargs: DateTimeTriggerKwargs) {
-    const moment = parseMoment(kwargs?.moment, new.target.name);
-    super({ moment: moment.toISO() as string });
-    this.moment = moment;
+    const at = parseMoment(kwargs?.moment, new.target.name);
+    super({ moment: new Date(at).toISOString() });
+    this.#at = at;
   }
 
-  override async run(signal: AbortSignal): Promise<TriggerEvent<DateTimeEventPayload> | undefined> {
-    await sleepUntil(this.moment.toMillis(), signal);
-    if (signal.aborted) return undefined;
-    return new TriggerEvent({ moment: this.kwargs.moment, firedAt: DateTime.utc().toISO() as string });
+  /** The moment, as a luxon DateTime in UTC. */
+  get moment(): DateTime {
+    return DateTime.fromMillis(this.#at, { zone: 'utc' });
+  }
+
+  override run(signal: AbortSignal, runtime?: TriggerRuntime): Promise<TriggerEvent<DateTimeEventPayload> | undefined> {
+    const wait = runtime ? runtime.sleepUntil(this.#at, signal) : sleepUntil(this.#at, signal);
+    return wait.then(() =>
+      signal.aborted ? undefined : TriggerEvent.trusted({ moment: this.kwargs.moment, firedAt: new Date().toISOString() }),
+    );
   }
 
   override dueAt(): DateTime {
     return this.moment;
   }
+
+  override dueAtMillis(): number {
+    return this.#at;
+  }
 }
 
-function parseMoment(value: unknown, owner: string): DateTime {
-  let moment: DateTime;
-  if (DateTime.isDateTime(value)) moment = value;
-  else if (value instanceof Date) moment = DateTime.fromJSDate(value);
-  else if (typeof value === 'string') moment = DateTime.fromISO(value, { zone: 'utc' });
+/** Epoch ms of a moment. ISO strings with an offset take the fast path (Date.parse); others go through luxon. */
+function parseMoment(value: unknown, owner: string): number {
+  let ms: number;
+  if (typeof value === 'string' && ISO_WITH_OFFSET.test(value)) ms = Date.parse(value);
+  else if (DateTime.isDateTime(value)) ms = value.isValid ? value.toMillis() : Number.NaN;
+  else if (value instanceof Date) ms = value.getTime();
+  else if (typeof value === 'string') ms = DateTime.fromISO(value, { zone: 'utc' }).toMillis();
   else throw new InvalidTriggerKwargsError(`${owner} moment is required: a luxon DateTime, a Date or an ISO 8601 string, got ${String(value)}`);
-  if (!moment.isValid) {
-    throw new InvalidTriggerKwargsError(`${owner} moment ${JSON.stringify(String(value))} is not a valid date-time: ${moment.invalidExplanation ?? 'use ISO 8601, e.g. 2026-01-01T12:00:00Z'}`);
+  if (!Number.isFinite(ms)) {
+    throw new InvalidTriggerKwargsError(`${owner} moment ${JSON.stringify(String(value))} is not a valid date-time: use ISO 8601, e.g. 2026-01-01T12:00:00Z`);
   }
-  return moment.toUTC();
+  return ms;
 }
+
+const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;

@@ -7,22 +7,45 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  * it sleeps again for what remains. Never rejects.
  */
 export function sleepUntil(epochMs: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    let timer: NodeJS.Timeout | undefined;
-    const finish = (): void => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener('abort', finish);
-      resolve();
-    };
-    const arm = (): void => {
-      const remaining = epochMs - Date.now();
-      if (remaining <= 0) return finish();
-      timer = setTimeout(arm, Math.min(remaining, MAX_TIMER_MS));
-    };
-    signal?.addEventListener('abort', finish, { once: true });
-    arm();
-  });
+  return new Promise((resolve) => new Sleep(epochMs, signal, resolve).arm());
+}
+
+/**
+ * One pending sleep. A class with the timer taking it as its argument and itself as the abort
+ * listener (`handleEvent`), so a sleep allocates no closures: a triggerer keeps 100,000 of these.
+ */
+class Sleep {
+  readonly #at: number;
+  readonly #signal: AbortSignal | undefined;
+  readonly #resolve: () => void;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(at: number, signal: AbortSignal | undefined, resolve: () => void) {
+    this.#at = at;
+    this.#signal = signal;
+    this.#resolve = resolve;
+  }
+
+  arm(): void {
+    if (this.#timer === undefined) {
+      if (this.#signal?.aborted) return this.#resolve();
+      this.#signal?.addEventListener('abort', this, { once: true });
+    }
+    const remaining = this.#at - Date.now();
+    if (remaining <= 0) return this.handleEvent();
+    this.#timer = setTimeout(Sleep.#wake, Math.min(remaining, MAX_TIMER_MS), this);
+  }
+
+  /** The abort listener (EventTarget calls `handleEvent` on listener objects), and the end of the sleep. */
+  handleEvent(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#signal?.removeEventListener('abort', this);
+    this.#resolve();
+  }
+
+  static #wake(sleep: Sleep): void {
+    sleep.arm();
+  }
 }
 
 /** `sleepUntil(now + ms)`. */

@@ -18,6 +18,11 @@ export class TypedEmitter<Events extends { [K in keyof Events]: unknown }> {
     return () => this.#emitter.off(event, listener);
   }
 
+  /** Whether anyone listens: lets a hot path skip building a payload nobody reads. */
+  protected listening(event: keyof Events & string): boolean {
+    return this.#emitter.listenerCount(event) > 0;
+  }
+
   protected emit<K extends keyof Events & string>(event: K, payload: Events[K]): void {
     if (this.#emitter.listenerCount(event) === 0) return;
     try {

@@ -5,9 +5,11 @@ import { Channels } from './notify.ts';
 import type { TaskInstanceKey } from './schema.ts';
 
 /*
- * Lock order, everywhere: trigger rows before task_instance rows. Code that holds task_instance locks
- * and then touches trigger rows (timeout sweep, clear) takes them with SKIP LOCKED and never waits,
- * so event submission and the timeout sweep cannot deadlock (Airflow #21817, #23639).
+ * Locks: event submission locks only task_instance rows (the trigger ownership check reads); spent
+ * trigger rows are deleted in a later statement that holds no task_instance lock. Code that holds
+ * task_instance locks and then touches trigger rows (timeout sweep, clear) takes them with SKIP
+ * LOCKED and never waits. So event submission, the timeout sweep and clear cannot deadlock
+ * (Airflow #21817, #23639).
  */
 
 /** A trigger row as the triggerer runs it, with the task it will resume. */
@@ -81,14 +83,22 @@ export async function claimTriggers(db: Db, jobId: number, limit: number): Promi
     LEFT JOIN task_instance ti ON ti.trigger_id = c.id AND ti.state = 'deferred'
     ORDER BY c.created_at, c.id`.execute(db);
   const byId = new Map<number, ClaimedTrigger>();
+  // Many triggers share a classpath, DAG and run: keep one copy of each string, not one per row.
+  const strings = new Map<string, string>();
+  const intern = (value: string): string => {
+    const known = strings.get(value);
+    if (known !== undefined) return known;
+    strings.set(value, value);
+    return value;
+  };
   for (const row of rows) {
     if (byId.has(row.id)) continue;
     byId.set(row.id, {
       id: row.id,
-      classpath: row.classpath,
+      classpath: intern(row.classpath),
       kwargs: row.kwargs,
       createdAt: row.created_at,
-      task: row.dag_id && row.run_id && row.task_id ? { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id } : undefined,
+      task: row.dag_id && row.run_id && row.task_id ? { dagId: intern(row.dag_id), runId: intern(row.run_id), taskId: row.task_id } : undefined,
     });
   }
   return [...byId.values()];
@@ -108,30 +118,32 @@ export interface TriggerOutcome {
 }
 
 export interface SubmitResult {
-  /** Triggers whose write passed the fence (still owned by the submitter); their rows are deleted. */
-  fenced: Set<number>;
-  /** The task instances that went back to `scheduled`. */
-  resumed: (TaskInstanceKey & { triggerId: number })[];
+  /** Triggers whose outcome passed the fence and was stored (their task instance resumed, or had already left `deferred`). */
+  applied: Set<number>;
+  /** How many task instances went back to `scheduled`. */
+  resumed: number;
 }
 
 /**
- * Writes a batch of events and failures in ONE statement, fenced: only triggers still owned by
- * `jobId` count (their rows are locked, then deleted as spent); only task instances still `deferred`
- * resume. A stale owner's write and a duplicate event change nothing. One NOTIFY per batch.
+ * Writes a batch of events and failures in ONE statement: the task instances of triggers that
+ * `jobId` still owns, and that are still `deferred`, go to `scheduled` with the event (or the
+ * failure) — one NOTIFY per batch. Exactly-once rests on the task instance row: its update takes the
+ * row lock and re-checks `deferred`, so a duplicate event, or a second owner during a failover,
+ * changes nothing. The ownership check refuses a stale owner whose claim was taken before the
+ * statement began. Spent trigger rows are deleted afterwards (`deleteSpentTriggers`), off the
+ * latency path of a burst. Payloads travel as one JSON document, not an escaped text[] per row.
  */
 export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: readonly TriggerOutcome[]): Promise<SubmitResult> {
-  if (outcomes.length === 0) return { fenced: new Set(), resumed: [] };
+  if (outcomes.length === 0) return { applied: new Set(), resumed: 0 };
   const ids = outcomes.map((o) => o.triggerId);
-  const kinds = outcomes.map((o) => o.kind);
-  const payloads = outcomes.map((o) => JSON.stringify(o.payload));
-  const { rows } = await sql<{ fenced: number[]; resumed: { trigger_id: number; dag_id: string; run_id: string; task_id: string }[] }>`
+  const input = JSON.stringify(outcomes.map((o) => [o.triggerId, o.kind === 'failure', o.payload]));
+  const { rows } = await sql<{ foreign: number[]; resumed: number }>`
     WITH input AS (
-      SELECT * FROM unnest(${ids}::bigint[], ${kinds}::text[], ${payloads}::jsonb[]) AS i(trigger_id, kind, payload)
+      SELECT (e ->> 0)::bigint AS trigger_id, (e ->> 1)::boolean AS failure, e -> 2 AS payload
+      FROM jsonb_array_elements(${input}::jsonb) AS e
     ),
     owned AS (
-      SELECT t.id FROM trigger t
-      WHERE t.id IN (SELECT trigger_id FROM input) AND t.triggerer_id = ${jobId}
-      FOR UPDATE
+      SELECT t.id FROM trigger t WHERE t.id = ANY(${ids}::bigint[]) AND t.triggerer_id = ${jobId}
     ),
     resumed AS (
       UPDATE task_instance ti SET
@@ -139,28 +151,28 @@ export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: rea
         trigger_id = NULL,
         scheduled_at = clock_timestamp(),
         updated_at = clock_timestamp(),
-        next_method = CASE WHEN i.kind = 'failure' THEN '__fail__' ELSE ti.next_method END,
-        next_kwargs = CASE WHEN i.kind = 'failure' THEN i.payload
+        next_method = CASE WHEN i.failure THEN '__fail__' ELSE ti.next_method END,
+        next_kwargs = CASE WHEN i.failure THEN i.payload
                            ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object('event', i.payload) END
-      FROM input i
-      WHERE i.trigger_id IN (SELECT id FROM owned) AND ti.trigger_id = i.trigger_id AND ti.state = 'deferred'
-      RETURNING i.trigger_id, ti.dag_id, ti.run_id, ti.task_id
-    ),
-    spent AS (
-      DELETE FROM trigger t USING owned o WHERE t.id = o.id RETURNING t.id
+      FROM input i JOIN owned o ON o.id = i.trigger_id
+      WHERE ti.trigger_id = i.trigger_id AND ti.state = 'deferred'
+      RETURNING 1
     ),
     notified AS (
       SELECT pg_notify(${Channels.ti}, 'resumed') FROM (SELECT 1 FROM resumed LIMIT 1) one
     )
     SELECT
-      (SELECT coalesce(json_agg(id), '[]') FROM spent) AS fenced,
-      (SELECT coalesce(json_agg(resumed), '[]') FROM resumed) AS resumed,
+      (SELECT coalesce(json_agg(id), '[]') FROM unnest(${ids}::bigint[]) AS x(id) WHERE id NOT IN (SELECT id FROM owned)) AS foreign,
+      (SELECT count(*)::int FROM resumed) AS resumed,
       (SELECT count(*) FROM notified) AS notified`.execute(db);
-  const row = rows[0];
-  return {
-    fenced: new Set(row?.fenced ?? []),
-    resumed: (row?.resumed ?? []).map((r) => ({ triggerId: r.trigger_id, dagId: r.dag_id, runId: r.run_id, taskId: r.task_id })),
-  };
+  const foreign = new Set(rows[0]?.foreign ?? []);
+  return { applied: new Set(ids.filter((id) => !foreign.has(id))), resumed: rows[0]?.resumed ?? 0 };
+}
+
+/** Deletes trigger rows whose outcome `jobId` stored (set-based; the fence already made them spent). */
+export async function deleteSpentTriggers(db: Db, jobId: number, ids: readonly number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`DELETE FROM trigger WHERE id = ANY(${[...ids]}::bigint[]) AND triggerer_id = ${jobId}`.execute(db);
 }
 
 /** Gives up every trigger `jobId` owns (graceful shutdown) and wakes the other triggerers. */

@@ -14,7 +14,7 @@ export {
 } from './base-operator.ts';
 export type { TaskContext, TaskRuntimeDefaults } from './context.ts';
 export { TaskDeferred, type DeferOptions } from './task-deferred.ts';
-export { BaseTrigger, TriggerEvent, type TriggerClass, type TriggerLogger, type TriggerRun } from './trigger.ts';
+export { BaseTrigger, TriggerEvent, type TriggerClass, type TriggerLogger, type TriggerRun, type TriggerRuntime } from './trigger.ts';
 export {
   SkipTask,
   RescheduleTask,

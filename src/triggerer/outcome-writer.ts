@@ -2,7 +2,12 @@ import type { Logger } from 'pino';
 import { sleep } from '../common/sleep.ts';
 import { backoffMs } from '../common/wakeup.ts';
 import { isRetryableError, type Db } from '../db/database.ts';
-import { submitTriggerOutcomes, type SubmitResult, type TriggerOutcome } from '../db/triggers.ts';
+import { deleteSpentTriggers, submitTriggerOutcomes, type SubmitResult, type TriggerOutcome } from '../db/triggers.ts';
+
+/** Delete spent trigger rows after events have stopped arriving for this long… */
+const QUIET_MS = 50;
+/** …or at once when this many wait. */
+const SPENT_BACKLOG = 20_000;
 
 /** What became of a submitted outcome. */
 export type WriteResult = 'applied' | 'fenced';
@@ -18,63 +23,130 @@ export interface OutcomeWriterOptions {
   logger: Logger;
   /** Most outcomes in one statement. @default 5000 */
   maxBatch?: number;
+  /** Statements in flight at once, each on its own connection. @default 2 */
+  maxConcurrent?: number;
+  /** Once this many outcomes wait, a write starts at once instead of at the end of the tick. @default 500 */
+  eagerBatch?: number;
   /** Called after each committed batch. */
   onWritten?: (result: SubmitResult, batchSize: number) => void;
 }
 
 /**
- * Group commit for trigger events and failures. Outcomes that arrive while a write is in flight wait
- * and go together in the next statement, so a burst of thousands of firings becomes a handful of
- * set-based writes, and a lone firing is written at once (no batching delay). A failed write is
- * retried with backoff; nothing is dropped while this triggerer owns the trigger.
+ * Group commit for trigger events and failures. A lone outcome is written at the end of the tick it
+ * arrived in (no batching delay); outcomes that arrive together go in one set-based statement. In a
+ * burst, writing starts as soon as `eagerBatch` outcomes wait — while the event loop is still firing
+ * timers — with up to `maxConcurrent` statements in flight on disjoint triggers, so the database and
+ * the triggerer work in parallel. A failed write is retried with backoff; nothing is dropped while
+ * this triggerer owns the trigger.
  */
 export class OutcomeWriter {
-  readonly #options: OutcomeWriterOptions;
+  readonly #options: Required<Omit<OutcomeWriterOptions, 'onWritten'>> & Pick<OutcomeWriterOptions, 'onWritten'>;
   #queue: Pending[] = [];
-  #flushing: Promise<void> | undefined;
+  /** Triggers whose outcome is stored: their rows are deleted when no event batch waits. */
+  #spent: number[] = [];
+  #inFlight = 0;
+  #scheduled = false;
   #attempt = 0;
   #stopped = false;
+  #idle: (() => void)[] = [];
+  #flushing = false;
+  #deleteTimer: NodeJS.Timeout | undefined;
 
   constructor(options: OutcomeWriterOptions) {
-    this.#options = options;
+    this.#options = { maxBatch: 2000, maxConcurrent: 2, eagerBatch: 500, ...options };
   }
 
   /** Resolves once the outcome is committed (`applied`) or refused by the fence (`fenced`). */
   submit(outcome: TriggerOutcome): Promise<WriteResult> {
     return new Promise((resolve) => {
       this.#queue.push({ outcome, resolve });
-      this.#flushing ??= this.#drain();
+      if (this.#queue.length >= this.#options.eagerBatch) this.#pump();
+      else if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#pump();
+        });
+      }
     });
   }
 
   get pending(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#inFlight + this.#spent.length;
   }
 
-  /** Waits until everything submitted so far is written. */
-  async flush(): Promise<void> {
-    while (this.#flushing) await this.#flushing;
+  /** Waits until everything submitted so far is written (and the spent triggers deleted). */
+  flush(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    this.#flushing = true;
+    this.#pump();
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   /** Stops retrying: pending outcomes resolve as `fenced` (the rows stay owned and another triggerer redoes them). */
   abandon(): void {
     this.#stopped = true;
+    clearTimeout(this.#deleteTimer);
     const dropped = this.#queue;
     this.#queue = [];
+    this.#spent = [];
     for (const p of dropped) p.resolve('fenced');
+    this.#settleIdle();
   }
 
-  async #drain(): Promise<void> {
-    // Let the outcomes produced in this tick (timers due together) join the first batch.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    try {
-      while (this.#queue.length > 0 && !this.#stopped) {
-        const batch = this.#queue.splice(0, this.#options.maxBatch ?? 5000);
-        await this.#write(batch);
-      }
-    } finally {
-      this.#flushing = undefined;
+  /** Starts writes while there is work and a free slot; deletes spent triggers only when no event waits. */
+  #pump(): void {
+    while (this.#queue.length > 0 && this.#inFlight < this.#options.maxConcurrent && !this.#stopped) {
+      this.#run(this.#write(this.#queue.splice(0, this.#options.maxBatch)));
     }
+    if (this.#queue.length > 0 || this.#spent.length === 0 || this.#stopped) return;
+    // Spent rows are deleted once events have stopped arriving for a moment, so the deletes never
+    // compete with a burst's event writes (or at once when a large backlog builds, or on flush).
+    if (this.#spent.length >= SPENT_BACKLOG || this.#flushing) this.#startDelete();
+    else {
+      clearTimeout(this.#deleteTimer);
+      this.#deleteTimer = setTimeout(() => this.#startDelete(), QUIET_MS);
+      this.#deleteTimer.unref();
+    }
+  }
+
+  #startDelete(): void {
+    clearTimeout(this.#deleteTimer);
+    if (this.#queue.length > 0 || this.#inFlight >= this.#options.maxConcurrent || this.#spent.length === 0) return;
+    this.#run(this.#deleteSpent(this.#spent.splice(0, SPENT_BACKLOG)));
+  }
+
+  #run(work: Promise<void>): void {
+    this.#inFlight++;
+    void work.finally(() => {
+      this.#inFlight--;
+      this.#pump();
+      this.#settleIdle();
+    });
+  }
+
+  async #deleteSpent(ids: number[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await deleteSpentTriggers(this.#options.db, this.#options.jobId, ids);
+        return;
+      } catch (error) {
+        // Left behind, they are harmless (their tasks left `deferred`) and the cleanup removes them.
+        if (this.#stopped || !isRetryableError(error) || attempt >= 5) {
+          this.#options.logger.warn({ err: error, triggers: ids.length }, 'could not delete spent triggers; the periodic cleanup will');
+          return;
+        }
+        await sleep(backoffMs(attempt, 50, 2000));
+      }
+    }
+  }
+
+  #settleIdle(): void {
+    if (this.pending > 0 && !this.#stopped) return;
+    this.#flushing = false;
+    const waiting = this.#idle;
+    this.#idle = [];
+    for (const resolve of waiting) resolve();
   }
 
   async #write(batch: Pending[]): Promise<void> {
@@ -86,7 +158,8 @@ export class OutcomeWriter {
         const result = await submitTriggerOutcomes(this.#options.db, this.#options.jobId, [...first.values()]);
         this.#attempt = 0;
         this.#options.onWritten?.(result, first.size);
-        for (const p of batch) p.resolve(result.fenced.has(p.outcome.triggerId) ? 'applied' : 'fenced');
+        for (const id of result.applied) this.#spent.push(id);
+        for (const p of batch) p.resolve(result.applied.has(p.outcome.triggerId) ? 'applied' : 'fenced');
         return;
       } catch (error) {
         if (this.#stopped) {
@@ -95,10 +168,9 @@ export class OutcomeWriter {
         }
         if (!isRetryableError(error) && first.size > 1) {
           // Find the outcome the database refuses by halving; the rest still go through.
-          const entries = [...batch];
-          const half = Math.ceil(entries.length / 2);
-          await this.#write(entries.slice(0, half));
-          await this.#write(entries.slice(half));
+          const half = Math.ceil(batch.length / 2);
+          await this.#write(batch.slice(0, half));
+          await this.#write(batch.slice(half));
           return;
         }
         if (!isRetryableError(error)) {

@@ -46,6 +46,11 @@ export class TriggerRegistry {
     return [...this.#classes.keys()].sort();
   }
 
+  /** The class for a classpath already known, without rescanning (the hot path of a claim). */
+  lookup(classpath: string): TriggerClass | undefined {
+    return this.#classes.get(classpath)?.cls;
+  }
+
   async resolve(classpath: string): Promise<TriggerClass> {
     const found = this.#classes.get(classpath);
     if (found) return found.cls;

@@ -8,20 +8,18 @@ import { endJob, heartbeatJob, registerJob } from '../db/jobs.ts';
 import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
 import { Channels } from '../db/notify.ts';
-import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
 import {
   claimTriggers,
   deleteUnusedTriggers,
   ownedTriggerIds,
   releaseTriggers,
   unassignDeadTriggerers,
-  type ClaimedTrigger,
-  type TriggerOutcome,
 } from '../db/triggers.ts';
-import type { BaseTrigger } from '../sdk/trigger.ts';
+import { ActiveTriggers } from './active-triggers.ts';
+import { TimeTable } from './time-table.ts';
+import type { TriggererEvents } from './triggerer-events.ts';
 import { LoopWatchdog } from './loop-watchdog.ts';
-import { OutcomeWriter, type WriteResult } from './outcome-writer.ts';
-import { failurePayload, firstEvent } from './run-trigger.ts';
+import { OutcomeWriter } from './outcome-writer.ts';
 import { TimeoutSweeper } from './timeout-sweeper.ts';
 import type { TriggerRegistry } from './trigger-registry.ts';
 import { compileTriggererOptions, type CompiledTriggererOptions, type TriggererOptions } from './triggerer-options.ts';
@@ -38,32 +36,6 @@ export interface TriggererDeps {
 
 export type TriggererState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-interface TriggerInfo {
-  triggerId: number;
-  task: TaskInstanceKey | undefined;
-}
-
-export interface TriggererEvents {
-  started: { jobId: number };
-  claimed: { triggerIds: number[] };
-  /** One look at the database finished (`sync`: it also checked what it still owns). */
-  pass: { sync: boolean; claimed: number };
-  'trigger:started': TriggerInfo;
-  'trigger:fired': TriggerInfo & { latenessMs: number | undefined; result: WriteResult };
-  'trigger:failed': TriggerInfo & { error: string; result: WriteResult };
-  'trigger:cancelled': TriggerInfo & { reason: string };
-  'loop:blocked': { blockedMs: number; triggerIds: number[] };
-  stopped: { released: number };
-}
-
-interface ActiveTrigger extends TriggerInfo {
-  readonly controller: AbortController;
-  readonly startedAt: number;
-  readonly log: Logger;
-  phase: 'running' | 'writing';
-  dueAt: number | undefined;
-}
-
 /**
  * The triggerer daemon: claims trigger rows up to its capacity, runs them all on this event loop, and
  * writes their first events back (batched, fenced by ownership) so the task instances resume. Several
@@ -75,7 +47,6 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
   readonly metrics: Metrics;
   readonly #deps: TriggererDeps;
   readonly #log: Logger;
-  readonly #active = new Map<number, ActiveTrigger>();
   readonly #wakeup = new Wakeup();
   readonly #stopLoop = new AbortController();
   readonly #figures: TriggererMetrics;
@@ -85,6 +56,8 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
   #state: TriggererState = 'created';
   #jobId: number | undefined;
   #writer: OutcomeWriter | undefined;
+  #triggers: ActiveTriggers | undefined;
+  readonly #clock = new TimeTable();
   #heartbeat: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #starting: Promise<void> | undefined;
@@ -97,7 +70,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     this.#deps = deps;
     this.#log = deps.logger.child({ component: 'triggerer' });
     this.metrics = deps.metrics ?? new Metrics();
-    this.#figures = new TriggererMetrics(this.metrics, () => this.#active.size, this.options.capacity);
+    this.#figures = new TriggererMetrics(this.metrics, () => this.#triggers?.size ?? 0, this.options.capacity);
     this.#watchdog = new LoopWatchdog({ thresholdMs: this.options.blockedThresholdMs, onBlocked: (ms) => this.#onBlocked(ms) });
     this.#sweeper = new TimeoutSweeper({ db: deps.database.db, logger: this.#log, pollIntervalMs: this.options.pollIntervalMs });
   }
@@ -112,7 +85,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
 
   /** Ids of the triggers running (or whose event is being written) here now. */
   get activeTriggerIds(): number[] {
-    return [...this.#active.keys()];
+    return this.#triggers?.ids() ?? [];
   }
 
   start(): Promise<void> {
@@ -138,7 +111,20 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
       jobId,
       logger: this.#log,
       maxBatch: this.options.writeBatchSize,
-      onWritten: (result, size) => this.#figures.written(size, result.fenced.size),
+      onWritten: (result, size) => this.#figures.written(size, result.applied.size),
+    });
+    this.#triggers = new ActiveTriggers({
+      registry: this.#deps.registry,
+      runtime: this.#clock,
+      writer: this.#writer,
+      figures: this.#figures,
+      log: this.#log,
+      capacity: this.options.capacity,
+      emit: (event, payload) => this.emit(event, payload),
+      listening: (event) => this.listening(event),
+      onSlotFreed: () => {
+        if (this.#state === 'running') this.#wakeup.nudge();
+      },
     });
     if (notifier) {
       this.#unsubscribe.push(
@@ -198,7 +184,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     for (const off of this.#unsubscribe) off();
     await step('loop', () => this.#loop);
     await step('sweeper', () => this.#sweeper.stop());
-    await step('cancel', () => this.#cancelAll('triggerer stopping'));
+    await step('cancel', () => this.#triggers?.cancelAll('triggerer stopping', this.options.shutdownTimeoutMs));
     await step('flush', () => this.#flushWrites());
     const jobId = this.#jobId as number;
     let released = 0;
@@ -208,6 +194,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     await step('end job', () => endJob(this.#deps.database.db, jobId, 'success'));
     clearInterval(this.#heartbeat);
     this.#watchdog.stop();
+    this.#clock.close();
     this.#state = 'stopped';
     this.#log.info({ released }, 'triggerer stopped');
     this.emit('stopped', { released });
@@ -240,120 +227,25 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
   async #pass(sync: boolean): Promise<void> {
     const db = this.#deps.database.db;
     const jobId = this.#jobId as number;
+    const triggers = this.#triggers as ActiveTriggers;
     if (sync) {
       await deleteUnusedTriggers(db);
       const owned = await ownedTriggerIds(db, jobId);
-      for (const active of this.#active.values()) {
-        if (active.phase === 'running' && !owned.has(active.triggerId)) {
-          this.#cancel(active, 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
-        }
-      }
+      triggers.cancelUnowned(owned, 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
     }
     const moved = await unassignDeadTriggerers(db, jobId, this.options.healthCheckThresholdMs);
     if (moved > 0) this.#log.warn({ triggers: moved }, 'took over the triggers of dead triggerers');
     let total = 0;
     while (!this.#stopLoop.signal.aborted) {
-      const limit = Math.min(this.options.capacity - this.#active.size, this.options.claimBatchSize);
+      const limit = Math.min(this.options.capacity - triggers.size, this.options.claimBatchSize);
       if (limit <= 0) break;
       const claimed = await claimTriggers(db, jobId, limit);
       total += claimed.length;
       if (claimed.length > 0) this.emit('claimed', { triggerIds: claimed.map((c) => c.id) });
-      for (const row of claimed) await this.#startTrigger(row);
+      for (const row of claimed) await triggers.start(row);
       if (claimed.length < limit) break;
     }
     this.emit('pass', { sync, claimed: total });
-  }
-
-  async #startTrigger(row: ClaimedTrigger): Promise<void> {
-    const active: ActiveTrigger = {
-      triggerId: row.id,
-      task: row.task,
-      controller: new AbortController(),
-      startedAt: Date.now(),
-      log: this.#log.child({ triggerId: row.id, task: row.task ? tiKeyString(row.task) : null, classpath: row.classpath }),
-      phase: 'running',
-      dueAt: undefined,
-    };
-    this.#active.set(row.id, active);
-    this.emit('trigger:started', { triggerId: row.id, task: row.task });
-    let trigger: BaseTrigger;
-    try {
-      const TriggerClass = await this.#deps.registry.resolve(row.classpath);
-      trigger = new TriggerClass(row.kwargs);
-      trigger.useLogger(active.log);
-      active.dueAt = trigger.dueAt()?.toMillis();
-    } catch (error) {
-      void this.#finish(active, { triggerId: row.id, kind: 'failure', payload: failurePayload(error) });
-      return;
-    }
-    active.log.debug('trigger started');
-    void this.#run(active, trigger);
-  }
-
-  async #run(active: ActiveTrigger, trigger: BaseTrigger): Promise<void> {
-    const signal = active.controller.signal;
-    let outcome: TriggerOutcome | undefined;
-    try {
-      const event = await firstEvent(trigger, signal);
-      if (!signal.aborted) {
-        outcome = event
-          ? { triggerId: active.triggerId, kind: 'event', payload: event.payload }
-          : {
-              triggerId: active.triggerId,
-              kind: 'failure',
-              payload: failurePayload(new Error(`trigger ${trigger.constructor.name} ended without an event`)),
-            };
-      }
-    } catch (error) {
-      if (!signal.aborted) outcome = { triggerId: active.triggerId, kind: 'failure', payload: failurePayload(error) };
-    }
-    try {
-      await trigger.cleanup();
-    } catch (error) {
-      active.log.warn({ err: error }, 'trigger cleanup failed');
-    }
-    if (outcome) await this.#finish(active, outcome);
-    else this.#forget(active);
-  }
-
-  async #finish(active: ActiveTrigger, outcome: TriggerOutcome): Promise<void> {
-    active.phase = 'writing';
-    const latenessMs = outcome.kind === 'event' && active.dueAt !== undefined ? Date.now() - active.dueAt : undefined;
-    const result = await (this.#writer as OutcomeWriter).submit(outcome);
-    const wasFull = this.#active.size >= this.options.capacity;
-    this.#active.delete(active.triggerId);
-    const info = { triggerId: active.triggerId, task: active.task };
-    if (outcome.kind === 'event') {
-      this.#figures.fired(latenessMs);
-      active.log.debug({ latenessMs, result }, 'trigger fired');
-      this.emit('trigger:fired', { ...info, latenessMs, result });
-    } else {
-      const error = String((outcome.payload as { error?: unknown }).error ?? 'trigger failure');
-      this.#figures.failed();
-      active.log.warn({ error, result }, 'trigger failed');
-      this.emit('trigger:failed', { ...info, error, result });
-    }
-    if (wasFull && this.#state === 'running') this.#wakeup.nudge();
-  }
-
-  #cancel(active: ActiveTrigger, reason: string): void {
-    active.log.info({ reason }, 'cancelling trigger');
-    active.controller.abort(new Error(reason));
-  }
-
-  #forget(active: ActiveTrigger): void {
-    this.#active.delete(active.triggerId);
-    const reason = String((active.controller.signal.reason as Error | undefined)?.message ?? 'cancelled');
-    this.#figures.cancelled();
-    this.emit('trigger:cancelled', { triggerId: active.triggerId, task: active.task, reason });
-  }
-
-  /** Cancels every running trigger and waits (bounded) for them to wind down and clean up. */
-  async #cancelAll(reason: string): Promise<void> {
-    const running = [...this.#active.values()].filter((a) => a.phase === 'running');
-    for (const active of running) this.#cancel(active, reason);
-    const deadline = Date.now() + this.options.shutdownTimeoutMs;
-    while ([...this.#active.values()].some((a) => a.phase === 'running') && Date.now() < deadline) await sleep(10);
   }
 
   async #flushWrites(): Promise<void> {
@@ -378,14 +270,13 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
 
   #onBlocked(blockedMs: number): void {
     const since = Date.now() - blockedMs - 200;
-    const recent = [...this.#active.values()].filter((a) => a.startedAt >= since).map((a) => a.triggerId);
-    const others = [...this.#active.keys()].filter((id) => !recent.includes(id));
-    const triggerIds = [...recent, ...others].slice(0, 20);
+    const triggerIds = this.#triggers?.suspects(since, 20) ?? [];
     this.#figures.blocked();
     this.#log.warn(
-      { blockedMs: Math.round(blockedMs), triggerIds, running: this.#active.size },
+      { blockedMs: Math.round(blockedMs), triggerIds, running: this.#triggers?.size ?? 0 },
       'the event loop was blocked, likely by a trigger doing synchronous work; triggers running then are listed (recently started first)',
     );
     this.emit('loop:blocked', { blockedMs, triggerIds });
   }
 }
+export type { TriggererEvents, TriggerInfo } from './triggerer-events.ts';

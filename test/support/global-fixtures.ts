@@ -78,7 +78,7 @@ export async function mochaGlobalTeardown(): Promise<void> {
     for (const [handle, site] of intervals) {
       if ((handle as NodeJS.Timeout).hasRef?.()) console.error(`  live interval created at ${site}`);
     }
-    process.exitCode = 1;
+    process.exit(1); // fail loudly rather than hang CI until its time limit
   }, 15_000).unref();
 }
 

@@ -1,0 +1,53 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { burst } from './scenarios/burst.ts';
+import type { Scenario, ScenarioResult } from './lib/scenario.ts';
+import { ms } from './lib/stats.ts';
+
+const SCENARIOS: Scenario[] = [burst];
+
+/**
+ * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the
+ * machine, and writes bench/results/<scenario>.json. TSFLOW_BENCH_DATABASE_URL uses that server.
+ */
+async function main(argv: string[]): Promise<number> {
+  const smoke = argv.includes('--smoke');
+  const names = argv.filter((a) => !a.startsWith('--'));
+  const unknown = names.filter((n) => !SCENARIOS.some((s) => s.name === n));
+  if (unknown.length > 0) {
+    console.error(`bench: unknown scenario ${unknown.join(', ')}; choose from ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    return 2;
+  }
+  const chosen = names.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => names.includes(s.name));
+  const adminUrl = process.env['TSFLOW_BENCH_DATABASE_URL'] || undefined;
+  console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
+  const outDir = fileURLToPath(new URL('./results/', import.meta.url));
+  await mkdir(outDir, { recursive: true });
+  let missed = 0;
+  for (const scenario of chosen) {
+    const results = await scenario.run({ adminUrl, smoke, log: (line) => console.log(`  … ${line}`) });
+    for (const result of results) {
+      print(result);
+      missed += result.targets.filter((t) => !t.met).length;
+    }
+    await writeFile(`${outDir}${scenario.name}.json`, `${JSON.stringify({ machine: machine(), results }, null, 2)}\n`);
+  }
+  return missed > 0 ? 1 : 0;
+}
+
+function machine() {
+  return { cpus: os.cpus().length, model: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` };
+}
+
+function print(result: ScenarioResult): void {
+  console.log(`\n## ${result.scenario}: ${result.title}`);
+  console.log(`PostgreSQL ${result.server.version}; ${Object.entries(result.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+  for (const [name, value] of Object.entries(result.figures)) {
+    const text = /Ms$|^lateness|^pickup|^resume/.test(name) ? ms(value) : /Mb$/.test(name) ? `${value.toFixed(0)} MB` : value.toFixed(name.endsWith('Percent') ? 2 : 0);
+    console.log(`  ${name.padEnd(24)} ${text}`);
+  }
+  for (const t of result.targets) console.log(`  ${t.met ? 'MET ' : 'MISS'} ${t.what}: ${t.actual} (target ${t.target})`);
+}
+
+process.exitCode = await main(process.argv.slice(2));

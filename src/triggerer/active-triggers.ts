@@ -1,0 +1,191 @@
+import type { Logger } from 'pino';
+import { sleep } from '../common/sleep.ts';
+import type { ClaimedTrigger, TriggerOutcome } from '../db/triggers.ts';
+import { BaseTrigger, type TriggerEvent, type TriggerRuntime } from '../sdk/trigger.ts';
+import type { OutcomeWriter } from './outcome-writer.ts';
+import { failurePayload, firstEvent } from './run-trigger.ts';
+import { TriggerLog } from './trigger-log.ts';
+import type { TriggerRegistry } from './trigger-registry.ts';
+import type { TriggerInfo, TriggererEvents } from './triggerer-events.ts';
+import type { TriggererMetrics } from './triggerer-metrics.ts';
+
+/** One trigger this triggerer runs. Kept small: a triggerer may hold 100,000 of them. */
+interface ActiveTrigger extends TriggerInfo {
+  readonly classpath: string;
+  readonly controller: AbortController;
+  readonly startedAt: number;
+  /** running → writing (its outcome is being stored), or running → cancelling (aborted, winding down). */
+  phase: 'running' | 'cancelling' | 'writing';
+  dueAt: number | undefined;
+  trigger: BaseTrigger | undefined;
+  log: TriggerLog;
+}
+
+/** A cancelled trigger that ignores its signal is forgotten after this long (and its cleanup run). */
+const CANCEL_GRACE_MS = 10_000;
+
+export interface ActiveTriggersDeps {
+  registry: TriggerRegistry;
+  /** The shared clock handed to triggers (`run(signal, runtime)`). */
+  runtime: TriggerRuntime;
+  writer: OutcomeWriter;
+  figures: TriggererMetrics;
+  log: Logger;
+  capacity: number;
+  /** Announces a lifecycle event (the triggerer's emitter). */
+  emit: <K extends keyof TriggererEvents & string>(event: K, payload: TriggererEvents[K]) => void;
+  listening: (event: keyof TriggererEvents & string) => boolean;
+  /** A slot freed while the triggerer was full: claim again. */
+  onSlotFreed: () => void;
+}
+
+/**
+ * The triggers a triggerer runs, from claim to written outcome: each is rebuilt from its row, run
+ * on this event loop until its first event, cleaned up, and its event or failure handed to the
+ * batched, fenced writer. Cancellation aborts the trigger's signal and forgets it once it winds down.
+ */
+export class ActiveTriggers {
+  readonly #deps: ActiveTriggersDeps;
+  readonly #active = new Map<number, ActiveTrigger>();
+
+  constructor(deps: ActiveTriggersDeps) {
+    this.#deps = deps;
+  }
+
+  get size(): number {
+    return this.#active.size;
+  }
+
+  ids(): number[] {
+    return [...this.#active.keys()];
+  }
+
+  /** Up to `limit` ids, those started at or after `since` (epoch ms) first: the likely culprits of a blocked loop. */
+  suspects(since: number, limit: number): number[] {
+    const recent: number[] = [];
+    const others: number[] = [];
+    for (const active of this.#active.values()) {
+      if (active.startedAt >= since) recent.push(active.triggerId);
+      else if (others.length < limit) others.push(active.triggerId);
+    }
+    return [...recent, ...others].slice(0, limit);
+  }
+
+  async start(row: ClaimedTrigger): Promise<void> {
+    const active: ActiveTrigger = {
+      triggerId: row.id,
+      task: row.task,
+      classpath: row.classpath,
+      controller: new AbortController(),
+      startedAt: Date.now(),
+      phase: 'running',
+      dueAt: undefined,
+      trigger: undefined,
+      log: new TriggerLog(this.#deps.log, row.id, row.task, row.classpath),
+    };
+    this.#active.set(row.id, active);
+    if (this.#deps.listening('trigger:started')) this.#deps.emit('trigger:started', { triggerId: row.id, task: row.task });
+    let trigger: BaseTrigger;
+    try {
+      const { registry } = this.#deps;
+      const TriggerClass = registry.lookup(row.classpath) ?? (await registry.resolve(row.classpath));
+      trigger = new TriggerClass(row.kwargs);
+      trigger.useLogger(active.log);
+      active.dueAt = trigger.dueAtMillis();
+    } catch (error) {
+      void this.#finish(active, { triggerId: row.id, kind: 'failure', payload: failurePayload(error) });
+      return;
+    }
+    active.trigger = trigger;
+    active.log.debug({}, 'trigger started');
+    firstEvent(trigger, active.controller.signal, this.#deps.runtime).then(
+      (event) => this.#settle(active, event, undefined),
+      (error: unknown) => this.#settle(active, undefined, error ?? new Error('trigger failed')),
+    );
+  }
+
+  /** Cancels the running triggers whose ids are not in `owned` (cleared tasks, triggers taken over). */
+  cancelUnowned(owned: ReadonlySet<number>, reason: string): void {
+    for (const active of this.#active.values()) {
+      if (!owned.has(active.triggerId)) this.#cancel(active, reason);
+    }
+  }
+
+  /** Cancels every running trigger and waits (at most `timeoutMs`) for them to wind down and clean up. */
+  async cancelAll(reason: string, timeoutMs: number): Promise<void> {
+    for (const active of this.#active.values()) this.#cancel(active, reason);
+    const deadline = Date.now() + timeoutMs;
+    const windingDown = (): boolean => [...this.#active.values()].some((a) => a.phase !== 'writing');
+    while (windingDown() && Date.now() < deadline) await sleep(10);
+  }
+
+  /** The trigger's run ended (event, no event, error), or a cancelled one finally wound down. */
+  async #settle(active: ActiveTrigger, event: TriggerEvent | undefined, error: unknown): Promise<void> {
+    if (active.phase === 'writing' || this.#active.get(active.triggerId) !== active) return; // already forgotten
+    let outcome: TriggerOutcome | undefined;
+    if (active.phase === 'running') {
+      if (error !== undefined) outcome = { triggerId: active.triggerId, kind: 'failure', payload: failurePayload(error) };
+      else if (event) outcome = { triggerId: active.triggerId, kind: 'event', payload: event.payload };
+      else {
+        const name = active.trigger?.constructor.name ?? active.classpath;
+        outcome = { triggerId: active.triggerId, kind: 'failure', payload: failurePayload(new Error(`trigger ${name} ended without an event`)) };
+      }
+      active.phase = 'writing'; // from here on a cancel changes nothing: the fence decides
+    }
+    await this.#cleanup(active);
+    if (outcome) await this.#finish(active, outcome);
+    else this.#forget(active);
+  }
+
+  async #cleanup(active: ActiveTrigger): Promise<void> {
+    const trigger = active.trigger;
+    active.trigger = undefined;
+    if (!trigger || trigger.cleanup === BaseTrigger.prototype.cleanup) return; // the default does nothing
+    try {
+      await trigger.cleanup();
+    } catch (error) {
+      active.log.warn({ err: error }, 'trigger cleanup failed');
+    }
+  }
+
+  async #finish(active: ActiveTrigger, outcome: TriggerOutcome): Promise<void> {
+    const { writer, figures, capacity, emit, listening } = this.#deps;
+    active.phase = 'writing';
+    const latenessMs = outcome.kind === 'event' && active.dueAt !== undefined ? Date.now() - active.dueAt : undefined;
+    const result = await writer.submit(outcome);
+    const wasFull = this.#active.size >= capacity;
+    this.#active.delete(active.triggerId);
+    if (outcome.kind === 'event') {
+      figures.fired(latenessMs);
+      active.log.debug({ latenessMs, result }, 'trigger fired');
+      if (listening('trigger:fired')) emit('trigger:fired', { triggerId: active.triggerId, task: active.task, latenessMs, result });
+    } else {
+      const error = String((outcome.payload as { error?: unknown }).error ?? 'trigger failure');
+      figures.failed();
+      active.log.warn({ error, result }, 'trigger failed');
+      if (listening('trigger:failed')) emit('trigger:failed', { triggerId: active.triggerId, task: active.task, error, result });
+    }
+    if (wasFull) this.#deps.onSlotFreed();
+  }
+
+  /** Aborts a running trigger; it is forgotten once it winds down (or after a grace period if it ignores the signal). */
+  #cancel(active: ActiveTrigger, reason: string): void {
+    if (active.phase !== 'running') return;
+    active.phase = 'cancelling';
+    active.log.info({ reason }, 'cancelling trigger');
+    active.controller.abort(new Error(reason));
+    setTimeout(() => {
+      if (this.#active.get(active.triggerId) !== active || active.phase !== 'cancelling') return;
+      active.log.warn({ graceMs: CANCEL_GRACE_MS }, 'a cancelled trigger ignored its abort signal; forgetting it');
+      void this.#cleanup(active).then(() => this.#forget(active));
+    }, CANCEL_GRACE_MS).unref();
+  }
+
+  #forget(active: ActiveTrigger): void {
+    if (this.#active.get(active.triggerId) !== active) return;
+    this.#active.delete(active.triggerId);
+    const reason = String((active.controller.signal.reason as Error | undefined)?.message ?? 'cancelled');
+    this.#deps.figures.cancelled();
+    if (this.#deps.listening('trigger:cancelled')) this.#deps.emit('trigger:cancelled', { triggerId: active.triggerId, task: active.task, reason });
+  }
+}
