@@ -2,10 +2,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { burst } from './scenarios/burst.ts';
+import { pickup } from './scenarios/pickup.ts';
+import { spread } from './scenarios/spread.ts';
+import { hold } from './scenarios/hold.ts';
+import { resume } from './scenarios/resume.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [burst];
+const SCENARIOS: Scenario[] = [pickup, spread, burst, hold, resume];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the
@@ -44,7 +48,13 @@ function print(result: ScenarioResult): void {
   console.log(`\n## ${result.scenario}: ${result.title}`);
   console.log(`PostgreSQL ${result.server.version}; ${Object.entries(result.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
   for (const [name, value] of Object.entries(result.figures)) {
-    const text = /Ms$|^lateness|^pickup|^resume/.test(name) ? ms(value) : /Mb$/.test(name) ? `${value.toFixed(0)} MB` : value.toFixed(name.endsWith('Percent') ? 2 : 0);
+    const text = /Ms$|^lateness|^pickup|^resume|^takeover/.test(name)
+      ? ms(value)
+      : /Mb$/.test(name)
+        ? `${value.toFixed(0)} MB`
+        : name.endsWith('Percent')
+          ? `${value.toFixed(2)} %`
+          : value.toFixed(0);
     console.log(`  ${name.padEnd(24)} ${text}`);
   }
   for (const t of result.targets) console.log(`  ${t.met ? 'MET ' : 'MISS'} ${t.what}: ${t.actual} (target ${t.target})`);

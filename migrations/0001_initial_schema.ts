@@ -96,6 +96,8 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`CREATE INDEX ti_active_idx ON task_instance (state, priority_weight DESC, scheduled_at)
     WHERE state IN ('scheduled', 'queued', 'running', 'up_for_retry', 'up_for_reschedule')`.execute(db);
   await sql`CREATE INDEX ti_trigger_timeout_idx ON task_instance (trigger_timeout) WHERE state = 'deferred'`.execute(db);
+  // Task instances not decided yet (waiting on upstreams): the runs the scheduler evaluates dependencies for.
+  await sql`CREATE INDEX ti_undecided_idx ON task_instance (dag_id, run_id) WHERE state IS NULL`.execute(db);
 
   await db.schema
     .createTable('xcom')

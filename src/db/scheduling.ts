@@ -28,13 +28,17 @@ export async function startQueuedRun(db: Db, dagId: string, runId: string, specs
 }
 
 /** The task instances of every running run: what the scheduler evaluates dependencies on. */
-export async function listRunningRunTaskInstances(db: Db): Promise<TaskInstanceRow[]> {
-  return db
-    .selectFrom('task_instance as ti')
-    .innerJoin('dag_run as r', (j) => j.onRef('r.dag_id', '=', 'ti.dag_id').onRef('r.run_id', '=', 'ti.run_id'))
-    .selectAll('ti')
-    .where('r.state', '=', 'running')
-    .execute();
+export async function listUndecidedRunTaskInstances(db: Db): Promise<TaskInstanceRow[]> {
+  // Only runs that still have undecided task instances (ti_undecided_idx): a scheduler pass runs on
+  // every NOTIFY, and re-reading every task instance of every running run would cost it dearly.
+  const { rows } = await sql<TaskInstanceRow>`
+    SELECT ti.* FROM task_instance ti
+    JOIN (
+      SELECT DISTINCT u.dag_id, u.run_id FROM task_instance u
+      JOIN dag_run r ON r.dag_id = u.dag_id AND r.run_id = u.run_id AND r.state = 'running'
+      WHERE u.state IS NULL
+    ) undecided ON undecided.dag_id = ti.dag_id AND undecided.run_id = ti.run_id`.execute(db);
+  return rows;
 }
 
 export interface StateChange {

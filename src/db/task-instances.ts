@@ -48,6 +48,8 @@ export interface StartedTry {
   row: TaskInstanceRow;
   /** True when this run continues a deferred or rescheduled try (same try number). */
   resuming: boolean;
+  /** The run's conf and logical date, read in the same statement. */
+  run: { conf: JsonObject; logicalDate: Date };
 }
 
 export class TaskInstanceStateError extends Error {
@@ -55,8 +57,9 @@ export class TaskInstanceStateError extends Error {
 }
 
 /**
- * Marks a task instance running for one try, in one transaction. A fresh try increments try_number
- * and sets start_date; a resume (next_method set) keeps both.
+ * Marks a task instance running for one try, in ONE statement (one round trip; it runs before every
+ * task and every resume). A fresh try increments try_number and sets start_date; a resume
+ * (next_method set) keeps both. Returns the run's conf and logical date with it.
  */
 export async function startTry(
   db: Db,
@@ -64,38 +67,34 @@ export async function startTry(
   who: { hostname: string; pid: number },
   allowed: readonly TaskInstanceState[] = ['queued', 'scheduled'],
 ): Promise<StartedTry> {
-  return db.transaction().execute(async (trx) => {
-    const current = await trx.selectFrom('task_instance').selectAll().where((eb) => eb.and(keyColumns(key))).forUpdate().executeTakeFirst();
-    if (!current) {
-      throw new TaskInstanceStateError(
-        `no task instance ${key.dagId}.${key.taskId} in run '${key.runId}': trigger the DAG first (tsflow dags trigger ${key.dagId})`,
-      );
-    }
-    if (current.state === null || !allowed.includes(current.state)) {
-      throw new TaskInstanceStateError(
-        `task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is ${current.state ?? 'not scheduled yet'}, ` +
-          `not ${allowed.join(' or ')}: clear it (tsflow tasks clear) to run it again`,
-      );
-    }
-    const resuming = current.next_method !== null;
-    const row = await trx
-      .updateTable('task_instance')
-      .set({
-        state: 'running',
-        try_number: resuming ? current.try_number : current.try_number + 1,
-        start_date: resuming && current.start_date ? current.start_date : sql<Date>`clock_timestamp()`,
-        end_date: null,
-        hostname: who.hostname,
-        pid: who.pid,
-        last_heartbeat_at: sql<Date>`now()`,
-        updated_at: sql<Date>`now()`,
-        ...(resuming ? {} : { error: null }),
-      })
-      .where((eb) => eb.and(keyColumns(key)))
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    return { row, resuming };
-  });
+  const { rows } = await sql<TaskInstanceRow & { run_conf: JsonObject; run_logical_date: Date }>`
+    WITH started AS (
+      UPDATE task_instance SET
+        state = 'running',
+        try_number = CASE WHEN next_method IS NULL THEN try_number + 1 ELSE try_number END,
+        start_date = CASE WHEN next_method IS NOT NULL AND start_date IS NOT NULL THEN start_date ELSE clock_timestamp() END,
+        error = CASE WHEN next_method IS NULL THEN NULL ELSE error END,
+        end_date = NULL, hostname = ${who.hostname}, pid = ${who.pid}, last_heartbeat_at = now(), updated_at = now()
+      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state = ANY(${[...allowed]}::text[])
+      RETURNING *
+    )
+    SELECT s.*, r.conf AS run_conf, r.logical_date AS run_logical_date
+    FROM started s JOIN dag_run r ON r.dag_id = s.dag_id AND r.run_id = s.run_id`.execute(db);
+  const started = rows[0];
+  if (started) {
+    const { run_conf, run_logical_date, ...row } = started;
+    return { row, resuming: row.next_method !== null, run: { conf: run_conf, logicalDate: run_logical_date } };
+  }
+  const current = await getTaskInstance(db, key);
+  if (!current) {
+    throw new TaskInstanceStateError(
+      `no task instance ${key.dagId}.${key.taskId} in run '${key.runId}': trigger the DAG first (tsflow dags trigger ${key.dagId})`,
+    );
+  }
+  throw new TaskInstanceStateError(
+    `task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is ${current.state ?? 'not scheduled yet'}, ` +
+      `not ${allowed.join(' or ')}: clear it (tsflow tasks clear) to run it again`,
+  );
 }
 
 /**
@@ -123,35 +122,39 @@ export interface TryOutcome {
 }
 
 /**
- * Ends a running try, in one transaction with its XCom and a NOTIFY for the scheduler. Fenced: it
- * only lands if the task instance is still `running` this try (it may have been cleared or failed by
- * a timeout meanwhile). Returns whether it landed.
+ * Ends a running try — its state, its XCom and a NOTIFY for the scheduler — in ONE statement, so all
+ * of it or none lands. Fenced: it only lands if the task instance is still `running` this try (it may
+ * have been cleared or failed by a timeout meanwhile). Returns whether it landed.
  */
 export async function finishTry(db: Db, key: TaskInstanceKey, tryNumber: number, outcome: TryOutcome): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
-    const finished = outcome.state !== 'up_for_reschedule';
-    const updated = await trx
-      .updateTable('task_instance')
-      .set({
-        state: outcome.state,
-        error: outcome.error ?? null,
-        ready_at: outcome.readyAt ?? null,
-        end_date: finished ? sql<Date>`clock_timestamp()` : null,
-        next_method: outcome.nextMethod ?? null,
-        next_kwargs: outcome.nextMethod ? '{}' : null,
-        trigger_timeout: null,
-        hostname: null,
-        pid: null,
-        updated_at: sql<Date>`now()`,
-      })
-      .where((eb) => eb.and({ ...keyColumns(key), state: 'running', try_number: tryNumber }))
-      .returning('task_id')
-      .executeTakeFirst();
-    if (!updated) return false;
-    if (outcome.returnValue !== undefined) await setXcom(trx, key, 'return_value', outcome.returnValue);
-    await notify(trx, Channels.ti, outcome.state);
-    return true;
-  });
+  const finished = outcome.state !== 'up_for_reschedule';
+  const nextMethod = outcome.nextMethod ?? null;
+  const { rows } = await sql<{ landed: number }>`
+    WITH ended AS (
+      UPDATE task_instance SET
+        state = ${outcome.state},
+        error = ${outcome.error ?? null},
+        ready_at = ${outcome.readyAt ?? null}::timestamptz,
+        end_date = CASE WHEN ${finished} THEN clock_timestamp() END,
+        next_method = ${nextMethod}::text,
+        next_kwargs = CASE WHEN ${nextMethod}::text IS NOT NULL THEN '{}'::jsonb END,
+        trigger_timeout = NULL, hostname = NULL, pid = NULL, updated_at = now()
+      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId}
+        AND state = 'running' AND try_number = ${tryNumber}
+      RETURNING dag_id, run_id, task_id
+    ),
+    stored AS (
+      INSERT INTO xcom (dag_id, run_id, task_id, key, value)
+      SELECT dag_id, run_id, task_id, 'return_value', ${outcome.returnValue ?? null}::jsonb FROM ended
+      WHERE ${outcome.returnValue ?? null}::text IS NOT NULL
+      ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE SET value = excluded.value
+      RETURNING 1
+    ),
+    notified AS (
+      SELECT pg_notify(${Channels.ti}, ${outcome.state}) FROM ended
+    )
+    SELECT (SELECT count(*) FROM ended)::int AS landed, (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM notified) AS notified`.execute(db);
+  return (rows[0]?.landed ?? 0) > 0;
 }
 
 export interface Deferral {
@@ -162,41 +165,39 @@ export interface Deferral {
 }
 
 /**
- * The defer transaction: inserts the trigger, sets the task instance `deferred` pointing at it, and
- * NOTIFYs the triggerers — all or nothing. Fenced like `finishTry`. Returns the trigger id, or
- * undefined if the task instance was no longer running this try.
+ * The defer write: inserts the trigger, sets the task instance `deferred` pointing at it, and
+ * NOTIFYs the triggerers — ONE statement, all or nothing. Fenced like `finishTry`: nothing is
+ * inserted unless the task instance is still running this try. Returns the trigger id, or
+ * undefined if it was not.
  */
 export async function deferTry(db: Db, key: TaskInstanceKey, tryNumber: number, deferral: Deferral): Promise<number | undefined> {
-  return db.transaction().execute(async (trx) => {
-    const triggerId = await insertTrigger(trx, deferral.trigger);
-    const updated = await trx
-      .updateTable('task_instance')
-      .set({
-        state: 'deferred',
-        trigger_id: triggerId,
-        next_method: deferral.nextMethod,
-        next_kwargs: JSON.stringify(deferral.nextKwargs),
-        trigger_timeout: deferral.timeout,
-        hostname: null,
-        pid: null,
-        updated_at: sql<Date>`now()`,
-      })
-      .where((eb) => eb.and({ ...keyColumns(key), state: 'running', try_number: tryNumber }))
-      .returning('task_id')
-      .executeTakeFirst();
-    if (!updated) {
-      // Roll back the trigger insert with the rest: nothing half-written.
-      throw new StaleTryError();
-    }
-    await notify(trx, Channels.trigger, 'new');
-    return triggerId;
-  }).catch((error: unknown) => {
-    if (error instanceof StaleTryError) return undefined;
-    throw error;
-  });
+  const { rows } = await sql<{ trigger_id: number | null }>`
+    WITH target AS (
+      SELECT 1 FROM task_instance
+      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state = 'running' AND try_number = ${tryNumber}
+      FOR UPDATE
+    ),
+    created AS (
+      INSERT INTO trigger (classpath, kwargs, priority_weight)
+      SELECT ${deferral.trigger.classpath}, ${JSON.stringify(deferral.trigger.kwargs)}::jsonb, ${deferral.trigger.priorityWeight} FROM target
+      RETURNING id
+    ),
+    deferred AS (
+      UPDATE task_instance SET
+        state = 'deferred', trigger_id = (SELECT id FROM created), next_method = ${deferral.nextMethod},
+        next_kwargs = ${JSON.stringify(deferral.nextKwargs)}::jsonb, trigger_timeout = ${deferral.timeout}::timestamptz,
+        hostname = NULL, pid = NULL, updated_at = now()
+      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND EXISTS (SELECT 1 FROM created)
+      RETURNING 1
+    ),
+    notified AS (
+      SELECT pg_notify(${Channels.trigger}, 'new') FROM created
+    )
+    SELECT (SELECT id FROM created) AS trigger_id, (SELECT count(*) FROM deferred) AS deferred, (SELECT count(*) FROM notified) AS notified`.execute(db);
+  return rows[0]?.trigger_id ?? undefined;
 }
 
-class StaleTryError extends Error {}
+
 
 /** A scheduled task instance about to start a new try, with what building its trigger needs. */
 export interface ScheduledNewTry {

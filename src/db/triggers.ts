@@ -104,6 +104,12 @@ export async function claimTriggers(db: Db, jobId: number, limit: number): Promi
   return [...byId.values()];
 }
 
+/** How many trigger rows `jobId` owns now (an index-only count). */
+export async function countOwnedTriggers(db: Db, jobId: number): Promise<number> {
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM trigger WHERE triggerer_id = ${jobId}`.execute(db);
+  return rows[0]?.n ?? 0;
+}
+
 /** The ids of the triggers `jobId` owns now. */
 export async function ownedTriggerIds(db: Db, jobId: number): Promise<Set<number>> {
   const rows = await db.selectFrom('trigger').select('id').where('triggerer_id', '=', jobId).execute();

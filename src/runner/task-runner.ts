@@ -2,7 +2,7 @@ import { DateTime, Duration } from 'luxon';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
 import type { TaskInstanceKey, TaskInstanceRow } from '../db/schema.ts';
-import { deferTry, finishTry, getXcom, heartbeatTry, setXcom, startTry, type TryOutcome } from '../db/task-instances.ts';
+import { deferTry, finishTry, getXcom, heartbeatTry, setXcom, startTry, type StartedTry, type TryOutcome } from '../db/task-instances.ts';
 import type { BaseOperator, TaskCallback } from '../sdk/base-operator.ts';
 import type { TaskContext, TaskRuntimeDefaults } from '../sdk/context.ts';
 import type { Dag } from '../sdk/dag.ts';
@@ -69,7 +69,7 @@ export async function runTaskInstance(
   options: { signal?: AbortSignal } = {},
 ): Promise<TaskRunResult> {
   const task = dag.getTask(key.taskId);
-  const { row, resuming } = await startTry(deps.db, key, { hostname: deps.hostname, pid: deps.pid });
+  const { row, resuming, run } = await startTry(deps.db, key, { hostname: deps.hostname, pid: deps.pid });
   const tryNumber = row.try_number;
   const daemonLog = deps.logger.child({ dagId: key.dagId, runId: key.runId, taskId: key.taskId, tryNumber });
   const taskLog = openLog(deps, key, tryNumber, daemonLog);
@@ -84,7 +84,7 @@ export async function runTaskInstance(
     const timeout = executionDeadline(task, startDate);
     deps.onState?.({ key, state: 'running', tryNumber, ...(timeout ? { executionDeadline: timeout.toMillis() } : {}) });
     announce('task started', { resuming, method: row.next_method ?? 'execute', hostname: deps.hostname });
-    const result = await runTry(deps, task, key, row, startDate, timeout, log, options.signal);
+    const result = await runTry(deps, task, key, row, run, startDate, timeout, log, options.signal);
     if (result.state !== 'discarded') deps.onState?.({ key, state: result.state, tryNumber });
     announce('task finished', { state: result.state, error: result.error, interrupted: result.interrupted });
     return result;
@@ -98,13 +98,13 @@ async function runTry(
   task: BaseOperator,
   key: TaskInstanceKey,
   row: TaskInstanceRow,
+  run: StartedTry['run'],
   startDate: DateTime,
   timeout: DateTime | undefined,
   log: Logger,
   signal: AbortSignal | undefined,
 ): Promise<TaskRunResult> {
   const tryNumber = row.try_number;
-  const run = await deps.db.selectFrom('dag_run').select(['conf', 'logical_date']).where('dag_id', '=', key.dagId).where('run_id', '=', key.runId).executeTakeFirstOrThrow();
   const abort = new AbortController();
   const forward = (): void => abort.abort(signal?.reason);
   if (signal?.aborted) forward();
@@ -120,7 +120,7 @@ async function runTry(
     taskId: key.taskId,
     tryNumber,
     maxTries: row.max_tries,
-    logicalDate: DateTime.fromJSDate(run.logical_date, { zone: 'utc' }),
+    logicalDate: DateTime.fromJSDate(run.logicalDate, { zone: 'utc' }),
     startDate,
     conf: run.conf,
     log,

@@ -1,6 +1,6 @@
 import type { Db } from '../db/database.ts';
 import type { TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
-import { listRunningRunTaskInstances, transitionTaskInstances, type StateChange } from '../db/scheduling.ts';
+import { listUndecidedRunTaskInstances, transitionTaskInstances, type StateChange } from '../db/scheduling.ts';
 import type { Dag } from '../sdk/dag.ts';
 
 /** Skips and upstream failures cascade one level per round; a DAG deeper than this finishes next pass. */
@@ -9,7 +9,7 @@ const DEPENDENCY_ROUNDS = 50;
 const keyString = (dagId: string, runId: string, taskId: string): string => `${dagId}\u0000${runId}\u0000${taskId}`;
 
 /**
- * Trigger rule `all_success`, over the task instances of every running run that have no state yet:
+ * Trigger rule `all_success`, over the task instances of running runs that have no state yet:
  * all upstreams succeeded → `scheduled`; one failed (or upstream_failed) → `upstream_failed`; one
  * skipped → `skipped`. The writes are fenced on the row still having no state, so two schedulers
  * evaluating at once change each row once. Returns the changes that landed, in order.
@@ -20,7 +20,7 @@ export async function evaluateDependencies(
 ): Promise<{ key: TaskInstanceKey; state: TaskInstanceState }[]> {
   const landed: { key: TaskInstanceKey; state: TaskInstanceState }[] = [];
   for (let round = 0; round < DEPENDENCY_ROUNDS; round++) {
-    const rows = await listRunningRunTaskInstances(db);
+    const rows = await listUndecidedRunTaskInstances(db);
     const states = new Map<string, TaskInstanceState | null>();
     for (const row of rows) states.set(keyString(row.dag_id, row.run_id, row.task_id), row.state);
     const changes: StateChange[] = [];

@@ -37,6 +37,9 @@ export interface SchedulerEvents {
   'run:state': { dagId: string; runId: string; state: DagRunState };
 }
 
+/** NOTIFY payloads that cannot complete a run (resumes, retries, reschedules, timeouts): no run check. */
+const CANNOT_FINISH_A_RUN = new Set(['resumed', 'up_for_retry', 'up_for_reschedule', 'timeout', 'deferred', 'queued']);
+
 export type SchedulerState = 'created' | 'running' | 'stopping' | 'stopped';
 
 /**
@@ -57,6 +60,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
   readonly #warnedMissing = new Set<string>();
   readonly #startFromTrigger: StartFromTrigger;
   #state: SchedulerState = 'created';
+  #runsMayFinish = true;
   #jobId: number | undefined;
   #loop: Promise<void> | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -84,7 +88,10 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
       this.#wakeup.nudge();
     });
     this.#startFromTrigger = new StartFromTrigger({ db: deps.database.db, dagBag: deps.dagBag, logger: this.#log });
-    deps.executor.onChange = () => this.#wakeup.nudge();
+    deps.executor.onChange = () => {
+      this.#runsMayFinish = true;
+      this.#wakeup.nudge();
+    };
     deps.executor.onTaskState = (change) => this.emit('ti:state', change);
   }
 
@@ -105,10 +112,14 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     if (notifier) {
       this.#unsubscribe.push(
         notifier.on('notification', ({ channel, payload }) => {
-          if (channel === Channels.ti) this.#wakeup.nudge();
+          if (channel === Channels.ti) {
+            if (!CANNOT_FINISH_A_RUN.has(payload)) this.#runsMayFinish = true;
+            this.#wakeup.nudge();
+          }
           if (channel === Channels.trigger && payload === 'new') this.#sweeper.nudge();
         }),
         notifier.on('reconnected', () => {
+          this.#runsMayFinish = true;
           this.#wakeup.nudge();
           this.#sweeper.nudge();
         }),
@@ -176,7 +187,8 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
         await sleep(waitMs, this.#stopLoop.signal);
         continue;
       }
-      await this.#wakeup.wait(waitMs, this.#stopLoop.signal);
+      const nudged = await this.#wakeup.wait(waitMs, this.#stopLoop.signal);
+      if (!nudged) this.#runsMayFinish = true; // the safety-net poll checks everything
     }
   }
 
@@ -188,13 +200,21 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
       this.#announceLost(await this.#lostTries.failStuckQueued());
     }
     for (const key of await scheduleDueRetries(this.#deps.database.db)) this.emit('ti:state', { key, state: 'scheduled' });
-    for (const change of await evaluateDependencies(this.#deps.database.db, (dagId) => this.#dag(dagId))) this.emit('ti:state', change);
+    for (const change of await evaluateDependencies(this.#deps.database.db, (dagId) => this.#dag(dagId))) {
+      if (change.state !== 'scheduled') this.#runsMayFinish = true;
+      this.emit('ti:state', change);
+    }
     // startFromTrigger sensors: scheduled → deferred here, before anything is enqueued.
     for (const { key, tryNumber } of await this.#startFromTrigger.run()) this.emit('ti:state', { key, state: 'deferred', tryNumber });
     if (this.#state === 'running') await this.#enqueue();
-    for (const run of await finishCompletedRuns(this.#deps.database.db)) {
-      this.#log.info(run, 'run finished');
-      this.emit('run:state', run);
+    // A run can only finish when a task instance reached a final state: look only then (or on a
+    // poll), not on every notification of a burst of resumes.
+    if (this.#runsMayFinish) {
+      this.#runsMayFinish = false;
+      for (const run of await finishCompletedRuns(this.#deps.database.db)) {
+        this.#log.info(run, 'run finished');
+        this.emit('run:state', run);
+      }
     }
     if (Date.now() - this.#lastCleanup > this.#options.pollIntervalMs) {
       // Triggers whose task left deferred with no triggerer running to notice (Airflow #34906).
@@ -238,6 +258,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
   }
 
   #announceLost(lost: readonly LostTry[]): void {
+    if (lost.length > 0) this.#runsMayFinish = true;
     for (const { key, state, tryNumber, reason } of lost) this.emit('ti:state', { key, state, tryNumber, error: reason });
   }
 

@@ -50,6 +50,7 @@ export class OutcomeWriter {
   #stopped = false;
   #idle: (() => void)[] = [];
   #flushing = false;
+  #deletingRows = 0;
   #deleteTimer: NodeJS.Timeout | undefined;
 
   constructor(options: OutcomeWriterOptions) {
@@ -69,6 +70,11 @@ export class OutcomeWriter {
         });
       }
     });
+  }
+
+  /** Trigger rows this writer has stored outcomes for but not deleted yet (still owned by its triggerer). */
+  get spentRows(): number {
+    return this.#spent.length + this.#deletingRows;
   }
 
   get pending(): number {
@@ -126,6 +132,15 @@ export class OutcomeWriter {
   }
 
   async #deleteSpent(ids: number[]): Promise<void> {
+    this.#deletingRows += ids.length;
+    try {
+      await this.#deleteWithRetries(ids);
+    } finally {
+      this.#deletingRows -= ids.length;
+    }
+  }
+
+  async #deleteWithRetries(ids: number[]): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await deleteSpentTriggers(this.#options.db, this.#options.jobId, ids);

@@ -10,6 +10,7 @@ import type { Notifier } from '../db/notifier.ts';
 import { Channels } from '../db/notify.ts';
 import {
   claimTriggers,
+  countOwnedTriggers,
   deleteUnusedTriggers,
   ownedTriggerIds,
   releaseTriggers,
@@ -63,6 +64,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
   #syncWanted = true;
+  #deadCheckDue = true;
 
   constructor(deps: TriggererDeps, options: TriggererOptions = {}) {
     super();
@@ -230,11 +232,22 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     const triggers = this.#triggers as ActiveTriggers;
     if (sync) {
       await deleteUnusedTriggers(db);
-      const owned = await ownedTriggerIds(db, jobId);
-      triggers.cancelUnowned(owned, 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
+      // Rows are only ever given to this triggerer by its own claims, so if it still owns as many as
+      // it knows of (running, or spent and awaiting deletion), none was taken away: skip reading
+      // 100,000 ids. Fewer means some were deleted or reassigned: find which, and cancel them.
+      const expected = triggers.size + (this.#writer?.spentRows ?? 0);
+      if ((await countOwnedTriggers(db, jobId)) < expected) {
+        const owned = await ownedTriggerIds(db, jobId);
+        triggers.cancelUnowned(owned, 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
+      }
     }
-    const moved = await unassignDeadTriggerers(db, jobId, this.options.healthCheckThresholdMs);
-    if (moved > 0) this.#log.warn({ triggers: moved }, 'took over the triggers of dead triggerers');
+    if (sync || this.#deadCheckDue) {
+      // Dead peers are looked for on heartbeats and polls, not on every NOTIFY: a claim woken by a
+      // new trigger saves the round trip.
+      this.#deadCheckDue = false;
+      const moved = await unassignDeadTriggerers(db, jobId, this.options.healthCheckThresholdMs);
+      if (moved > 0) this.#log.warn({ triggers: moved }, 'took over the triggers of dead triggerers');
+    }
     let total = 0;
     while (!this.#stopLoop.signal.aborted) {
       const limit = Math.min(this.options.capacity - triggers.size, this.options.claimBatchSize);
@@ -262,7 +275,8 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     try {
       await heartbeatJob(this.#deps.database.db, this.#jobId as number);
       this.#figures.heartbeat();
-      this.#wakeup.nudge(); // also a moment to look for dead peers' triggers
+      this.#deadCheckDue = true; // also the moment to look for dead peers' triggers
+      this.#wakeup.nudge();
     } catch (error) {
       this.#log.warn({ err: error }, 'heartbeat failed');
     }

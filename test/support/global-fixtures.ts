@@ -33,6 +33,26 @@ globalThis.clearInterval = ((handle?: Parameters<typeof realClearInterval>[0]) =
   intervals.delete(handle);
   realClearInterval(handle);
 }) as typeof clearInterval;
+// Long timeouts too (a forgotten one keeps the process alive just as well).
+const realSetTimeout = globalThis.setTimeout;
+const realClearTimeout = globalThis.clearTimeout;
+globalThis.setTimeout = ((callback: (...a: unknown[]) => void, ms?: number, ...rest: unknown[]) => {
+  const site = (ms ?? 0) >= 1000 ? (new Error().stack ?? '').split('\n').slice(2, 6).join(' <- ') : undefined;
+  const handle: NodeJS.Timeout = realSetTimeout(
+    (...a: unknown[]) => {
+      intervals.delete(handle);
+      callback(...a);
+    },
+    ms,
+    ...rest,
+  );
+  if (site) intervals.set(handle, `timeout ${ms} ms: ${site}`);
+  return handle;
+}) as typeof setTimeout;
+globalThis.clearTimeout = ((handle?: Parameters<typeof realClearTimeout>[0]) => {
+  intervals.delete(handle);
+  realClearTimeout(handle);
+}) as typeof clearTimeout;
 
 export async function mochaGlobalSetup(): Promise<void> {
   let adminUrl = process.env['TSFLOW_TEST_DATABASE_URL'];
@@ -76,7 +96,7 @@ export async function mochaGlobalTeardown(): Promise<void> {
   setTimeout(() => {
     console.error(`the test process is still alive 15 s after teardown; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
     for (const [handle, site] of intervals) {
-      if ((handle as NodeJS.Timeout).hasRef?.()) console.error(`  live interval created at ${site}`);
+      if ((handle as NodeJS.Timeout).hasRef?.()) console.error(`  still pending: ${site}`);
     }
     process.exit(1); // fail loudly rather than hang CI until its time limit
   }, 15_000).unref();

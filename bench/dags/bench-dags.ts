@@ -1,0 +1,43 @@
+import { BaseOperator, dag, type JsonObject, type TaskContext } from 'tsflow';
+import { StampTrigger } from '../triggers/bench-triggers.ts';
+
+/** Defers to a StampTrigger: the pickup benchmark times defer commit → trigger running. */
+class PickupProbe extends BaseOperator<JsonObject> {
+  override execute(): never {
+    this.defer({ trigger: new StampTrigger({ afterMs: 150 }) });
+  }
+
+  executeComplete(): JsonObject {
+    return { resumed: true };
+  }
+}
+
+/** Resumed by the resume benchmark: records when executeComplete started. */
+class ResumeProbe extends BaseOperator<JsonObject> {
+  override execute(): never {
+    throw new Error('the resume benchmark seeds this task already deferred');
+  }
+
+  executeComplete(_context: TaskContext): JsonObject {
+    return { startedAt: Date.now() };
+  }
+}
+
+class Noop extends BaseOperator<null> {
+  override execute(): null {
+    return null;
+  }
+}
+
+export const pickupBench = dag({ dagId: 'pickup_bench' }, () => {
+  new PickupProbe({ taskId: 'probe' });
+});
+
+export const resumeBench = dag({ dagId: 'resume_bench' }, () => {
+  new ResumeProbe({ taskId: 'wait' });
+});
+
+/** Started before the resume benchmark so its workers are warm, as in a running deployment. */
+export const warmUp = dag({ dagId: 'warm_up' }, () => {
+  for (let i = 0; i < 8; i++) new Noop({ taskId: `noop_${i}` });
+});
