@@ -6,10 +6,11 @@ import { pickup } from './scenarios/pickup.ts';
 import { spread } from './scenarios/spread.ts';
 import { hold } from './scenarios/hold.ts';
 import { resume } from './scenarios/resume.ts';
+import { failover } from './scenarios/failover.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, spread, burst, hold, resume];
+const SCENARIOS: Scenario[] = [pickup, spread, burst, hold, resume, failover];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the
@@ -46,15 +47,20 @@ function machine() {
 
 function print(result: ScenarioResult): void {
   console.log(`\n## ${result.scenario}: ${result.title}`);
-  console.log(`PostgreSQL ${result.server.version}; ${Object.entries(result.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+  console.log(`settings: ${Object.entries(result.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+  const server = Object.entries(result.server.settings).map(([k, v]) => `${k}=${v}`).join(', ');
+  console.log(`PostgreSQL ${result.server.version}${server ? ` (${server})` : ''}; commit times: ${result.server.commitTimestamps ? 'pg_xact_commit_timestamp' : 'scheduled_at'}`);
   for (const [name, value] of Object.entries(result.figures)) {
-    const text = /Ms$|^lateness|^pickup|^resume|^takeover/.test(name)
+    // The unit is in the name: …Ms, …Mb, …Percent, …PerSecond; anything else is a count.
+    const text = name.endsWith('Ms')
       ? ms(value)
-      : /Mb$/.test(name)
+      : name.endsWith('Mb')
         ? `${value.toFixed(0)} MB`
         : name.endsWith('Percent')
           ? `${value.toFixed(2)} %`
-          : value.toFixed(0);
+          : name.endsWith('PerSecond')
+            ? `${value.toFixed(0)} /s`
+            : value.toFixed(0);
     console.log(`  ${name.padEnd(24)} ${text}`);
   }
   for (const t of result.targets) console.log(`  ${t.met ? 'MET ' : 'MISS'} ${t.what}: ${t.actual} (target ${t.target})`);

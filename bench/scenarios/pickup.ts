@@ -56,7 +56,7 @@ export const pickup: Scenario = {
           scenario: 'pickup',
           title: `one task defers ${rounds} times in sequence: defer commit → trigger running`,
           settings: { rounds, triggerers: 1, commitTime: db.commitTimestamps ? 'pg_xact_commit_timestamp' : 'client clock after COMMIT' },
-          figures: { pickupP50: s.p50, pickupP99: s.p99, pickupMax: s.max, pickupMin: s.min },
+          figures: { pickupP50Ms: s.p50, pickupP99Ms: s.p99, pickupMaxMs: s.max, pickupMinMs: s.min },
           targets: context.smoke ? [] : [target('pickup p99', '5 ms', s.p99, 5)],
           server: serverInfo(db),
         },

@@ -58,7 +58,7 @@ export const resume: Scenario = {
           scenario: 'resume',
           title: `${size.toLocaleString('en')} deferred tasks due over ${windowMs / 1000} s, resumed through scheduler + LocalExecutor`,
           settings: { tasks: size, windowMs, executor: 'local', parallelism, failedTasks: failed },
-          figures: { resumeP50: s.p50, resumeP99: s.p99, resumeMax: s.max, resumeMin: s.min },
+          figures: { resumeP50Ms: s.p50, resumeP99Ms: s.p99, resumeMaxMs: s.max, resumeMinMs: s.min },
           targets: context.smoke ? [] : [target('due → executeComplete p99', '100 ms', s.p99, 100)],
           server: serverInfo(db),
         },

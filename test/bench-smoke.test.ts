@@ -1,0 +1,57 @@
+import { expect } from 'chai';
+import { burst } from '../bench/scenarios/burst.ts';
+import { failover } from '../bench/scenarios/failover.ts';
+import { hold } from '../bench/scenarios/hold.ts';
+import { pickup } from '../bench/scenarios/pickup.ts';
+import { resume } from '../bench/scenarios/resume.ts';
+import { spread } from '../bench/scenarios/spread.ts';
+import type { Scenario, ScenarioResult } from '../bench/lib/scenario.ts';
+
+/*
+ * Every benchmark scenario, in its small smoke mode, on the test server: so none can rot. These check
+ * that each runs end to end and measures something sane — never how fast (that is npm run bench).
+ */
+describe('benchmarks, smoke mode', function () {
+  this.timeout(120_000);
+
+  async function runSmoke(scenario: Scenario): Promise<ScenarioResult> {
+    const results = await scenario.run({ adminUrl: process.env['TSFLOW_TEST_ADMIN_URL'], smoke: true, log: () => undefined });
+    expect(results).to.have.length.greaterThan(0);
+    const [result] = results as [ScenarioResult];
+    for (const [name, value] of Object.entries(result.figures)) expect(Number.isFinite(value), `${result.scenario}.${name} = ${value}`).to.equal(true);
+    expect(result.targets, 'smoke mode judges no targets').to.deep.equal([]);
+    return result;
+  }
+
+  it('pickup', async () => {
+    const { figures } = await runSmoke(pickup);
+    expect(figures['pickupP50Ms']).to.be.greaterThan(0);
+  });
+
+  it('spread', async () => {
+    const { figures } = await runSmoke(spread);
+    expect(figures['latenessP99Ms']).to.be.at.least(figures['latenessP50Ms'] as number);
+  });
+
+  it('burst', async () => {
+    const { figures } = await runSmoke(burst);
+    expect(figures['eventsPerSecond']).to.be.greaterThan(0);
+  });
+
+  it('hold', async () => {
+    const { figures } = await runSmoke(hold);
+    expect(figures['rssIdleMb']).to.be.greaterThan(0);
+  });
+
+  it('resume', async () => {
+    const { figures, settings } = await runSmoke(resume);
+    expect(settings['failedTasks']).to.equal(0);
+    expect(figures['resumeP50Ms']).to.be.greaterThan(0);
+  });
+
+  it('failover', async () => {
+    const { figures } = await runSmoke(failover);
+    expect(figures['resumedTwice']).to.equal(0);
+    expect(figures['stillDeferred']).to.equal(0);
+  });
+});
