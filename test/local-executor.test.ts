@@ -4,12 +4,11 @@ import type { DagBag } from '../src/dag-bag/dag-bag.ts';
 import type { TaskInstanceState } from '../src/db/schema.ts';
 import type { LocalExecutor } from '../src/executors/local-executor.ts';
 import type { WorkerExit } from '../src/executors/worker-process.ts';
-import type { Scheduler } from '../src/scheduler/scheduler.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { BIN } from './support/cli.ts';
 import { eventually, waitForEvent } from './support/events.ts';
-import { createRun, FIXTURE_DAGS, loadFixtureDags, localExecutor, startScheduler, startTriggerer, taskInstance } from './support/rig.ts';
+import { createRun, FIXTURE_DAGS, loadFixtureDags, localExecutor, runEnded, startScheduler, startTriggerer, taskInstance } from './support/rig.ts';
 
 function isAlive(pid: number): boolean {
   try {
@@ -44,10 +43,6 @@ function watchWorkers(executor: LocalExecutor): WorkerWatch {
       waiters.push({ count, resolve: () => (clearTimeout(timer), resolve(exited)) });
     });
   return { started, exited, exits };
-}
-
-function runEnded(scheduler: Scheduler, runId: string, timeoutMs = 20_000) {
-  return waitForEvent(scheduler, 'run:state', (r) => r.runId === runId && r.state !== 'running', timeoutMs);
 }
 
 describe('LocalExecutor: worker processes on a real PostgreSQL', () => {

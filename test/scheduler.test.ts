@@ -8,16 +8,11 @@ import type { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { failFromExecutor, failStuckQueued } from '../src/db/lost-tries.ts';
 import { tiKeyString, type TaskInstanceKey } from '../src/db/schema.ts';
 import { taskLogPath } from '../src/runner/task-log.ts';
-import type { Scheduler } from '../src/scheduler/scheduler.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { waitForEvent } from './support/events.ts';
 import { InProcessExecutor } from './support/in-process-executor.ts';
-import { createRun, loadFixtureDags, localExecutor, queue, startScheduler, startTriggerer, taskInstance } from './support/rig.ts';
-
-function runEnded(scheduler: Scheduler, runId: string, timeoutMs = 20_000) {
-  return waitForEvent(scheduler, 'run:state', (r) => r.runId === runId && r.state !== 'running', timeoutMs);
-}
+import { createRun, loadFixtureDags, localExecutor, queue, runEnded, startScheduler, startTriggerer, taskInstance } from './support/rig.ts';
 
 describe('scheduler: multi-scheduler enqueue, retries, zombies, lost tries, wake-up latency', () => {
   let t: TestDatabase;

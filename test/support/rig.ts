@@ -21,6 +21,7 @@ import { TriggerRegistry } from '../../src/triggerer/trigger-registry.ts';
 import { Triggerer } from '../../src/triggerer/triggerer.ts';
 import type { TriggererOptions } from '../../src/triggerer/triggerer-options.ts';
 import { track } from './daemons.ts';
+import { waitForEvent } from './events.ts';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 export const FIXTURE_DAGS = path.join(FIXTURES, 'dags');
@@ -141,4 +142,9 @@ export async function taskInstance(db: Database, key: TaskInstanceKey) {
     .where('run_id', '=', key.runId)
     .where('task_id', '=', key.taskId)
     .executeTakeFirstOrThrow();
+}
+
+/** Resolves when the run reaches a final state (success or failed). */
+export function runEnded(scheduler: Scheduler, runId: string, timeoutMs = 20_000) {
+  return waitForEvent(scheduler, 'run:state', (r) => r.runId === runId && r.state !== 'running', timeoutMs);
 }
