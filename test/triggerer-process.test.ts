@@ -78,6 +78,22 @@ describe('tsflow triggerer as a process', function () {
     expect((await statesOf(t.database, set)).every((s) => s === 'deferred')).to.equal(true);
   });
 
+  it('exits at once on a second SIGTERM while the first is still draining', async () => {
+    // A trigger that ignores its abort signal keeps the graceful shutdown waiting (10 s by default).
+    await insertDeferred(t.database, 1, () => ({ mode: 'stubborn' }));
+    const child = spawnTriggerer(t.url);
+    children.push(child);
+    const job = await jobOf(child);
+    await eventually(async () => (await ownedBy(job.id)) === 1, 'the claim');
+    child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(child.exitCode, 'still draining after the first signal').to.equal(null);
+    const sentAt = Date.now();
+    child.kill('SIGTERM');
+    expect(await exited(child)).to.equal(143);
+    expect(Date.now() - sentAt, 'the second signal exits at once').to.be.below(2000);
+  });
+
   it('after a SIGKILL mid-wait, every deferred task still resumes exactly once', async () => {
     const resumes = await installResumeAudit(t.database);
     const dueAt = Date.now() + 1500;

@@ -117,6 +117,17 @@ describe('the triggerer daemon', () => {
     }
   });
 
+  it('cancels the running trigger of a task whose deferral timed out', async () => {
+    const triggerer = await startTriggerer(t.database, { pollIntervalMs: 60_000 });
+    const set = await insertDeferred(t.database, 1, hang, { timeoutMs: 300 });
+    await eventually(async () => triggerer.activeTriggerIds.length === 1, 'the trigger to start');
+    const cancelled = await waitForEvent(triggerer, 'trigger:cancelled', (e) => e.triggerId === set.triggerIds[0], 5000);
+    expect(cancelled.reason).to.contain('no longer ours');
+    const ti = await taskInstance(t.database, set.keys[0]!);
+    expect(ti.state).to.equal('scheduled');
+    expect(ti.next_method).to.equal('__fail__');
+  });
+
   it('cancels the trigger of a cleared task and runs its cleanup()', async () => {
     const marker = path.join(scratch, 'cleaned');
     const set = await insertDeferred(t.database, 1, () => ({ mode: 'hang', cleanupFile: marker }));
