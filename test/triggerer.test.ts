@@ -52,6 +52,11 @@ describe('the triggerer daemon', () => {
     const a = await startTriggerer(t.database, { heartbeatIntervalMs: 200, healthCheckThresholdMs: 1500 });
     await eventually(async () => a.activeTriggerIds.length === 4, 'a to claim all');
     const b = await startTriggerer(t.database, { heartbeatIntervalMs: 200, healthCheckThresholdMs: 1500 });
+    // Every run b starts must end one way or another, or still be running: none orphaned.
+    let bStarted = 0;
+    let bEnded = 0;
+    b.on('trigger:started', () => bStarted++);
+    for (const event of ['trigger:cancelled', 'trigger:fired', 'trigger:failed'] as const) b.on(event, () => bEnded++);
     // b looks several times while a is alive: it must take nothing.
     for (let i = 0; i < 4; i++) {
       b.nudge();
@@ -71,6 +76,7 @@ describe('the triggerer daemon', () => {
     b.nudge();
     await eventually(async () => (await owners()).every((r) => r.triggerer_id === b.jobId), "b to take the dead triggerer's triggers", 10_000);
     await eventually(async () => b.activeTriggerIds.length === 4, 'b to run them');
+    await eventually(async () => bStarted - bEnded === 4, 'no run of b left orphaned (each started run ended or is one of the 4)');
   });
 
   it("rejects a stale owner's event and absorbs a duplicate one", async () => {

@@ -72,6 +72,13 @@ export class ActiveTriggers {
   }
 
   async start(row: ClaimedTrigger): Promise<void> {
+    const existing = this.#active.get(row.id);
+    if (existing) {
+      // Claimed again while still ours here (ownership lost and regained between two passes): the
+      // run in progress goes on. One being cancelled is superseded; it still cleans up, silently.
+      if (existing.phase !== 'cancelling') return;
+      this.#forget(existing);
+    }
     const active: ActiveTrigger = {
       triggerId: row.id,
       task: row.task,
@@ -121,7 +128,11 @@ export class ActiveTriggers {
 
   /** The trigger's run ended (event, no event, error), or a cancelled one finally wound down. */
   async #settle(active: ActiveTrigger, event: TriggerEvent | undefined, error: unknown): Promise<void> {
-    if (active.phase === 'writing' || this.#active.get(active.triggerId) !== active) return; // already forgotten
+    if (active.phase === 'writing') return;
+    if (this.#active.get(active.triggerId) !== active) {
+      await this.#cleanup(active); // superseded or forgotten: clean up, report nothing
+      return;
+    }
     let outcome: TriggerOutcome | undefined;
     if (active.phase === 'running') {
       if (error !== undefined) outcome = { triggerId: active.triggerId, kind: 'failure', payload: failurePayload(error) };

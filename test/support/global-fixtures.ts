@@ -92,13 +92,21 @@ export async function mochaGlobalTeardown(): Promise<void> {
   await server?.stop();
   if (home) await rm(home, { recursive: true, force: true });
   if (cliHome) await rm(cliHome, { recursive: true, force: true });
-  // Everything should be closed now. If the process lingers, say what holds it open.
-  setTimeout(() => {
+  // Everything the tests started is stopped by now: a long timer still pending is a leak (a trigger
+  // never cancelled, a daemon never stopped). Fail the run, naming where each was created. (Mocha
+  // re-exits with its own failure count, so a later process.exit(1) could not fail it.)
+  await new Promise((resolve) => realSetTimeout(resolve, 200));
+  const leaks = [...intervals].filter(([handle]) => (handle as NodeJS.Timeout).hasRef?.()).map(([, site]) => site);
+  if (leaks.length > 0) {
+    throw new Error(`the tests left ${leaks.length} timer(s) pending after every daemon stopped:\n  ${leaks.join('\n  ')}`);
+  }
+  // If the process still lingers, say what holds it open, then kill it: a hung CI run is worse.
+  realSetTimeout(() => {
     console.error(`the test process is still alive 15 s after teardown; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
     for (const [handle, site] of intervals) {
       if ((handle as NodeJS.Timeout).hasRef?.()) console.error(`  still pending: ${site}`);
     }
-    process.exit(1); // fail loudly rather than hang CI until its time limit
+    process.kill(process.pid, 'SIGKILL');
   }, 15_000).unref();
 }
 
