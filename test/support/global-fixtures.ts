@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -57,7 +57,9 @@ globalThis.clearTimeout = ((handle?: Parameters<typeof realClearTimeout>[0]) => 
 export async function mochaGlobalSetup(): Promise<void> {
   let adminUrl = process.env['TSFLOW_TEST_DATABASE_URL'];
   if (!adminUrl) {
-    home = await mkdtemp(path.join(os.tmpdir(), 'tsflow-test-'));
+    await sweepAbandonedServers();
+    home = await mkdtemp(path.join(os.tmpdir(), TEST_HOME_PREFIX));
+    await writeFile(path.join(home, 'owner.pid'), String(process.pid));
     await chmod(home, 0o755); // as root, the server runs as `postgres` and must reach its data here
     server = new EmbeddedServer({
       home,
@@ -78,7 +80,8 @@ export async function mochaGlobalSetup(): Promise<void> {
   process.env['TSFLOW_TEST_ADMIN_URL'] = adminUrl;
   process.env['TSFLOW_TEST_TEMPLATE'] = template;
   // TSFLOW_HOME for the commands tests run (task logs land under it), never the user's ~/.tsflow.
-  cliHome = await mkdtemp(path.join(os.tmpdir(), 'tsflow-test-home-'));
+  cliHome = await mkdtemp(path.join(os.tmpdir(), `${TEST_HOME_PREFIX}home-`));
+  await writeFile(path.join(cliHome, 'owner.pid'), String(process.pid));
   process.env['TSFLOW_TEST_HOME'] = cliHome;
 }
 
@@ -108,6 +111,33 @@ export async function mochaGlobalTeardown(): Promise<void> {
     }
     process.kill(process.pid, 'SIGKILL');
   }, 15_000).unref();
+}
+
+const TEST_HOME_PREFIX = 'tsflow-test-';
+
+/**
+ * A test run killed outright (SIGKILL, a CI timeout) cannot stop its server. The next run does: it
+ * stops and removes every test server whose owning process is gone.
+ */
+async function sweepAbandonedServers(): Promise<void> {
+  for (const name of await readdir(os.tmpdir()).catch(() => [] as string[])) {
+    if (!name.startsWith(TEST_HOME_PREFIX)) continue;
+    const abandoned = path.join(os.tmpdir(), name);
+    const owner = Number(await readFile(path.join(abandoned, 'owner.pid'), 'utf8').catch(() => ''));
+    if (!Number.isInteger(owner) || owner <= 0 || isAlive(owner)) continue;
+    const hasServer = await readFile(path.join(abandoned, 'embedded-postgres.json')).then(() => true, () => false);
+    if (hasServer) await new EmbeddedServer({ home: abandoned, logger: silentLogger() }).stopAny().catch(() => false);
+    await rm(abandoned, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export function withDatabase(url: string, database: string): string {
