@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { silentLogger } from '../../src/common/logger.ts';
+import { processAlive } from '../../src/common/process-alive.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { EmbeddedServer } from '../../src/db/embedded/embedded-server.ts';
 import { migrateToLatest } from '../../src/db/migrations.ts';
@@ -124,19 +125,10 @@ async function sweepAbandonedServers(): Promise<void> {
     if (!name.startsWith(TEST_HOME_PREFIX)) continue;
     const abandoned = path.join(os.tmpdir(), name);
     const owner = Number(await readFile(path.join(abandoned, 'owner.pid'), 'utf8').catch(() => ''));
-    if (!Number.isInteger(owner) || owner <= 0 || isAlive(owner)) continue;
+    if (!Number.isInteger(owner) || owner <= 0 || processAlive(owner)) continue;
     const hasServer = await readFile(path.join(abandoned, 'embedded-postgres.json')).then(() => true, () => false);
     if (hasServer) await new EmbeddedServer({ home: abandoned, logger: silentLogger() }).stopAny().catch(() => false);
     await rm(abandoned, { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

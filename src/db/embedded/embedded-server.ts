@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { processAlive } from '../../common/process-alive.ts';
 import { sleep } from '../../common/sleep.ts';
 import {
   canReach,
@@ -204,15 +205,6 @@ async function readRunningPort(dataDir: string): Promise<number | undefined> {
   const port = Number(lines[3]);
   if (!Number.isInteger(pid) || !Number.isInteger(port) || !processAlive(pid)) return undefined;
   return lines[7]?.trim() === 'ready' ? port : undefined;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function connectionUrl(password: string, port: number, database = DATABASE): string {
