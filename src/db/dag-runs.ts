@@ -65,10 +65,6 @@ export async function getDagRun(db: Db, dagId: string, runId: string): Promise<D
   return db.selectFrom('dag_run').selectAll().where('dag_id', '=', dagId).where('run_id', '=', runId).executeTakeFirst();
 }
 
-export async function listActiveRuns(db: Db): Promise<DagRunRow[]> {
-  return db.selectFrom('dag_run').selectAll().where('state', 'in', ['queued', 'running']).orderBy('created_at').execute();
-}
-
 export async function setRunState(db: Db, dagId: string, runId: string, state: DagRunState): Promise<void> {
   const finished = state === 'success' || state === 'failed';
   await db

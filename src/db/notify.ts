@@ -11,9 +11,6 @@ export const Channels = {
 
 export type Channel = (typeof Channels)[keyof typeof Channels];
 
-/** Hints carried in payloads; listeners must be correct whatever the payload. */
-export type TriggerHint = 'new' | 'released' | 'cancel';
-
 /** Queues a NOTIFY in the current transaction; Postgres delivers it at commit, never on rollback. */
 export async function notify(db: Db, channel: Channel, hint = ''): Promise<void> {
   await sql`SELECT pg_notify(${channel}, ${hint})`.execute(db);

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 import type { JsonObject, JsonValue } from '../sdk/json.ts';
 
 /** jsonb: read as parsed JSON, written as a JSON string (node-pg would turn JS arrays into PG arrays). */
@@ -21,8 +21,6 @@ export type TaskInstanceState =
   | 'removed';
 export type JobType = 'scheduler' | 'triggerer';
 export type JobState = 'running' | 'success' | 'failed';
-
-export const FINISHED_STATES: readonly TaskInstanceState[] = ['success', 'failed', 'skipped', 'upstream_failed', 'removed'];
 
 export interface DagTable {
   dag_id: string;
@@ -110,9 +108,7 @@ export interface Schema {
 
 export type TaskInstanceRow = Selectable<TaskInstanceTable>;
 export type DagRunRow = Selectable<DagRunTable>;
-export type TriggerRow = Selectable<TriggerTable>;
 export type JobRow = Selectable<JobTable>;
-export type NewTaskInstance = Insertable<TaskInstanceTable>;
 
 /** Identifies one task instance. */
 export interface TaskInstanceKey {
