@@ -288,47 +288,46 @@ export async function deferScheduledTry(db: Db, key: TaskInstanceKey, start: Sta
  * schedulers and triggerers. SKIP LOCKED on the task instances: sweepers never block each other.
  */
 export async function sweepTriggerTimeouts(db: Db, limit = 10_000): Promise<TaskInstanceKey[]> {
-  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; trigger_id: number | null }>`
-    WITH expired AS (
-      SELECT dag_id, run_id, task_id, trigger_id, trigger_timeout FROM task_instance
-      WHERE state = 'deferred' AND trigger_timeout <= clock_timestamp()
-      ORDER BY trigger_timeout
-      LIMIT ${limit}
-      FOR UPDATE SKIP LOCKED
-    )
-    UPDATE task_instance ti SET
-      state = 'scheduled',
-      trigger_id = NULL,
-      next_method = '__fail__',
-      next_kwargs = jsonb_build_object(
-        'error', 'Trigger timeout: the trigger did not fire before ' || to_char(e.trigger_timeout AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-        'timeout', true),
-      scheduled_at = clock_timestamp(),
-      updated_at = now()
-    FROM expired e
-    WHERE ti.dag_id = e.dag_id AND ti.run_id = e.run_id AND ti.task_id = e.task_id
-    RETURNING ti.dag_id, ti.run_id, ti.task_id, e.trigger_id`.execute(db);
-  if (rows.length === 0) return [];
-  await deleteTriggersIfUnused(db, rows.flatMap((r) => (r.trigger_id === null ? [] : [r.trigger_id])));
-  await db.transaction().execute(async (trx) => {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; trigger_id: number | null }>`
+      WITH expired AS (
+        SELECT dag_id, run_id, task_id, trigger_id, trigger_timeout FROM task_instance
+        WHERE state = 'deferred' AND trigger_timeout <= clock_timestamp()
+        ORDER BY trigger_timeout
+        LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED
+      )
+      UPDATE task_instance ti SET
+        state = 'scheduled',
+        trigger_id = NULL,
+        next_method = '__fail__',
+        next_kwargs = jsonb_build_object(
+          'error', 'Trigger timeout: the trigger did not fire before ' || to_char(e.trigger_timeout AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+          'timeout', true),
+        scheduled_at = clock_timestamp(),
+        updated_at = now()
+      FROM expired e
+      WHERE ti.dag_id = e.dag_id AND ti.run_id = e.run_id AND ti.task_id = e.task_id
+      RETURNING ti.dag_id, ti.run_id, ti.task_id, e.trigger_id`.execute(trx);
+    if (rows.length === 0) return [];
+    await deleteTriggersIfUnused(trx, rows.flatMap((r) => (r.trigger_id === null ? [] : [r.trigger_id])));
     await notify(trx, Channels.ti, 'timeout');
     await notify(trx, Channels.trigger, 'cancel');
+    return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
   });
-  return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
 }
 
 /**
- * Milliseconds until the next thing becomes due, by the database's clock (so a skewed host clock
- * cannot make a loop spin or oversleep): a trigger timeout and, with `includeRetries`, a retry or
- * reschedule. Null when nothing is pending; negative when already due.
+ * Milliseconds until the next trigger timeout (the timeout sweeper's business) or the next retry or
+ * reschedule (the scheduler's), by the database's clock, so a skewed host clock cannot make a loop
+ * spin or oversleep. Null when nothing is pending; negative when already due.
  */
-export async function msUntilNextDue(db: Db, includeRetries: boolean): Promise<number | null> {
+export async function msUntilNextDue(db: Db, what: 'trigger-timeouts' | 'retries'): Promise<number | null> {
   const { rows } = await sql<{ ms: number | null }>`
-    SELECT (extract(epoch FROM (least(
-      (SELECT min(trigger_timeout) FROM task_instance WHERE state = 'deferred'),
-      CASE WHEN ${includeRetries} THEN
-        (SELECT min(ready_at) FROM task_instance WHERE state IN ('up_for_retry', 'up_for_reschedule')) END
-    ) - clock_timestamp())) * 1000)::float8 AS ms`.execute(db);
+    SELECT (extract(epoch FROM (CASE WHEN ${what} = 'trigger-timeouts'
+      THEN (SELECT min(trigger_timeout) FROM task_instance WHERE state = 'deferred')
+      ELSE (SELECT min(ready_at) FROM task_instance WHERE state IN ('up_for_retry', 'up_for_reschedule')) END
+    - clock_timestamp())) * 1000)::float8 AS ms`.execute(db);
   return rows[0]?.ms ?? null;
 }
 

@@ -38,7 +38,7 @@ export interface SchedulerEvents {
 }
 
 /** NOTIFY payloads that cannot complete a run (resumes, retries, reschedules, timeouts): no run check. */
-const CANNOT_FINISH_A_RUN = new Set(['resumed', 'up_for_retry', 'up_for_reschedule', 'timeout', 'deferred', 'queued']);
+const CANNOT_FINISH_A_RUN = new Set(['resumed', 'up_for_retry', 'up_for_reschedule', 'timeout', 'deferred', 'queued', 'run-finished']);
 
 export type SchedulerState = 'created' | 'running' | 'stopping' | 'stopped';
 
@@ -176,7 +176,8 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
         await this.#pass();
         await this.#deps.executor.heartbeat();
         await this.#reconcileExecutorEvents();
-        const dueInMs = await msUntilNextDue(this.#deps.database.db, true);
+        // Trigger timeouts are the sweeper's (it nudges this loop when some fire): only retries here.
+        const dueInMs = await msUntilNextDue(this.#deps.database.db, 'retries');
         if (dueInMs !== null) waitMs = Math.min(waitMs, Math.max(10, dueInMs + 1));
         waitMs = Math.min(waitMs, Math.max(10, this.#lastZombieCheck + this.#options.zombieCheckIntervalMs - Date.now()));
         failures = 0;

@@ -59,7 +59,7 @@ export class TimeoutSweeper extends TypedEmitter<TimeoutSweeperEvents> {
           this.emit('timed-out', timedOut);
           continue; // there may be more past their deadline
         }
-        const dueInMs = await msUntilNextDue(db, false);
+        const dueInMs = await msUntilNextDue(db, 'trigger-timeouts');
         // A deadline already due but not swept is locked by another sweeper: look again shortly.
         if (dueInMs !== null) waitMs = Math.min(poll, Math.max(10, dueInMs + 1));
         failures = 0;

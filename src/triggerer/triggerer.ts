@@ -65,6 +65,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
   #stopping: Promise<void> | undefined;
   #syncWanted = true;
   #deadCheckDue = true;
+  #lastCleanup = 0;
 
   constructor(deps: TriggererDeps, options: TriggererOptions = {}) {
     super();
@@ -231,7 +232,12 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     const jobId = this.#jobId as number;
     const triggers = this.#triggers as ActiveTriggers;
     if (sync) {
-      await deleteUnusedTriggers(db);
+      if (Date.now() - this.#lastCleanup >= this.options.pollIntervalMs) {
+        // The safety net for triggers orphaned by other means (a run deleted in SQL): clear and the
+        // timeout sweep delete their own triggers, so a 'cancel' NOTIFY does not need this scan.
+        this.#lastCleanup = Date.now();
+        await deleteUnusedTriggers(db);
+      }
       // Rows are only ever given to this triggerer by its own claims, so if it still owns as many as
       // it knows of (running, or spent and awaiting deletion), none was taken away: skip reading
       // 100,000 ids. Fewer means some were deleted or reassigned: find which, and cancel them.
