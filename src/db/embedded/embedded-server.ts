@@ -67,7 +67,9 @@ export class EmbeddedServer {
       const running = await readRunningPort(state.dataDir);
       if (running !== undefined) {
         const url = connectionUrl(state.password, running);
-        await ensureDatabase(url);
+        await ensureDatabase(url).catch((error: unknown) => {
+          throw explainAuthFailure(error, home, state.dataDir);
+        });
         return { url, startedHere: false, dataDir: state.dataDir };
       }
       const fresh = !(await exists(path.join(state.dataDir, 'PG_VERSION')));
@@ -75,7 +77,12 @@ export class EmbeddedServer {
       const port = await this.#pgCtlStart(binaries, runAs, state.dataDir);
       this.#started = { binaries, runAs, dataDir: state.dataDir };
       const url = connectionUrl(state.password, port);
-      await ensureDatabase(url);
+      try {
+        await ensureDatabase(url);
+      } catch (error) {
+        await this.stop().catch(() => undefined); // never leave a server we started behind
+        throw explainAuthFailure(error, home, state.dataDir);
+      }
       logger.info({ dataDir: state.dataDir, port, fresh }, 'embedded PostgreSQL started');
       return { url, startedHere: true, dataDir: state.dataDir };
     } finally {
@@ -123,6 +130,10 @@ export class EmbeddedServer {
         const parent = path.join('/var/tmp', `tsflow-embedded-${hash}`);
         await mkdir(parent, { recursive: true, mode: 0o755 });
         dataDir = path.join(parent, 'pgdata');
+        // A cluster left there belongs to an earlier TSFLOW_HOME at this path whose settings (its
+        // password) are gone: a fresh home means a fresh database, as when the data lives in the home.
+        if ((await readRunningPort(dataDir)) !== undefined) await stopCluster(binaries, runAs, dataDir);
+        await rm(dataDir, { recursive: true, force: true });
         await mkdir(dataDir, { recursive: true, mode: 0o700 });
         await chown(dataDir, runAs.uid, runAs.gid ?? runAs.uid);
         logger.info({ dataDir, home }, `the ${runAs.name} user cannot reach ${home}; the embedded PostgreSQL keeps its data in ${dataDir}`);
@@ -179,6 +190,16 @@ export class EmbeddedServer {
     const log = await readFile(path.join(dataDir, 'server.log'), 'utf8').catch(() => '');
     throw new Error(`the embedded PostgreSQL in ${dataDir} did not start: ${(lastError as Error).message}\n${log.slice(-2000)}`);
   }
+}
+
+/** A refused password means the settings file and the data no longer belong together: say so, and what to do. */
+function explainAuthFailure(error: unknown, home: string, dataDir: string): unknown {
+  if ((error as { code?: unknown }).code !== '28P01') return error;
+  return new Error(
+    `the embedded PostgreSQL in ${dataDir} refused the password in ${path.join(home, 'embedded-postgres.json')}: ` +
+      `they do not belong together. To start afresh, run tsflow db stop, then remove ${dataDir} and that file.`,
+    { cause: error },
+  );
 }
 
 async function stopCluster(binaries: PostgresBinaries, runAs: RunAs, dataDir: string): Promise<void> {
