@@ -238,7 +238,7 @@ export async function listTriggers(db: Db): Promise<TriggerListing[]> {
   }>`
     SELECT t.id, t.classpath, t.kwargs, t.created_at, t.triggerer_id,
       coalesce((SELECT json_agg(json_build_object('dagId', ti.dag_id, 'runId', ti.run_id, 'taskId', ti.task_id))
-                FROM task_instance ti WHERE ti.trigger_id = t.id), '[]') AS tasks
+                FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred'), '[]') AS tasks
     FROM trigger t ORDER BY t.created_at, t.id`.execute(db);
   return rows.map((r) => ({
     id: r.id,
