@@ -67,6 +67,23 @@ export async function countStates(db: Database, state: string): Promise<number> 
   return (await sql<{ n: number }>`SELECT count(*)::int AS n FROM task_instance WHERE state = ${state}`.execute(db.db)).rows[0]?.n ?? 0;
 }
 
+/**
+ * Waits until no task instance is deferred any more, then checks that all `size` were scheduled.
+ * The poll looks for any deferred row through its partial index (well under a millisecond), not a
+ * count of the scheduled ones (14 ms at 100,000 rows, ten times a second, on the cores the measured
+ * system is using).
+ */
+export async function untilAllResumed(db: Database, size: number, timeoutMs: number, everyMs: number): Promise<void> {
+  await until(
+    async () => (await sql<{ waiting: boolean }>`SELECT EXISTS (SELECT 1 FROM task_instance WHERE state = 'deferred') AS waiting`.execute(db.db)).rows[0]?.waiting === false,
+    'every deferred task to resume',
+    timeoutMs,
+    everyMs,
+  );
+  const scheduled = await countStates(db, 'scheduled');
+  if (scheduled !== size) throw new Error(`expected ${size} task instances resumed (scheduled), found ${scheduled}`);
+}
+
 /** Polls `check` every `everyMs` until true; throws after `timeoutMs`. Returns the elapsed ms. */
 export async function until(check: () => Promise<boolean>, what: string, timeoutMs: number, everyMs = 20): Promise<number> {
   const start = Date.now();

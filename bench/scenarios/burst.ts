@@ -2,7 +2,7 @@ import { DateTime } from 'luxon';
 import { openBenchDatabase } from '../lib/bench-database.ts';
 import type { Scenario, ScenarioContext, ScenarioResult } from '../lib/scenario.ts';
 import { serverInfo, target } from '../lib/scenario.ts';
-import { countStates, countTriggers, latenessMs, seedDeferred, until, writeSpan } from '../lib/seed.ts';
+import { countTriggers, latenessMs, seedDeferred, until, untilAllResumed, writeSpan } from '../lib/seed.ts';
 import { summarise } from '../lib/stats.ts';
 import { BENCH_TRIGGERS, DaemonProcess } from '../lib/triggerer-process.ts';
 
@@ -40,7 +40,7 @@ async function runBurst(context: ScenarioContext, size: number): Promise<Scenari
     const claimMs = Date.now() - seededAt;
     const claimedBeforeDue = Date.now() < due.toMillis();
     context.log(`burst ${size}: claimed in ${Date.now() - seededAt} ms; waiting for the events`);
-    await until(async () => (await countStates(db.database, 'scheduled')) === size, 'all events written', leadMs + 120_000, 100);
+    await untilAllResumed(db.database, size, leadMs + 120_000, 100);
     const late = summarise(await latenessMs(db.database, db.commitTimestamps));
     const span = await writeSpan(db.database, db.commitTimestamps);
     const eventsPerSecond = size / Math.max(0.001, (span.last - due.toMillis()) / 1000);

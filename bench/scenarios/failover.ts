@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { openBenchDatabase } from '../lib/bench-database.ts';
 import { installResumeAudit } from '../lib/resume-audit.ts';
 import { serverInfo, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/scenario.ts';
-import { countStates, countTriggers, seedDeferred, until } from '../lib/seed.ts';
+import { countTriggers, seedDeferred, until, untilAllResumed } from '../lib/seed.ts';
 import { BENCH_TRIGGERS, DaemonProcess } from '../lib/triggerer-process.ts';
 
 /**
@@ -40,7 +40,7 @@ export const failover: Scenario = {
       await victim.stop('SIGKILL');
       await until(async () => (await countTriggers(db.database, victimJob)) === 0, "the victim's triggers to move", 60_000, 25);
       const takeoverMs = Date.now() - killedAt;
-      await until(async () => (await countStates(db.database, 'scheduled')) === size, 'every task to resume', 120_000, 200);
+      await untilAllResumed(db.database, size, 120_000, 200);
       const counts = await resumes();
       const twice = [...counts.values()].filter((n) => n > 1).length;
       const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM task_instance WHERE state = 'deferred'`.execute(db.database.db);

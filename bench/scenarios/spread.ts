@@ -1,7 +1,7 @@
 import { DateTime } from 'luxon';
 import { openBenchDatabase } from '../lib/bench-database.ts';
 import { serverInfo, target, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/scenario.ts';
-import { countStates, countTriggers, latenessMs, seedDeferred, until } from '../lib/seed.ts';
+import { countTriggers, latenessMs, seedDeferred, until, untilAllResumed } from '../lib/seed.ts';
 import { summarise } from '../lib/stats.ts';
 import { BENCH_TRIGGERS, DaemonProcess } from '../lib/triggerer-process.ts';
 
@@ -30,7 +30,7 @@ export const spread: Scenario = {
       await until(async () => (await countTriggers(db.database, jobId)) === size, 'all claimed', 60_000, 100);
       const claimedBeforeStart = Date.now() < start.toMillis();
       context.log(`spread ${size}: claimed; the window starts at ${start.toISOTime()}`);
-      await until(async () => (await countStates(db.database, 'scheduled')) === size, 'all events written', windowMs + 60_000, 200);
+      await untilAllResumed(db.database, size, windowMs + 60_000, 200);
       const late = summarise(await latenessMs(db.database, db.commitTimestamps));
       return [
         {
