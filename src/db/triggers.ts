@@ -141,15 +141,16 @@ export interface SubmitResult {
  */
 export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: readonly TriggerOutcome[]): Promise<SubmitResult> {
   if (outcomes.length === 0) return { applied: new Set(), resumed: 0 };
-  const ids = outcomes.map((o) => o.triggerId);
   const input = JSON.stringify(outcomes.map((o) => [o.triggerId, o.kind === 'failure', o.payload]));
+  // The refused ids are listed only when some were refused: in the usual batch all are owned, and
+  // comparing one count saves the anti-join over the batch.
   const { rows } = await sql<{ foreign: number[]; resumed: number }>`
     WITH input AS (
       SELECT (e ->> 0)::bigint AS trigger_id, (e ->> 1)::boolean AS failure, e -> 2 AS payload
       FROM jsonb_array_elements(${input}::jsonb) AS e
     ),
     owned AS (
-      SELECT t.id FROM trigger t WHERE t.id = ANY(${ids}::bigint[]) AND t.triggerer_id = ${jobId}
+      SELECT t.id FROM trigger t JOIN input i ON t.id = i.trigger_id WHERE t.triggerer_id = ${jobId}
     ),
     resumed AS (
       UPDATE task_instance ti SET
@@ -168,11 +169,15 @@ export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: rea
       SELECT pg_notify(${Channels.ti}, 'resumed') FROM (SELECT 1 FROM resumed LIMIT 1) one
     )
     SELECT
-      (SELECT coalesce(json_agg(id), '[]') FROM unnest(${ids}::bigint[]) AS x(id) WHERE id NOT IN (SELECT id FROM owned)) AS foreign,
+      CASE WHEN (SELECT count(*) FROM owned) = ${outcomes.length} THEN '[]'::json
+           ELSE (SELECT coalesce(json_agg(i.trigger_id), '[]') FROM input i WHERE i.trigger_id NOT IN (SELECT id FROM owned)) END AS foreign,
       (SELECT count(*)::int FROM resumed) AS resumed,
       (SELECT count(*) FROM notified) AS notified`.execute(db);
-  const foreign = new Set(rows[0]?.foreign ?? []);
-  return { applied: new Set(ids.filter((id) => !foreign.has(id))), resumed: rows[0]?.resumed ?? 0 };
+  const foreign = rows[0]?.foreign ?? [];
+  const applied = new Set<number>();
+  for (const o of outcomes) applied.add(o.triggerId);
+  for (const id of foreign) applied.delete(id);
+  return { applied, resumed: rows[0]?.resumed ?? 0 };
 }
 
 /** Deletes trigger rows whose outcome `jobId` stored (set-based; the fence already made them spent). */
