@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import { sleep } from '../common/sleep.ts';
 import type { ClaimedTrigger, TriggerOutcome } from '../db/triggers.ts';
 import { BaseTrigger, type TriggerEvent, type TriggerRuntime } from '../sdk/trigger.ts';
-import type { OutcomeWriter } from './outcome-writer.ts';
+import type { JsonValue } from '../sdk/json.ts';
+import type { OutcomeWriter, WriteResult } from './outcome-writer.ts';
 import { failurePayload, firstEvent } from './run-trigger.ts';
 import { TriggerLog } from './trigger-log.ts';
 import type { TriggerRegistry } from './trigger-registry.ts';
@@ -17,8 +18,15 @@ interface ActiveTrigger extends TriggerInfo {
   /** running → writing (its outcome is being stored), or running → cancelling (aborted, winding down). */
   phase: 'running' | 'cancelling' | 'writing';
   dueAt: number | undefined;
+  /** Fired at minus due at, for a time trigger's event (whole ms). */
+  latenessMs: number | undefined;
   trigger: BaseTrigger | undefined;
   log: TriggerLog;
+}
+
+/** An outcome on its way to the writer, with the trigger it ends. */
+export interface ActiveOutcome extends TriggerOutcome {
+  readonly active: ActiveTrigger;
 }
 
 /** A cancelled trigger that ignores its signal is forgotten after this long (and its cleanup run). */
@@ -28,7 +36,8 @@ export interface ActiveTriggersDeps {
   registry: TriggerRegistry;
   /** The shared clock handed to triggers (`run(signal, runtime)`). */
   runtime: TriggerRuntime;
-  writer: OutcomeWriter;
+  /** Reports each result back through `ActiveTriggers.written`. */
+  writer: OutcomeWriter<ActiveOutcome>;
   figures: TriggererMetrics;
   log: Logger;
   capacity: number;
@@ -87,6 +96,7 @@ export class ActiveTriggers {
       startedAt: Date.now(),
       phase: 'running',
       dueAt: undefined,
+      latenessMs: undefined,
       trigger: undefined,
       log: new TriggerLog(this.#deps.log, row.id, row.task, row.classpath),
     };
@@ -100,7 +110,7 @@ export class ActiveTriggers {
       trigger.useLogger(active.log);
       active.dueAt = trigger.dueAtMillis();
     } catch (error) {
-      void this.#finish(active, { triggerId: row.id, kind: 'failure', payload: failurePayload(error) });
+      this.#finish(active, 'failure', failurePayload(error));
       return;
     }
     active.trigger = trigger;
@@ -126,26 +136,37 @@ export class ActiveTriggers {
     while (windingDown() && Date.now() < deadline) await sleep(10);
   }
 
-  /** The trigger's run ended (event, no event, error), or a cancelled one finally wound down. */
-  async #settle(active: ActiveTrigger, event: TriggerEvent | undefined, error: unknown): Promise<void> {
+  /**
+   * The trigger's run ended (event, no event, error), or a cancelled one finally wound down. Not
+   * async: with no cleanup to await (the common case) the outcome goes to the writer in this same
+   * turn, and nothing but the outcome is kept while it waits to be written.
+   */
+  #settle(active: ActiveTrigger, event: TriggerEvent | undefined, error: unknown): void {
     if (active.phase === 'writing') return;
     if (this.#active.get(active.triggerId) !== active) {
-      await this.#cleanup(active); // superseded or forgotten: clean up, report nothing
+      void this.#cleanup(active); // superseded or forgotten: clean up, report nothing
       return;
     }
-    let outcome: TriggerOutcome | undefined;
-    if (active.phase === 'running') {
-      if (error !== undefined) outcome = { triggerId: active.triggerId, kind: 'failure', payload: failurePayload(error) };
-      else if (event) outcome = { triggerId: active.triggerId, kind: 'event', payload: event.payload };
-      else {
-        const name = active.trigger?.constructor.name ?? active.classpath;
-        outcome = { triggerId: active.triggerId, kind: 'failure', payload: failurePayload(new Error(`trigger ${name} ended without an event`)) };
-      }
-      active.phase = 'writing'; // from here on a cancel changes nothing: the fence decides
+    if (active.phase === 'cancelling') {
+      void this.#cleanup(active).then(() => this.#forget(active));
+      return;
     }
-    await this.#cleanup(active);
-    if (outcome) await this.#finish(active, outcome);
-    else this.#forget(active);
+    let kind: TriggerOutcome['kind'];
+    let payload: JsonValue;
+    if (error !== undefined) [kind, payload] = ['failure', failurePayload(error)];
+    else if (event) [kind, payload] = ['event', event.payload];
+    else {
+      const name = active.trigger?.constructor.name ?? active.classpath;
+      [kind, payload] = ['failure', failurePayload(new Error(`trigger ${name} ended without an event`))];
+    }
+    active.phase = 'writing'; // from here on a cancel changes nothing: the fence decides
+    const trigger = active.trigger;
+    if (trigger && trigger.cleanup !== BaseTrigger.prototype.cleanup) {
+      void this.#cleanup(active).then(() => this.#finish(active, kind, payload));
+    } else {
+      active.trigger = undefined;
+      this.#finish(active, kind, payload);
+    }
   }
 
   async #cleanup(active: ActiveTrigger): Promise<void> {
@@ -159,14 +180,20 @@ export class ActiveTriggers {
     }
   }
 
-  async #finish(active: ActiveTrigger, outcome: TriggerOutcome): Promise<void> {
-    const { writer, figures, capacity, emit, listening } = this.#deps;
+  #finish(active: ActiveTrigger, kind: TriggerOutcome['kind'], payload: JsonValue): void {
     active.phase = 'writing';
-    const latenessMs = outcome.kind === 'event' && active.dueAt !== undefined ? Date.now() - active.dueAt : undefined;
-    const result = await writer.submit(outcome);
+    if (kind === 'event' && active.dueAt !== undefined) active.latenessMs = Date.now() - active.dueAt;
+    this.#deps.writer.submit({ triggerId: active.triggerId, kind, payload, active });
+  }
+
+  /** The writer committed (or the fence refused) a trigger's outcome: the trigger is done. */
+  written(outcome: ActiveOutcome, result: WriteResult): void {
+    const { figures, capacity, emit, listening } = this.#deps;
+    const active = outcome.active;
     const wasFull = this.#active.size >= capacity;
-    this.#active.delete(active.triggerId);
+    if (this.#active.get(active.triggerId) === active) this.#active.delete(active.triggerId);
     if (outcome.kind === 'event') {
+      const latenessMs = active.latenessMs;
       figures.fired(latenessMs);
       active.log.debug({ latenessMs, result }, 'trigger fired');
       if (listening('trigger:fired')) emit('trigger:fired', { triggerId: active.triggerId, task: active.task, latenessMs, result });

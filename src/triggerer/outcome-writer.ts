@@ -6,22 +6,28 @@ import { deleteSpentTriggers, submitTriggerOutcomes, type SubmitResult, type Tri
 
 /** Delete spent trigger rows after events have stopped arriving for this long… */
 const QUIET_MS = 50;
-/** …or at once when this many wait. */
-const SPENT_BACKLOG = 20_000;
+/**
+ * …or at once when this many wait (a stream of events with no quiet moment). Large enough that a
+ * burst of 100,000 events is written before any delete competes with it; 100,000 ids are 800 KB.
+ */
+const SPENT_BACKLOG = 100_000;
+/** Rows per delete statement, so an event write never waits long behind one. */
+const DELETE_CHUNK = 10_000;
 
 /** What became of a submitted outcome. */
 export type WriteResult = 'applied' | 'fenced';
 
-interface Pending {
-  outcome: TriggerOutcome;
-  resolve: (result: WriteResult) => void;
-}
-
-export interface OutcomeWriterOptions {
+export interface OutcomeWriterOptions<T extends TriggerOutcome> {
   db: Db;
   jobId: number;
   logger: Logger;
-  /** Most outcomes in one statement. @default 5000 */
+  /**
+   * Called once per submitted outcome, with the outcome object itself, when it is committed
+   * (`applied`) or refused by the fence (`fenced`). A callback, not a promise per outcome: in a burst
+   * of 100,000 events every object kept per waiting outcome is copied by the garbage collector.
+   */
+  onResult: (outcome: T, result: WriteResult) => void;
+  /** Most outcomes in one statement. @default 2000 */
   maxBatch?: number;
   /** Statements in flight at once, each on its own connection. @default 2 */
   maxConcurrent?: number;
@@ -39,9 +45,9 @@ export interface OutcomeWriterOptions {
  * the triggerer work in parallel. A failed write is retried with backoff; nothing is dropped while
  * this triggerer owns the trigger.
  */
-export class OutcomeWriter {
-  readonly #options: Required<Omit<OutcomeWriterOptions, 'onWritten'>> & Pick<OutcomeWriterOptions, 'onWritten'>;
-  #queue: Pending[] = [];
+export class OutcomeWriter<T extends TriggerOutcome = TriggerOutcome> {
+  readonly #options: Required<Omit<OutcomeWriterOptions<T>, 'onWritten'>> & Pick<OutcomeWriterOptions<T>, 'onWritten'>;
+  #queue: T[] = [];
   /** Triggers whose outcome is stored: their rows are deleted when no event batch waits. */
   #spent: number[] = [];
   #inFlight = 0;
@@ -50,31 +56,31 @@ export class OutcomeWriter {
   #stopped = false;
   #idle: (() => void)[] = [];
   #flushing = false;
-  #deletingRows = 0;
   #deleteTimer: NodeJS.Timeout | undefined;
 
-  constructor(options: OutcomeWriterOptions) {
+  constructor(options: OutcomeWriterOptions<T>) {
     this.#options = { maxBatch: 2000, maxConcurrent: 2, eagerBatch: 500, ...options };
   }
 
-  /** Resolves once the outcome is committed (`applied`) or refused by the fence (`fenced`). */
-  submit(outcome: TriggerOutcome): Promise<WriteResult> {
-    return new Promise((resolve) => {
-      this.#queue.push({ outcome, resolve });
-      if (this.#queue.length >= this.#options.eagerBatch) this.#pump();
-      else if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => {
-          this.#scheduled = false;
-          this.#pump();
-        });
-      }
-    });
+  /** Queues an outcome; `onResult` reports what became of it. */
+  submit(outcome: T): void {
+    this.#queue.push(outcome);
+    if (this.#queue.length >= this.#options.eagerBatch) this.#pump();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.#pump();
+      });
+    }
   }
 
-  /** Trigger rows this writer has stored outcomes for but not deleted yet (still owned by its triggerer). */
+  /**
+   * Trigger rows this writer has stored outcomes for and not started deleting: still owned by its
+   * triggerer, certainly present. (Rows in a delete in flight may or may not be gone already.)
+   */
   get spentRows(): number {
-    return this.#spent.length + this.#deletingRows;
+    return this.#spent.length;
   }
 
   get pending(): number {
@@ -96,7 +102,7 @@ export class OutcomeWriter {
     const dropped = this.#queue;
     this.#queue = [];
     this.#spent = [];
-    for (const p of dropped) p.resolve('fenced');
+    for (const outcome of dropped) this.#options.onResult(outcome, 'fenced');
     this.#settleIdle();
   }
 
@@ -119,7 +125,7 @@ export class OutcomeWriter {
   #startDelete(): void {
     clearTimeout(this.#deleteTimer);
     if (this.#queue.length > 0 || this.#inFlight >= this.#options.maxConcurrent || this.#spent.length === 0) return;
-    this.#run(this.#deleteSpent(this.#spent.splice(0, SPENT_BACKLOG)));
+    this.#run(this.#deleteSpent(this.#spent.splice(0, DELETE_CHUNK)));
   }
 
   #run(work: Promise<void>): void {
@@ -132,15 +138,6 @@ export class OutcomeWriter {
   }
 
   async #deleteSpent(ids: number[]): Promise<void> {
-    this.#deletingRows += ids.length;
-    try {
-      await this.#deleteWithRetries(ids);
-    } finally {
-      this.#deletingRows -= ids.length;
-    }
-  }
-
-  async #deleteWithRetries(ids: number[]): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await deleteSpentTriggers(this.#options.db, this.#options.jobId, ids);
@@ -164,21 +161,22 @@ export class OutcomeWriter {
     for (const resolve of waiting) resolve();
   }
 
-  async #write(batch: Pending[]): Promise<void> {
+  async #write(batch: T[]): Promise<void> {
     // One outcome per trigger: the first one counts.
     const first = new Map<number, TriggerOutcome>();
-    for (const p of batch) if (!first.has(p.outcome.triggerId)) first.set(p.outcome.triggerId, p.outcome);
+    for (const outcome of batch) if (!first.has(outcome.triggerId)) first.set(outcome.triggerId, outcome);
     for (;;) {
       try {
         const result = await submitTriggerOutcomes(this.#options.db, this.#options.jobId, [...first.values()]);
         this.#attempt = 0;
         this.#options.onWritten?.(result, first.size);
         for (const id of result.applied) this.#spent.push(id);
-        for (const p of batch) p.resolve(result.applied.has(p.outcome.triggerId) ? 'applied' : 'fenced');
+        const { onResult } = this.#options;
+        for (const outcome of batch) onResult(outcome, result.applied.has(outcome.triggerId) ? 'applied' : 'fenced');
         return;
       } catch (error) {
         if (this.#stopped) {
-          for (const p of batch) p.resolve('fenced');
+          for (const outcome of batch) this.#options.onResult(outcome, 'fenced');
           return;
         }
         if (!isRetryableError(error) && first.size > 1) {

@@ -16,7 +16,7 @@ import {
   releaseTriggers,
   unassignDeadTriggerers,
 } from '../db/triggers.ts';
-import { ActiveTriggers } from './active-triggers.ts';
+import { ActiveTriggers, type ActiveOutcome } from './active-triggers.ts';
 import { TimeTable } from './time-table.ts';
 import type { TriggererEvents } from './triggerer-events.ts';
 import { LoopWatchdog } from './loop-watchdog.ts';
@@ -56,7 +56,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
   readonly #unsubscribe: (() => void)[] = [];
   #state: TriggererState = 'created';
   #jobId: number | undefined;
-  #writer: OutcomeWriter | undefined;
+  #writer: OutcomeWriter<ActiveOutcome> | undefined;
   #triggers: ActiveTriggers | undefined;
   readonly #clock = new TimeTable();
   #heartbeat: NodeJS.Timeout | undefined;
@@ -109,11 +109,12 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
     });
     this.#jobId = jobId;
     this.#log.setBindings({ jobId });
-    this.#writer = new OutcomeWriter({
+    this.#writer = new OutcomeWriter<ActiveOutcome>({
       db: database.db,
       jobId,
       logger: this.#log,
       maxBatch: this.options.writeBatchSize,
+      onResult: (outcome, result) => this.#triggers?.written(outcome, result),
       onWritten: (result, size) => this.#figures.written(size, result.applied.size),
     });
     this.#triggers = new ActiveTriggers({
@@ -241,10 +242,12 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
       // Rows are only ever given to this triggerer by its own claims, so if it still owns as many as
       // it knows of (running, or spent and awaiting deletion), none was taken away: skip reading
       // 100,000 ids. Fewer means some were deleted or reassigned: find which, and cancel them.
-      const expected = triggers.size + (this.#writer?.spentRows ?? 0);
-      if ((await countOwnedTriggers(db, jobId)) < expected) {
-        const owned = await ownedTriggerIds(db, jobId);
-        triggers.cancelUnowned(owned, 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
+      // What it knows of is counted after the answer: no claim runs meanwhile, a write only moves a
+      // trigger from running to spent, and rows in a delete in flight are left out, so events
+      // written during the count can never make it look as if rows were taken away.
+      const owned = await countOwnedTriggers(db, jobId);
+      if (owned < triggers.size + (this.#writer?.spentRows ?? 0)) {
+        triggers.cancelUnowned(await ownedTriggerIds(db, jobId), 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
       }
     }
     if (sync || this.#deadCheckDue) {
@@ -268,7 +271,7 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
   }
 
   async #flushWrites(): Promise<void> {
-    const writer = this.#writer as OutcomeWriter;
+    const writer = this.#writer as OutcomeWriter<ActiveOutcome>;
     const { timedOut } = await withTimeout(writer.flush(), this.options.shutdownTimeoutMs);
     if (timedOut) {
       this.#log.error({ pending: writer.pending }, 'could not write all trigger events before the shutdown timeout; another triggerer will redo them');
