@@ -75,14 +75,6 @@ export class OutcomeWriter<T extends TriggerOutcome = TriggerOutcome> {
     }
   }
 
-  /**
-   * Trigger rows this writer has stored outcomes for and not started deleting: still owned by its
-   * triggerer, certainly present. (Rows in a delete in flight may or may not be gone already.)
-   */
-  get spentRows(): number {
-    return this.#spent.length;
-  }
-
   get pending(): number {
     return this.#queue.length + this.#inFlight + this.#spent.length;
   }

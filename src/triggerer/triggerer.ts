@@ -239,14 +239,14 @@ export class Triggerer extends TypedEmitter<TriggererEvents> {
         this.#lastCleanup = Date.now();
         await deleteUnusedTriggers(db);
       }
-      // Rows are only ever given to this triggerer by its own claims, so if it still owns as many as
-      // it knows of (running, or spent and awaiting deletion), none was taken away: skip reading
-      // 100,000 ids. Fewer means some were deleted or reassigned: find which, and cancel them.
-      // What it knows of is counted after the answer: no claim runs meanwhile, a write only moves a
-      // trigger from running to spent, and rows in a delete in flight are left out, so events
-      // written during the count can never make it look as if rows were taken away.
+      // Rows are only ever given to this triggerer by its own claims, and every trigger it runs has
+      // its row until the trigger is done, so owning fewer rows than it runs triggers means some were
+      // deleted or reassigned: read the ids (100,000 of them, perhaps) to find which, and cancel
+      // those. Spent rows awaiting deletion are left out of the comparison: the unused-trigger
+      // cleanup above (here or in another triggerer) deletes them too, which is no reason to read.
+      // A spent row still present can hide a taken row until it is deleted, a moment later.
       const owned = await countOwnedTriggers(db, jobId);
-      if (owned < triggers.size + (this.#writer?.spentRows ?? 0)) {
+      if (owned < triggers.size) {
         triggers.cancelUnowned(await ownedTriggerIds(db, jobId), 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
       }
     }
