@@ -33,6 +33,7 @@ describe('the event write on a large deferred table', () => {
       classpath: 'tsflow.triggers.DateTimeTrigger',
       kwargs: Array.from({ length: size }, () => ({ moment })),
       notify: false,
+      vacuum: false,
     });
     const jobId = await registerJob(t.database.db, { jobType: 'triggerer', hostname: 'test', pid: process.pid });
     await sql`UPDATE trigger SET triggerer_id = ${jobId}`.execute(t.database.db);
