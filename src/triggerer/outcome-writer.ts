@@ -100,8 +100,12 @@ export class OutcomeWriter<T extends TriggerOutcome = TriggerOutcome> {
 
   /** Starts writes while there is work and a free slot; deletes spent triggers only when no event waits. */
   #pump(): void {
-    while (this.#queue.length > 0 && this.#inFlight < this.#options.maxConcurrent && !this.#stopped) {
-      this.#run(this.#write(this.#queue.splice(0, this.#options.maxBatch)));
+    const { maxBatch, maxConcurrent, eagerBatch } = this.#options;
+    while (this.#queue.length > 0 && this.#inFlight < maxConcurrent && !this.#stopped) {
+      // A share of the queue, not all of it up to maxBatch: at the end of a burst the last
+      // outcomes go out as one statement per connection, in parallel, not as one long one.
+      const share = Math.min(maxBatch, Math.max(eagerBatch, Math.ceil(this.#queue.length / maxConcurrent)));
+      this.#run(this.#write(this.#queue.splice(0, share)));
     }
     if (this.#queue.length > 0 || this.#spent.length === 0 || this.#stopped) return;
     // Spent rows are deleted once events have stopped arriving for a moment, so the deletes never
