@@ -151,17 +151,18 @@ export class ActiveTriggers {
       void this.#cleanup(active).then(() => this.#forget(active));
       return;
     }
-    let kind: TriggerOutcome['kind'];
+    let kind: TriggerOutcome['kind'] = 'failure';
     let payload: JsonValue;
-    if (error !== undefined) [kind, payload] = ['failure', failurePayload(error)];
-    else if (event) [kind, payload] = ['event', event.payload];
-    else {
+    if (error !== undefined) payload = failurePayload(error);
+    else if (event) {
+      kind = 'event';
+      payload = event.payload;
+    } else {
       const name = active.trigger?.constructor.name ?? active.classpath;
-      [kind, payload] = ['failure', failurePayload(new Error(`trigger ${name} ended without an event`))];
+      payload = failurePayload(new Error(`trigger ${name} ended without an event`));
     }
     active.phase = 'writing'; // from here on a cancel changes nothing: the fence decides
-    const trigger = active.trigger;
-    if (trigger && trigger.cleanup !== BaseTrigger.prototype.cleanup) {
+    if (hasCleanup(active.trigger)) {
       void this.#cleanup(active).then(() => this.#finish(active, kind, payload));
     } else {
       active.trigger = undefined;
@@ -172,7 +173,7 @@ export class ActiveTriggers {
   async #cleanup(active: ActiveTrigger): Promise<void> {
     const trigger = active.trigger;
     active.trigger = undefined;
-    if (!trigger || trigger.cleanup === BaseTrigger.prototype.cleanup) return; // the default does nothing
+    if (!hasCleanup(trigger)) return;
     try {
       await trigger.cleanup();
     } catch (error) {
@@ -226,4 +227,9 @@ export class ActiveTriggers {
     this.#deps.figures.cancelled();
     if (this.#deps.listening('trigger:cancelled')) this.#deps.emit('trigger:cancelled', { triggerId: active.triggerId, task: active.task, reason });
   }
+}
+
+/** Whether the trigger overrides `cleanup()`; the default does nothing and is not awaited. */
+function hasCleanup(trigger: BaseTrigger | undefined): trigger is BaseTrigger {
+  return trigger !== undefined && trigger.cleanup !== BaseTrigger.prototype.cleanup;
 }
