@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { expect } from 'chai';
+import { sql } from 'kysely';
 import { BIN, tsflow } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
@@ -141,6 +142,19 @@ describe('tsflow triggerer as a process', function () {
     expect(metrics).to.match(/^tsflow_triggerer_triggers_running 1$/m);
     expect(metrics).to.match(/^tsflow_triggerer_capacity_left 6$/m);
     expect(metrics).to.contain('# TYPE tsflow_triggerer_event_lateness_seconds summary');
+    child.kill('SIGTERM');
+    expect(await exited(child)).to.equal(0);
+  });
+
+  it('opens the connections its work needs at start, not in the middle of a burst', async () => {
+    const child = spawnTriggerer(t.url);
+    children.push(child);
+    await jobOf(child);
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE application_name = 'tsflow-triggerer' AND datname = current_database()`.execute(t.database.db);
+    // Two event writers, the claim loop and the heartbeat; the LISTEN connection is counted apart.
+    expect(rows[0]?.n).to.equal(4);
     child.kill('SIGTERM');
     expect(await exited(child)).to.equal(0);
   });

@@ -18,6 +18,8 @@ export interface RuntimeOptions {
   /** Skip the schema check (`db reset`, `db status`). */
   skipSchemaCheck?: boolean;
   poolSize?: number;
+  /** Connections opened at start and kept open while idle (a daemon's concurrent work). @default 0 */
+  keepOpen?: number;
   applicationName?: string;
   /** Log level when TSFLOW_LOG_LEVEL is not set. @default 'info' */
   defaultLogLevel?: LogLevel;
@@ -32,7 +34,7 @@ export async function openRuntime(settings: Settings, options: RuntimeOptions = 
     embedded = new EmbeddedServer({ home: settings.home, logger: logger.child({ component: 'embedded-postgres' }) });
     url = (await embedded.start()).url;
   }
-  const database = openDatabase({ url, poolSize: options.poolSize, applicationName: options.applicationName });
+  const database = openDatabase({ url, poolSize: options.poolSize, keepOpen: options.keepOpen, applicationName: options.applicationName });
   const close = async (): Promise<void> => {
     await database.close();
     await embedded?.stop();
@@ -45,6 +47,7 @@ export async function openRuntime(settings: Settings, options: RuntimeOptions = 
     } else if (!options.skipSchemaCheck) {
       await assertSchemaCurrent(database);
     }
+    await database.warm();
   } catch (error) {
     await close();
     throw error;

@@ -11,12 +11,20 @@ export interface DatabaseOptions {
   poolSize?: number;
   /** Shown in pg_stat_activity. @default 'tsflow' */
   applicationName?: string;
+  /**
+   * Connections kept open however long they sit idle (beyond these, an idle connection closes after
+   * 10 s). A daemon keeps the ones its concurrent work needs, so a burst after a quiet hour does not
+   * start by forking backends. @default 0
+   */
+  keepOpen?: number;
 }
 
 export interface Database {
   readonly db: Db;
   readonly pool: pg.Pool;
   readonly url: string;
+  /** Opens the `keepOpen` connections now, in parallel, instead of on first use. */
+  warm(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -40,6 +48,7 @@ export function openDatabase(options: DatabaseOptions): Database {
     application_name: options.applicationName ?? 'tsflow',
     types,
     connectionTimeoutMillis: 10_000,
+    min: options.keepOpen ?? 0,
   });
   // An idle client losing its connection (server restart) must not crash the process; the pool
   // drops it and the next query opens a fresh one.
@@ -50,6 +59,15 @@ export function openDatabase(options: DatabaseOptions): Database {
     db,
     pool,
     url: options.url,
+    warm: async () => {
+      // Holding them all at once: an idle connection is handed out again, not counted twice.
+      const wanted = Math.min(options.keepOpen ?? 0, pool.options.max ?? 10);
+      if (pool.totalCount >= wanted) return;
+      const opened = await Promise.allSettled(Array.from({ length: wanted }, () => pool.connect()));
+      for (const result of opened) if (result.status === 'fulfilled') result.value.release();
+      const failed = opened.find((result) => result.status === 'rejected');
+      if (failed) throw failed.reason;
+    },
     close: () => (closing ??= db.destroy()),
   };
 }

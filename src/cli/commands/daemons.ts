@@ -24,6 +24,16 @@ import { shutdownSignal } from '../signals.ts';
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
+/**
+ * Connections a daemon opens at start and keeps however long it is idle: those its work uses at
+ * the same moment. pg closes idle ones after 10 s, so a triggerer quiet for a while met a burst of
+ * events by forking backends for its two event writers, its claim loop and its heartbeat, on the
+ * cores the burst needed.
+ */
+const TRIGGERER_CONNECTIONS = 4;
+/** The scheduling loop, the heartbeat and the executor's state writes. */
+const SCHEDULER_CONNECTIONS = 3;
+
 const commonOptions = {
   'dags-folder': { type: 'string' },
   'triggers-folder': { type: 'string', multiple: true },
@@ -49,7 +59,7 @@ export async function standaloneCommand(argv: string[], settings: Settings): Pro
   const executor = executorName(values.executor ?? settings.executor);
   if ((values['run-id'] || values.conf) && !values.run) throw new UsageError(`--run-id and --conf need --run DAG_ID\nusage: ${usage}`);
 
-  const runtime = await openRuntime(settings, { migrate: true, defaultLogLevel: 'warn', applicationName: 'tsflow-standalone' });
+  const runtime = await openRuntime(settings, { migrate: true, defaultLogLevel: 'warn', applicationName: 'tsflow-standalone', keepOpen: SCHEDULER_CONNECTIONS + TRIGGERER_CONNECTIONS });
   const shutdown = shutdownSignal({ forceAfterMs: SHUTDOWN_TIMEOUT_MS, onForce: (why) => console.error(`tsflow: ${why}`) });
   const cleanup = new CleanupStack();
   cleanup.push('database', () => runtime.close());
@@ -107,7 +117,7 @@ export async function schedulerCommand(argv: string[], settings: Settings): Prom
   const { dagsFolder } = folders(settings, values);
   const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
   const executor = executorName(values.executor ?? settings.executor);
-  const runtime = await openRuntime(settings, { applicationName: 'tsflow-scheduler' });
+  const runtime = await openRuntime(settings, { applicationName: 'tsflow-scheduler', keepOpen: SCHEDULER_CONNECTIONS });
   const shutdown = shutdownSignal({ forceAfterMs: SHUTDOWN_TIMEOUT_MS, onForce: (why) => runtime.logger.error(why) });
   const cleanup = new CleanupStack();
   cleanup.push('database', () => runtime.close());
@@ -158,7 +168,7 @@ export async function triggererCommand(argv: string[], settings: Settings): Prom
   };
   const metricsPort = values['metrics-port'] === undefined ? undefined : parseCount(values['metrics-port'], '--metrics-port', 0, 0);
   const triggersFolders = values['triggers-folder'] ? values['triggers-folder'].map((f) => path.resolve(f)) : settings.triggersFolders;
-  const runtime = await openRuntime(settings, { applicationName: 'tsflow-triggerer' });
+  const runtime = await openRuntime(settings, { applicationName: 'tsflow-triggerer', keepOpen: TRIGGERER_CONNECTIONS });
   const shutdown = shutdownSignal({ forceAfterMs: options.shutdownTimeoutMs + 5000, onForce: (why) => runtime.logger.error(why) });
   const cleanup = new CleanupStack();
   cleanup.push('database', () => runtime.close());
