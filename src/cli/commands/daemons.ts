@@ -27,11 +27,11 @@ const SHUTDOWN_TIMEOUT_MS = 30_000;
 /**
  * Connections a daemon opens at start and keeps however long it is idle: those its work uses at
  * the same moment. pg closes idle ones after 10 s, so a triggerer quiet for a while met a burst of
- * events by forking backends for its two event writers, its claim loop and its heartbeat, on the
- * cores the burst needed.
+ * events by forking backends for its two event writers, its claim loop and its heartbeat (which
+ * the timeout sweep shares), on the cores the burst needed.
  */
 const TRIGGERER_CONNECTIONS = 4;
-/** The scheduling loop, the heartbeat and the executor's state writes. */
+/** The scheduling loop, the heartbeat and the timeout sweep. */
 const SCHEDULER_CONNECTIONS = 3;
 
 const commonOptions = {
