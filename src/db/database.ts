@@ -42,13 +42,15 @@ const types = {
 } as pg.CustomTypesConfig;
 
 export function openDatabase(options: DatabaseOptions): Database {
+  const max = options.poolSize ?? 10;
+  const keepOpen = Math.min(options.keepOpen ?? 0, max);
   const pool = new pg.Pool({
     connectionString: options.url,
-    max: options.poolSize ?? 10,
+    max,
     application_name: options.applicationName ?? 'tsflow',
     types,
     connectionTimeoutMillis: 10_000,
-    min: options.keepOpen ?? 0,
+    min: keepOpen,
   });
   // An idle client losing its connection (server restart) must not crash the process; the pool
   // drops it and the next query opens a fresh one.
@@ -60,10 +62,9 @@ export function openDatabase(options: DatabaseOptions): Database {
     pool,
     url: options.url,
     warm: async () => {
+      if (pool.totalCount >= keepOpen) return;
       // Holding them all at once: an idle connection is handed out again, not counted twice.
-      const wanted = Math.min(options.keepOpen ?? 0, pool.options.max ?? 10);
-      if (pool.totalCount >= wanted) return;
-      const opened = await Promise.allSettled(Array.from({ length: wanted }, () => pool.connect()));
+      const opened = await Promise.allSettled(Array.from({ length: keepOpen }, () => pool.connect()));
       for (const result of opened) if (result.status === 'fulfilled') result.value.release();
       const failed = opened.find((result) => result.status === 'rejected');
       if (failed) throw failed.reason;
