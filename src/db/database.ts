@@ -55,6 +55,13 @@ export function openDatabase(options: DatabaseOptions): Database {
   // An idle client losing its connection (server restart) must not crash the process; the pool
   // drops it and the next query opens a fresh one.
   pool.on('error', () => undefined);
+  // pg-pool removes its own 'error' listener while a client is checked out, so a backend terminated
+  // mid-transaction (pg_terminate_backend, a restart, a proxy closing the socket) would emit
+  // 'error' on a client nobody listens to and crash the process. Every client keeps this listener
+  // for its whole life; the failure reaches the query that was running as its rejection.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   let closing: Promise<void> | undefined;
   return {
@@ -84,17 +91,6 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** Errors worth retrying: serialization failures, deadlocks, a server starting or stopping, a lost connection. */
-const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '57P01', '57P02', '57P03', '53300', '08000', '08001', '08003', '08006']);
-const RETRYABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
-
-export function isRetryableError(error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && (RETRYABLE_SQLSTATES.has(code) || RETRYABLE_NODE_CODES.has(code))) return true;
-  const message = (error as { message?: unknown }).message;
-  return typeof message === 'string' && /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
-}
 
 /** Turns "cannot connect" errors into one line that names the database and what to do. */
 export class DatabaseUnreachableError extends Error {

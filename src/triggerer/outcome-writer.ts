@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { sleep } from '../common/sleep.ts';
 import { backoffMs } from '../common/wakeup.ts';
-import { isRetryableError, type Db } from '../db/database.ts';
+import type { Db } from '../db/database.ts';
+import { isRetryableError } from '../db/retry.ts';
 import { deleteSpentTriggers, submitTriggerOutcomes, type SubmitResult, type TriggerOutcome } from '../db/triggers.ts';
 
 /** Delete spent trigger rows after events have stopped arriving for this long… */
