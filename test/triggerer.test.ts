@@ -99,7 +99,7 @@ describe('the triggerer daemon', () => {
   });
 
   it('times out a deferred task within a second of its deadline with no triggerer running', async () => {
-    const { TimeoutSweeper } = await import('../src/triggerer/timeout-sweeper.ts');
+    const { TimeoutSweeper } = await import('../src/daemon/timeout-sweeper.ts');
     const { silentLogger } = await import('../src/common/logger.ts');
     const sweeper = new TimeoutSweeper({ db: t.database.db, logger: silentLogger() });
     sweeper.start();

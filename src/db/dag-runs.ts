@@ -61,6 +61,11 @@ export async function createDagRun(db: Db, run: NewDagRun): Promise<void> {
   });
 }
 
+/** Runs waiting to start, oldest first (the scheduler creates their task instances). */
+export async function listQueuedRuns(db: Db): Promise<{ dag_id: string; run_id: string }[]> {
+  return db.selectFrom('dag_run').select(['dag_id', 'run_id']).where('state', '=', 'queued').orderBy('created_at').execute();
+}
+
 export async function getDagRun(db: Db, dagId: string, runId: string): Promise<DagRunRow | undefined> {
   return db.selectFrom('dag_run').selectAll().where('dag_id', '=', dagId).where('run_id', '=', runId).executeTakeFirst();
 }

@@ -77,12 +77,12 @@ export async function transitionTaskInstances(
 
 /**
  * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs,
- * highest priority first, then longest waiting, and marks them queued. FOR UPDATE SKIP LOCKED, so
- * two schedulers never enqueue the same row and never wait on each other.
+ * highest priority first, then longest waiting, and marks them queued by `jobId`. FOR UPDATE SKIP
+ * LOCKED, so two schedulers never enqueue the same row and never wait on each other.
  */
-export async function enqueueScheduled(db: Db, limit: number | null): Promise<TaskInstanceRow[]> {
+export async function enqueueScheduled(db: Db, jobId: number, limit: number | null): Promise<TaskInstanceRow[]> {
   const { rows } = await sql<TaskInstanceRow>`
-    UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), updated_at = now()
+    UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, updated_at = now()
     FROM (
       SELECT t.dag_id, t.run_id, t.task_id FROM task_instance t
       JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id AND r.state = 'running'
@@ -125,5 +125,35 @@ export async function finishCompletedRuns(db: Db): Promise<{ dagId: string; runI
       RETURNING r.dag_id, r.run_id, r.state`.execute(trx);
     if (rows.length > 0) await notify(trx, Channels.ti, 'run-finished');
     return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, state: r.state }));
+  });
+}
+
+/**
+ * Hands the `queued` task instances of dead schedulers — ended, or heartbeat older than `thresholdMs`
+ * by the database clock — back to `scheduled`, so a live scheduler enqueues them again. Their try
+ * never started (a started try is `running`), so no try is counted. SKIP LOCKED: a row being started
+ * by a worker right now (startTry holds its lock) is left to that worker.
+ */
+export async function requeueFromDeadSchedulers(db: Db, selfJobId: number, thresholdMs: number, limit = 5000): Promise<TaskInstanceKey[]> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
+      WITH dead AS (
+        SELECT j.id FROM job j
+        WHERE j.job_type = 'scheduler' AND j.id <> ${selfJobId}
+          AND (j.state <> 'running' OR j.latest_heartbeat < now() - make_interval(secs => ${thresholdMs / 1000}))
+      ),
+      orphans AS (
+        SELECT t.dag_id, t.run_id, t.task_id FROM task_instance t
+        WHERE t.state = 'queued' AND t.queued_by_job_id IN (SELECT id FROM dead)
+        LIMIT ${limit}
+        FOR UPDATE OF t SKIP LOCKED
+      )
+      UPDATE task_instance ti SET state = 'scheduled', queued_by_job_id = NULL, queued_at = NULL,
+        scheduled_at = clock_timestamp(), updated_at = now()
+      FROM orphans o
+      WHERE ti.dag_id = o.dag_id AND ti.run_id = o.run_id AND ti.task_id = o.task_id
+      RETURNING ti.dag_id, ti.run_id, ti.task_id`.execute(trx);
+    if (rows.length > 0) await notify(trx, Channels.ti, 'requeued');
+    return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
   });
 }

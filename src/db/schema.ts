@@ -78,6 +78,8 @@ export interface TaskInstanceTable {
   end_date: Timestamp | null;
   scheduled_at: Timestamp | null;
   queued_at: Timestamp | null;
+  /** The scheduler job that moved it to `queued` (its executor holds it). */
+  queued_by_job_id: number | null;
   updated_at: DefaultedTimestamp;
   ready_at: Timestamp | null;
   last_heartbeat_at: Timestamp | null;

@@ -17,6 +17,12 @@ export interface SchedulerOptions {
    * @default 600000
    */
   queuedTimeoutMs?: number;
+  /**
+   * A scheduler whose heartbeat is older than this is dead: the task instances it queued and its
+   * executor never started go back to `scheduled` for a live scheduler (Airflow's
+   * `scheduler_health_check_threshold`). Keep it well above `heartbeatIntervalMs`. @default 30000
+   */
+  healthCheckThresholdMs?: number;
 }
 
 export type CompiledSchedulerOptions = Readonly<Required<SchedulerOptions>>;
@@ -29,9 +35,16 @@ export function compileSchedulerOptions(options: SchedulerOptions = {}): Compile
     zombieThresholdMs: options.zombieThresholdMs ?? 300_000,
     zombieCheckIntervalMs: options.zombieCheckIntervalMs ?? 10_000,
     queuedTimeoutMs: options.queuedTimeoutMs ?? 600_000,
+    healthCheckThresholdMs: options.healthCheckThresholdMs ?? 30_000,
   };
   for (const [name, value] of Object.entries(compiled)) {
     if (!Number.isFinite(value) || value <= 0) throw new RangeError(`scheduler option ${name} must be a number of milliseconds > 0, got ${value}`);
+  }
+  if (compiled.healthCheckThresholdMs <= compiled.heartbeatIntervalMs) {
+    throw new RangeError(
+      `scheduler healthCheckThresholdMs (${compiled.healthCheckThresholdMs}) must exceed heartbeatIntervalMs (${compiled.heartbeatIntervalMs}), ` +
+        'or live schedulers would be taken for dead',
+    );
   }
   return Object.freeze(compiled);
 }

@@ -1,22 +1,21 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
-import { sleep } from '../common/sleep.ts';
-import { TypedEmitter } from '../common/typed-emitter.ts';
-import { backoffMs, Wakeup } from '../common/wakeup.ts';
+import { Wakeup } from '../common/wakeup.ts';
+import { Daemon, type DaemonState } from '../daemon/daemon.ts';
 import type { DagBag } from '../dag-bag/dag-bag.ts';
+import { listQueuedRuns } from '../db/dag-runs.ts';
 import type { Database } from '../db/database.ts';
-import { endJob, heartbeatJob, registerJob } from '../db/jobs.ts';
 import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
 import { Channels } from '../db/notify.ts';
 import type { LostTry } from '../db/lost-tries.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
-import { enqueueScheduled, finishCompletedRuns, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
+import { enqueueScheduled, finishCompletedRuns, requeueFromDeadSchedulers, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
 import { msUntilNextDue } from '../db/task-instances.ts';
 import { deleteUnusedTriggers } from '../db/triggers.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
 import type { Dag } from '../sdk/dag.ts';
-import { TimeoutSweeper } from '../triggerer/timeout-sweeper.ts';
+import { TimeoutSweeper } from '../daemon/timeout-sweeper.ts';
 import { evaluateDependencies } from './dependency-evaluator.ts';
 import { LostTryHandler } from './lost-try-handler.ts';
 import { compileSchedulerOptions, type CompiledSchedulerOptions, type SchedulerOptions } from './scheduler-options.ts';
@@ -38,56 +37,49 @@ export interface SchedulerEvents {
 }
 
 /** NOTIFY payloads that cannot complete a run (resumes, retries, reschedules, timeouts): no run check. */
-const CANNOT_FINISH_A_RUN = new Set(['resumed', 'up_for_retry', 'up_for_reschedule', 'timeout', 'deferred', 'queued', 'run-finished']);
+const CANNOT_FINISH_A_RUN = new Set(['resumed', 'up_for_retry', 'up_for_reschedule', 'timeout', 'deferred', 'queued', 'requeued', 'run-finished']);
 
-export type SchedulerState = 'created' | 'running' | 'stopping' | 'stopped';
+export type SchedulerState = DaemonState;
 
 /**
  * The scheduler loop: starts queued runs, moves task instances whose upstreams are done to
  * `scheduled`, brings back due retries and reschedules, enqueues scheduled work into the executor
  * (FOR UPDATE SKIP LOCKED, so several schedulers can run), reconciles what the executor reports and
- * finishes runs. It sleeps until the next due time and wakes on NOTIFY.
+ * finishes runs. It sleeps until the next due time and wakes on NOTIFY. The `queued` task instances
+ * of a scheduler that died go back to `scheduled` once its heartbeat is past the health threshold.
  */
-export class Scheduler extends TypedEmitter<SchedulerEvents> {
+export class Scheduler extends Daemon<SchedulerEvents> {
   readonly #deps: SchedulerDeps;
   readonly #options: CompiledSchedulerOptions;
-  readonly #log: Logger;
   readonly #wakeup = new Wakeup();
-  readonly #stopLoop = new AbortController();
   readonly #sweeper: TimeoutSweeper;
   readonly #lostTries: LostTryHandler;
-  readonly #unsubscribe: (() => void)[] = [];
   readonly #warnedMissing = new Set<string>();
   readonly #startFromTrigger: StartFromTrigger;
-  #state: SchedulerState = 'created';
   #runsMayFinish = true;
+  #deadCheckDue = true;
   #jobId: number | undefined;
-  #loop: Promise<void> | undefined;
-  #heartbeat: NodeJS.Timeout | undefined;
-  #starting: Promise<void> | undefined;
-  #stopping: Promise<void> | undefined;
   #lastCleanup = 0;
   #lastZombieCheck = 0;
 
   constructor(deps: SchedulerDeps, options: SchedulerOptions = {}) {
-    super();
+    super('scheduler', deps.logger);
     this.#deps = deps;
     this.#options = compileSchedulerOptions(options);
-    this.#log = deps.logger.child({ component: 'scheduler' });
     this.#lostTries = new LostTryHandler({
       db: deps.database.db,
       executor: deps.executor,
       dagOf: (dagId) => this.#dag(dagId),
-      logger: this.#log,
+      logger: this.log,
       zombieThresholdMs: this.#options.zombieThresholdMs,
       queuedTimeoutMs: this.#options.queuedTimeoutMs,
     });
-    this.#sweeper = new TimeoutSweeper({ db: deps.database.db, logger: this.#log, pollIntervalMs: this.#options.pollIntervalMs });
+    this.#sweeper = new TimeoutSweeper({ db: deps.database.db, logger: this.log, pollIntervalMs: this.#options.pollIntervalMs });
     this.#sweeper.on('timed-out', (keys) => {
       for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
       this.#wakeup.nudge();
     });
-    this.#startFromTrigger = new StartFromTrigger({ db: deps.database.db, dagBag: deps.dagBag, logger: this.#log });
+    this.#startFromTrigger = new StartFromTrigger({ db: deps.database.db, dagBag: deps.dagBag, logger: this.log });
     deps.executor.onChange = () => {
       this.#runsMayFinish = true;
       this.#wakeup.nudge();
@@ -95,107 +87,79 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     deps.executor.onTaskState = (change) => this.emit('ti:state', change);
   }
 
-  get state(): SchedulerState {
-    return this.#state;
-  }
-
-  start(): Promise<void> {
-    this.#starting ??= this.#start();
-    return this.#starting;
-  }
-
-  async #start(): Promise<void> {
-    const { database, notifier, executor } = this.#deps;
-    await assertSchemaCurrent(database);
-    this.#jobId = await registerJob(database.db, { jobType: 'scheduler', hostname: os.hostname(), pid: process.pid });
-    this.#log.setBindings({ jobId: this.#jobId });
-    if (notifier) {
-      this.#unsubscribe.push(
-        notifier.on('notification', ({ channel, payload }) => {
-          if (channel === Channels.ti) {
-            if (!CANNOT_FINISH_A_RUN.has(payload)) this.#runsMayFinish = true;
-            this.#wakeup.nudge();
-          }
-          if (channel === Channels.trigger && payload === 'new') this.#sweeper.nudge();
-        }),
-        notifier.on('reconnected', () => {
-          this.#runsMayFinish = true;
-          this.#wakeup.nudge();
-          this.#sweeper.nudge();
-        }),
-      );
-    }
-    await executor.start();
-    this.#heartbeat = setInterval(() => {
-      heartbeatJob(database.db, this.#jobId as number).catch((error: unknown) => this.#log.warn({ err: error }, 'heartbeat failed'));
-    }, this.#options.heartbeatIntervalMs);
-    this.#sweeper.start();
-    this.#state = 'running';
-    this.#loop = this.#runLoop();
-    this.#log.info({ executor: executor.constructor.name, parallelism: executor.parallelism }, 'scheduler started');
+  get jobId(): number | undefined {
+    return this.#jobId;
   }
 
   nudge(): void {
     this.#wakeup.nudge();
   }
 
-  /** Stops scheduling, lets running tasks finish (the executor's `end`), and marks the job ended. */
-  stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
-    return this.#stopping;
+  /*
+   * Start-up, in order; stop() undoes it in reverse: the loop ends, the sweeper stops, notifications
+   * are ignored, the executor lets its running tasks finish (`end`), what they did is recorded (their
+   * runs finished), and last the heartbeat stops and the job row is ended.
+   */
+  protected override async onStart(): Promise<void> {
+    const { database, notifier, executor } = this.#deps;
+    const db = database.db;
+    await assertSchemaCurrent(database);
+    const jobId = await this.registerJob(db, { jobType: 'scheduler', hostname: os.hostname(), pid: process.pid });
+    this.#jobId = jobId;
+    this.startHeartbeat(db, jobId, this.#options.heartbeatIntervalMs, () => {
+      this.#deadCheckDue = true; // each beat is also the moment to look for dead schedulers' queues
+      this.#wakeup.nudge();
+    });
+    this.onStop('record the last tasks', async () => {
+      await this.#reconcileExecutorEvents();
+      await this.#pass(); // record what the last tasks did (finish their runs)
+    });
+    await executor.start();
+    this.onStop('executor', () => executor.end());
+    this.subscribe(notifier, {
+      notification: ({ channel, payload }) => {
+        if (channel === Channels.ti) {
+          if (!CANNOT_FINISH_A_RUN.has(payload)) this.#runsMayFinish = true;
+          this.#wakeup.nudge();
+        }
+        if (channel === Channels.trigger && payload === 'new') this.#sweeper.nudge();
+      },
+      reconnected: () => {
+        this.#runsMayFinish = true;
+        this.#wakeup.nudge();
+        this.#sweeper.nudge();
+      },
+    });
+    this.#sweeper.start();
+    this.onStop('sweeper', () => this.#sweeper.stop());
+    this.runLoop('scheduler', this.#wakeup, (nudged) => this.#loopPass(nudged));
+    this.log.info({ executor: executor.constructor.name, parallelism: executor.parallelism }, 'scheduler started');
   }
 
-  async #stop(): Promise<void> {
-    if (this.#starting) await this.#starting.catch(() => undefined);
-    if (this.#state !== 'running') {
-      this.#state = 'stopped';
-      return;
-    }
-    this.#state = 'stopping';
-    this.#stopLoop.abort();
-    for (const off of this.#unsubscribe) off();
-    const errors: unknown[] = [];
-    const step = (action: () => Promise<unknown>) => action().catch((error: unknown) => errors.push(error));
-    await step(async () => this.#loop);
-    await step(() => this.#sweeper.stop());
-    await step(() => this.#deps.executor.end());
-    await step(() => this.#reconcileExecutorEvents());
-    await step(() => this.#pass()); // record what the last tasks did (finish their runs)
-    clearInterval(this.#heartbeat);
-    await step(() => endJob(this.#deps.database.db, this.#jobId as number, 'success'));
-    this.#state = 'stopped';
-    this.#log.info('scheduler stopped');
-    if (errors.length > 0) throw new AggregateError(errors, 'scheduler stopped with errors');
+  protected override afterStop(): void {
+    this.log.info('scheduler stopped');
   }
 
-  async #runLoop(): Promise<void> {
-    let failures = 0;
-    while (!this.#stopLoop.signal.aborted) {
-      let waitMs = this.#options.pollIntervalMs;
-      try {
-        await this.#pass();
-        await this.#deps.executor.heartbeat();
-        await this.#reconcileExecutorEvents();
-        // Trigger timeouts are the sweeper's (it nudges this loop when some fire): only retries here.
-        const dueInMs = await msUntilNextDue(this.#deps.database.db, 'retries');
-        if (dueInMs !== null) waitMs = Math.min(waitMs, Math.max(10, dueInMs + 1));
-        waitMs = Math.min(waitMs, Math.max(10, this.#lastZombieCheck + this.#options.zombieCheckIntervalMs - Date.now()));
-        failures = 0;
-      } catch (error) {
-        if (this.#stopLoop.signal.aborted) break;
-        waitMs = backoffMs(failures++, 200, 10_000);
-        this.#log.error({ err: error, retryInMs: Math.round(waitMs) }, 'scheduler pass failed');
-        await sleep(waitMs, this.#stopLoop.signal);
-        continue;
-      }
-      const nudged = await this.#wakeup.wait(waitMs, this.#stopLoop.signal);
-      if (!nudged) this.#runsMayFinish = true; // the safety-net poll checks everything
-    }
+  /** One iteration of the loop; returns how long to sleep before the next. */
+  async #loopPass(nudged: boolean): Promise<number> {
+    if (!nudged) this.#runsMayFinish = true; // the safety-net poll checks everything
+    await this.#pass();
+    await this.#deps.executor.heartbeat();
+    await this.#reconcileExecutorEvents();
+    // Trigger timeouts are the sweeper's (it nudges this loop when some fire): only retries here.
+    let waitMs = this.#options.pollIntervalMs;
+    const dueInMs = await msUntilNextDue(this.#deps.database.db, 'retries');
+    if (dueInMs !== null) waitMs = Math.min(waitMs, Math.max(10, dueInMs + 1));
+    return Math.min(waitMs, Math.max(10, this.#lastZombieCheck + this.#options.zombieCheckIntervalMs - Date.now()));
   }
 
   async #pass(): Promise<void> {
     await this.#startQueuedRuns();
-    if (this.#state === 'running' && Date.now() - this.#lastZombieCheck >= this.#options.zombieCheckIntervalMs) {
+    if (this.state === 'running' && this.#deadCheckDue) {
+      this.#deadCheckDue = false;
+      await this.#requeueFromDeadSchedulers();
+    }
+    if (this.state === 'running' && Date.now() - this.#lastZombieCheck >= this.#options.zombieCheckIntervalMs) {
       this.#lastZombieCheck = Date.now();
       this.#announceLost(await this.#lostTries.failZombies());
       this.#announceLost(await this.#lostTries.failStuckQueued());
@@ -207,13 +171,13 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     }
     // startFromTrigger sensors: scheduled → deferred here, before anything is enqueued.
     for (const { key, tryNumber } of await this.#startFromTrigger.run()) this.emit('ti:state', { key, state: 'deferred', tryNumber });
-    if (this.#state === 'running') await this.#enqueue();
+    if (this.state === 'running') await this.#enqueue();
     // A run can only finish when a task instance reached a final state: look only then (or on a
     // poll), not on every notification of a burst of resumes.
     if (this.#runsMayFinish) {
       this.#runsMayFinish = false;
       for (const run of await finishCompletedRuns(this.#deps.database.db)) {
-        this.#log.info(run, 'run finished');
+        this.log.info(run, 'run finished');
         this.emit('run:state', run);
       }
     }
@@ -224,10 +188,16 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     }
   }
 
+  async #requeueFromDeadSchedulers(): Promise<void> {
+    const keys = await requeueFromDeadSchedulers(this.#deps.database.db, this.#jobId as number, this.#options.healthCheckThresholdMs);
+    if (keys.length === 0) return;
+    this.log.warn({ taskInstances: keys.length }, 'took over the queued task instances of dead schedulers');
+    for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
+  }
+
   async #startQueuedRuns(): Promise<void> {
     const { db } = this.#deps.database;
-    const queued = await db.selectFrom('dag_run').select(['dag_id', 'run_id']).where('state', '=', 'queued').orderBy('created_at').execute();
-    for (const run of queued) {
+    for (const run of await listQueuedRuns(db)) {
       const dag = this.#dag(run.dag_id);
       if (!dag) continue;
       const specs = [...dag.tasks.values()].map((t) => ({
@@ -246,7 +216,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     const { executor } = this.#deps;
     const room = executor.openSlots - executor.queuedCount;
     if (room <= 0) return;
-    const rows = await enqueueScheduled(this.#deps.database.db, Number.isFinite(room) ? room : null);
+    const rows = await enqueueScheduled(this.#deps.database.db, this.#jobId as number, Number.isFinite(room) ? room : null);
     for (const row of rows) {
       const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
       this.emit('ti:state', { key, state: 'queued', tryNumber: row.try_number });
@@ -267,7 +237,7 @@ export class Scheduler extends TypedEmitter<SchedulerEvents> {
     const dag = this.#deps.dagBag.dags.get(dagId);
     if (!dag && !this.#warnedMissing.has(dagId)) {
       this.#warnedMissing.add(dagId);
-      this.#log.warn({ dagId, folder: this.#deps.dagBag.folder }, 'a run exists for a DAG not in the DAG folder; its tasks wait');
+      this.log.warn({ dagId, folder: this.#deps.dagBag.folder }, 'a run exists for a DAG not in the DAG folder; its tasks wait');
     }
     return dag;
   }
