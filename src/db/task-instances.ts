@@ -13,7 +13,7 @@ export interface TaskInstanceSpec {
 }
 
 /** The primary-key columns of a task instance (and of its XComs), for `eb.and(...)`. */
-function keyColumns(key: TaskInstanceKey): { dag_id: string; run_id: string; task_id: string } {
+export function keyColumns(key: TaskInstanceKey): { dag_id: string; run_id: string; task_id: string } {
   return { dag_id: key.dagId, run_id: key.runId, task_id: key.taskId };
 }
 
@@ -197,8 +197,6 @@ export async function deferTry(db: Db, key: TaskInstanceKey, tryNumber: number, 
   return rows[0]?.trigger_id ?? undefined;
 }
 
-
-
 /** A scheduled task instance about to start a new try, with what building its trigger needs. */
 export interface ScheduledNewTry {
   key: TaskInstanceKey;
@@ -329,17 +327,4 @@ export async function msUntilNextDue(db: Db, what: 'trigger-timeouts' | 'retries
       ELSE (SELECT min(ready_at) FROM task_instance WHERE state IN ('up_for_retry', 'up_for_reschedule')) END
     - clock_timestamp())) * 1000)::float8 AS ms`.execute(db);
   return rows[0]?.ms ?? null;
-}
-
-export async function getXcom(db: Db, key: TaskInstanceKey, xcomKey: string): Promise<unknown> {
-  const row = await db.selectFrom('xcom').select('value').where((eb) => eb.and({ ...keyColumns(key), key: xcomKey })).executeTakeFirst();
-  return row?.value;
-}
-
-export async function setXcom(db: Db, key: TaskInstanceKey, xcomKey: string, json: string): Promise<void> {
-  await db
-    .insertInto('xcom')
-    .values({ dag_id: key.dagId, run_id: key.runId, task_id: key.taskId, key: xcomKey, value: json })
-    .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id', 'key']).doUpdateSet({ value: (eb) => eb.ref('excluded.value') }))
-    .execute();
 }

@@ -1,0 +1,25 @@
+import type { JsonValue } from '../sdk/json.ts';
+import type { Db } from './database.ts';
+import type { TaskInstanceKey } from './schema.ts';
+import { keyColumns } from './task-instances.ts';
+
+/*
+ * XComs: values tasks hand to their downstream tasks, keyed by task instance and key. A task's
+ * return value is stored by `finishTry` in the same statement as its success (key `return_value`).
+ */
+
+export const RETURN_VALUE_KEY = 'return_value';
+
+export async function getXcom(db: Db, key: TaskInstanceKey, xcomKey: string): Promise<JsonValue | undefined> {
+  const row = await db.selectFrom('xcom').select('value').where((eb) => eb.and({ ...keyColumns(key), key: xcomKey })).executeTakeFirst();
+  return row?.value;
+}
+
+/** Stores (or replaces) an XCom; `json` is the value already serialised. */
+export async function setXcom(db: Db, key: TaskInstanceKey, xcomKey: string, json: string): Promise<void> {
+  await db
+    .insertInto('xcom')
+    .values({ dag_id: key.dagId, run_id: key.runId, task_id: key.taskId, key: xcomKey, value: json })
+    .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id', 'key']).doUpdateSet({ value: (eb) => eb.ref('excluded.value') }))
+    .execute();
+}
