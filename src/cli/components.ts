@@ -12,7 +12,7 @@ import type { BaseExecutor } from '../executors/base-executor.ts';
 import { LocalExecutor } from '../executors/local-executor.ts';
 import { SequentialExecutor } from '../executors/sequential-executor.ts';
 import { runTaskInstance } from '../runner/task-runner.ts';
-import { Scheduler } from '../scheduler/scheduler.ts';
+import { Scheduler, type SchedulerOptions } from '../scheduler/scheduler.ts';
 import { TriggerRegistry } from '../triggerer/trigger-registry.ts';
 import { Triggerer } from '../triggerer/triggerer.ts';
 import type { TriggererOptions } from '../triggerer/triggerer-options.ts';
@@ -83,8 +83,8 @@ export function createExecutor(runtime: Runtime, bag: DagBag, name: string, para
   }
 }
 
-export function createScheduler(runtime: Runtime, bag: DagBag, executor: BaseExecutor, notifier: Notifier): Scheduler {
-  return new Scheduler({ database: runtime.database, dagBag: bag, executor, logger: runtime.logger, notifier });
+export function createScheduler(runtime: Runtime, bag: DagBag, executor: BaseExecutor, notifier: Notifier, options: SchedulerOptions = {}): Scheduler {
+  return new Scheduler({ database: runtime.database, dagBag: bag, executor, logger: runtime.logger, notifier }, options);
 }
 
 export async function createTriggerer(

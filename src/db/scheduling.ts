@@ -129,12 +129,20 @@ export async function finishCompletedRuns(db: Db): Promise<{ dagId: string; runI
 }
 
 /**
- * Hands the `queued` task instances of dead schedulers — ended, or heartbeat older than `thresholdMs`
- * by the database clock — back to `scheduled`, so a live scheduler enqueues them again. Their try
- * never started (a started try is `running`), so no try is counted. SKIP LOCKED: a row being started
- * by a worker right now (startTry holds its lock) is left to that worker.
+ * Hands `queued` task instances that no executor will start back to `scheduled`, so a live scheduler
+ * enqueues them again: those queued by dead schedulers — ended, or heartbeat older than `thresholdMs`
+ * by the database clock — and those queued by this scheduler more than `thresholdMs` ago that its
+ * executor does not hold (`held`): an enqueue whose commit landed while its reply was lost to a
+ * dropped connection. Their try never started (a started try is `running`), so no try is counted.
+ * SKIP LOCKED: a row a worker is starting right now (startTry holds its lock) is left to it.
  */
-export async function requeueFromDeadSchedulers(db: Db, selfJobId: number, thresholdMs: number, limit = 5000): Promise<TaskInstanceKey[]> {
+export async function requeueOrphanedQueued(
+  db: Db,
+  selfJobId: number,
+  thresholdMs: number,
+  held: readonly TaskInstanceKey[],
+  limit = 5000,
+): Promise<TaskInstanceKey[]> {
   return db.transaction().execute(async (trx) => {
     const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
       WITH dead AS (
@@ -144,7 +152,11 @@ export async function requeueFromDeadSchedulers(db: Db, selfJobId: number, thres
       ),
       orphans AS (
         SELECT t.dag_id, t.run_id, t.task_id FROM task_instance t
-        WHERE t.state = 'queued' AND t.queued_by_job_id IN (SELECT id FROM dead)
+        WHERE t.state = 'queued' AND (
+          t.queued_by_job_id IN (SELECT id FROM dead)
+          OR (t.queued_by_job_id = ${selfJobId} AND t.queued_at < clock_timestamp() - make_interval(secs => ${thresholdMs / 1000})
+              AND (t.dag_id, t.run_id, t.task_id) NOT IN (
+                SELECT * FROM unnest(${held.map((k) => k.dagId)}::text[], ${held.map((k) => k.runId)}::text[], ${held.map((k) => k.taskId)}::text[]))))
         LIMIT ${limit}
         FOR UPDATE OF t SKIP LOCKED
       )

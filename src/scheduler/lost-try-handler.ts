@@ -26,6 +26,8 @@ export interface LostTryHandlerDeps {
 export class LostTryHandler {
   readonly #deps: LostTryHandlerDeps;
   readonly #retryAt: RetryAt;
+  /** Executor events drained but not yet reconciled: kept across a failed pass (the database was unreachable). */
+  #unreconciled: ExecutorEvent[] = [];
 
   constructor(deps: LostTryHandlerDeps) {
     this.#deps = deps;
@@ -36,12 +38,17 @@ export class LostTryHandler {
     };
   }
 
-  /** Drains the executor's event buffer; returns the tries it failed. */
+  /**
+   * Drains the executor's event buffer; returns the tries it failed. An event is dropped only once
+   * its reconciliation committed: when the database fails half-way, the rest wait for the next pass
+   * (an event lost here would leave its task `queued` or `running` until a timeout much later).
+   */
   async reconcileExecutorEvents(): Promise<LostTry[]> {
+    this.#unreconciled.push(...this.#deps.executor.getEventBuffer().filter((event) => event.state === 'failed'));
     const lost: LostTry[] = [];
-    for (const event of this.#deps.executor.getEventBuffer()) {
-      if (event.state !== 'failed') continue;
-      const found = await this.#reconcile(event);
+    while (this.#unreconciled.length > 0) {
+      const found = await this.#reconcile(this.#unreconciled[0] as ExecutorEvent);
+      this.#unreconciled.shift();
       if (found) lost.push(found);
     }
     return lost;

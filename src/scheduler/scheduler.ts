@@ -10,7 +10,7 @@ import type { Notifier } from '../db/notifier.ts';
 import { Channels } from '../db/notify.ts';
 import type { LostTry } from '../db/lost-tries.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
-import { enqueueScheduled, finishCompletedRuns, requeueFromDeadSchedulers, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
+import { enqueueScheduled, finishCompletedRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
 import { msUntilNextDue } from '../db/task-instances.ts';
 import { deleteUnusedTriggers } from '../db/triggers.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
@@ -157,7 +157,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     await this.#startQueuedRuns();
     if (this.state === 'running' && this.#deadCheckDue) {
       this.#deadCheckDue = false;
-      await this.#requeueFromDeadSchedulers();
+      await this.#requeueOrphans();
     }
     if (this.state === 'running' && Date.now() - this.#lastZombieCheck >= this.#options.zombieCheckIntervalMs) {
       this.#lastZombieCheck = Date.now();
@@ -188,10 +188,13 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     }
   }
 
-  async #requeueFromDeadSchedulers(): Promise<void> {
-    const keys = await requeueFromDeadSchedulers(this.#deps.database.db, this.#jobId as number, this.#options.healthCheckThresholdMs);
+  /** Queued task instances no executor will start (their scheduler died, or an enqueue's reply was lost) go back to scheduled. */
+  async #requeueOrphans(): Promise<void> {
+    await this.#reconcileExecutorEvents(); // a workload that failed to start is the reconciliation's, not an orphan
+    const { db } = this.#deps.database;
+    const keys = await requeueOrphanedQueued(db, this.#jobId as number, this.#options.healthCheckThresholdMs, this.#deps.executor.heldKeys());
     if (keys.length === 0) return;
-    this.log.warn({ taskInstances: keys.length }, 'took over the queued task instances of dead schedulers');
+    this.log.warn({ taskInstances: keys.length }, 'queued task instances that no executor will start (their scheduler is dead) go back to scheduled');
     for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
   }
 

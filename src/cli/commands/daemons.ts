@@ -5,6 +5,7 @@ import { createDagRun } from '../../db/dag-runs.ts';
 import { redactUrl } from '../../db/database.ts';
 import { Channels } from '../../db/notify.ts';
 import type { Scheduler } from '../../scheduler/scheduler.ts';
+import { compileSchedulerOptions, type SchedulerOptions } from '../../scheduler/scheduler-options.ts';
 import { parse } from '../args.ts';
 import {
   ALL_CHANNELS,
@@ -110,13 +111,39 @@ function runFinished(scheduler: Scheduler, dagId: string, runId: string): Promis
   });
 }
 
+const schedulerOptions = {
+  'heartbeat-interval': { type: 'string' },
+  'health-check-threshold': { type: 'string' },
+  'zombie-threshold': { type: 'string' },
+  'queued-timeout': { type: 'string' },
+} as const;
+
+/** The scheduler's timing options, from `tsflow scheduler` / `standalone` flags (seconds). */
+function schedulerTimings(values: { 'heartbeat-interval'?: string; 'health-check-threshold'?: string; 'zombie-threshold'?: string; 'queued-timeout'?: string }): SchedulerOptions {
+  const options: SchedulerOptions = {
+    heartbeatIntervalMs: parseSeconds(values['heartbeat-interval'], '--heartbeat-interval', 5000),
+    healthCheckThresholdMs: parseSeconds(values['health-check-threshold'], '--health-check-threshold', 30_000),
+    zombieThresholdMs: parseSeconds(values['zombie-threshold'], '--zombie-threshold', 300_000),
+    queuedTimeoutMs: parseSeconds(values['queued-timeout'], '--queued-timeout', 600_000),
+  };
+  try {
+    compileSchedulerOptions(options);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  return options;
+}
+
 /** `tsflow scheduler`. */
 export async function schedulerCommand(argv: string[], settings: Settings): Promise<number> {
-  const usage = 'tsflow scheduler [--dags-folder DIR] [--executor local|sequential] [--parallelism N]';
-  const { values } = parse(argv, commonOptions, usage);
+  const usage =
+    'tsflow scheduler [--dags-folder DIR] [--executor local|sequential] [--parallelism N] [--heartbeat-interval S] ' +
+    '[--health-check-threshold S] [--zombie-threshold S] [--queued-timeout S]';
+  const { values } = parse(argv, { ...commonOptions, ...schedulerOptions }, usage);
   const { dagsFolder } = folders(settings, values);
   const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
   const executor = executorName(values.executor ?? settings.executor);
+  const timings = schedulerTimings(values);
   const runtime = await openRuntime(settings, { applicationName: 'tsflow-scheduler', keepOpen: SCHEDULER_CONNECTIONS });
   const shutdown = shutdownSignal({ forceAfterMs: SHUTDOWN_TIMEOUT_MS, onForce: (why) => runtime.logger.error(why) });
   const cleanup = new CleanupStack();
@@ -127,7 +154,7 @@ export async function schedulerCommand(argv: string[], settings: Settings): Prom
     const notifier = createNotifier(runtime, ALL_CHANNELS);
     await notifier.start();
     cleanup.push('notifier', () => notifier.stop());
-    const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier);
+    const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier, timings);
     await scheduler.start();
     cleanup.push('scheduler', () => scheduler.stop());
     const signal = await shutdown.received;
