@@ -42,6 +42,7 @@ export abstract class Daemon<Events extends { [K in keyof Events]: unknown }> ex
   }
 
   start(): Promise<void> {
+    if (this.#stopping) return Promise.reject(new Error(`a ${this.#name} cannot start again once stopped: construct a new one`));
     this.#starting ??= this.#start();
     return this.#starting;
   }
