@@ -254,3 +254,22 @@ export async function listTriggers(db: Db): Promise<TriggerListing[]> {
     tasks: r.tasks,
   }));
 }
+
+/**
+ * Triggers `jobId` owns that it is not running (`runningIds`) and that a deferred task instance still
+ * waits on: what a claim left behind when its commit landed but its reply was lost to a dropped
+ * connection. The claimer runs them as if it had just claimed them.
+ */
+export async function ownedButNotRunning(db: Db, jobId: number, runningIds: readonly number[]): Promise<ClaimedTrigger[]> {
+  const { rows } = await sql<{ id: number; classpath: string; kwargs: JsonObject; created_at: Date; dag_id: string; run_id: string; task_id: string }>`
+    SELECT t.id, t.classpath, t.kwargs, t.created_at, ti.dag_id, ti.run_id, ti.task_id
+    FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id AND ti.state = 'deferred'
+    WHERE t.triggerer_id = ${jobId} AND NOT (t.id = ANY(${[...runningIds]}::bigint[]))
+    ORDER BY t.created_at, t.id`.execute(db);
+  const seen = new Set<number>();
+  return rows.flatMap((row) => {
+    if (seen.has(row.id)) return [];
+    seen.add(row.id);
+    return [{ id: row.id, classpath: row.classpath, kwargs: row.kwargs, createdAt: row.created_at, task: { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id } }];
+  });
+}

@@ -10,6 +10,8 @@ import { Channels } from '../db/notify.ts';
 import {
   claimTriggers,
   countOwnedTriggers,
+  ownedButNotRunning,
+  type ClaimedTrigger,
   deleteUnusedTriggers,
   ownedTriggerIds,
   releaseTriggers,
@@ -58,6 +60,8 @@ export class Triggerer extends Daemon<TriggererEvents> {
   #deadCheckDue = true;
   #lastCleanup = 0;
   #released = 0;
+  /** A claim statement failed: its commit may have landed, leaving rows owned here but not running. */
+  #claimUncertain = false;
 
   constructor(deps: TriggererDeps, options: TriggererOptions = {}) {
     super('triggerer', deps.logger);
@@ -195,6 +199,12 @@ export class Triggerer extends Daemon<TriggererEvents> {
       if (owned < triggers.size) {
         triggers.cancelUnowned(await ownedTriggerIds(db, jobId), 'the trigger is no longer ours: its task left deferred, or another triggerer took it over');
       }
+      if (this.#claimUncertain) {
+        const adopted = await ownedButNotRunning(db, jobId, triggers.ids());
+        this.#claimUncertain = false;
+        if (adopted.length > 0) this.log.warn({ triggers: adopted.length }, 'running triggers a claim took while its reply was lost');
+        for (const row of adopted) await triggers.start(row);
+      }
     }
     if (sync || this.#deadCheckDue) {
       // Dead peers are looked for on heartbeats and polls, not on every NOTIFY: a claim woken by a
@@ -207,7 +217,13 @@ export class Triggerer extends Daemon<TriggererEvents> {
     while (!this.stopSignal.aborted) {
       const limit = Math.min(this.options.capacity - triggers.size, this.options.claimBatchSize);
       if (limit <= 0) break;
-      const claimed = await claimTriggers(db, jobId, limit);
+      let claimed: ClaimedTrigger[];
+      try {
+        claimed = await claimTriggers(db, jobId, limit);
+      } catch (error) {
+        this.#claimUncertain = true;
+        throw error;
+      }
       total += claimed.length;
       if (claimed.length > 0) this.emit('claimed', { triggerIds: claimed.map((c) => c.id) });
       for (const row of claimed) await triggers.start(row);
