@@ -1,13 +1,20 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
 import { pino } from 'pino';
 import { getXcom } from '../src/db/task-instances.ts';
 import { runTaskInstance } from '../src/runner/task-runner.ts';
 import { BaseOperator } from '../src/sdk/base-operator.ts';
+import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { dag, type Dag } from '../src/sdk/dag.ts';
 import type { JsonObject } from '../src/sdk/json.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually } from './support/events.ts';
-import { createRun, queue, taskInstance } from './support/rig.ts';
+import { BIN } from './support/cli.ts';
+import { createRun, FIXTURES, queue, taskInstance } from './support/rig.ts';
 import { testServerControl, type TestServerControl } from './support/server-control.ts';
 
 /** Enters `execute`, says so, and returns once the test lets it. */
@@ -72,5 +79,44 @@ describe("a worker's final write across a PostgreSQL restart", () => {
     const ti = await taskInstance(t.database, key);
     expect([ti.state, ti.try_number]).to.deep.equal(['success', 1]);
     expect(await getXcom(t.database.db, key, 'return_value')).to.deep.equal({ survived: 'a restart' });
+  });
+
+  it('lands it from a `tsflow tasks run` process whose server was stopped under it, which exits 0', async () => {
+    const control = server!;
+    const folder = path.join(FIXTURES, 'restart-dags');
+    const held = (await DagBag.load(folder)).getDag('restart_held');
+    const scratch = await mkdtemp(path.join(os.tmpdir(), 'tsflow-restart-'));
+    try {
+      const enteredFile = path.join(scratch, 'entered');
+      const releaseFile = path.join(scratch, 'release');
+      await createRun(t.database, held, 'run_cli', { enteredFile, releaseFile });
+      const key = { dagId: 'restart_held', runId: 'run_cli', taskId: 'held' };
+      await queue(t.database, key);
+      const child = spawn(process.execPath, [BIN, 'tasks', 'run', 'restart_held', 'held', 'run_cli', '--dags-folder', folder], {
+        env: { ...process.env, TSFLOW_HOME: process.env['TSFLOW_TEST_HOME'], TSFLOW_DATABASE_URL: t.url, TSFLOW_LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      try {
+        await eventually(async () => existsSync(enteredFile), 'the task to start', 20_000);
+        await control.stop();
+        try {
+          await writeFile(releaseFile, '');
+          await eventually(async () => stderr.includes("could not record the try's outcome"), 'the final write to fail and be retried', 15_000);
+        } finally {
+          await control.start();
+        }
+        expect(await exited, stderr).to.equal(0);
+      } finally {
+        child.kill('SIGKILL');
+      }
+      const ti = await taskInstance(t.database, key);
+      expect([ti.state, ti.try_number]).to.deep.equal(['success', 1]);
+      expect(await getXcom(t.database.db, key, 'return_value')).to.deep.equal({ pid: child.pid });
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   });
 });
