@@ -5,17 +5,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { getXcom } from '../src/db/task-instances.ts';
+import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { runTaskInstance } from '../src/runner/task-runner.ts';
 import { BaseOperator } from '../src/sdk/base-operator.ts';
-import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { dag, type Dag } from '../src/sdk/dag.ts';
 import type { JsonObject } from '../src/sdk/json.ts';
+import { BIN } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually } from './support/events.ts';
-import { BIN } from './support/cli.ts';
 import { createRun, FIXTURES, queue, taskInstance } from './support/rig.ts';
 import { testServerControl, type TestServerControl } from './support/server-control.ts';
+import { storedReturnValue } from './support/xcom.ts';
 
 /** Enters `execute`, says so, and returns once the test lets it. */
 class Held extends BaseOperator<JsonObject> {
@@ -78,7 +78,7 @@ describe("a worker's final write across a PostgreSQL restart", () => {
     expect(result).to.deep.equal({ state: 'success', tryNumber: 1 });
     const ti = await taskInstance(t.database, key);
     expect([ti.state, ti.try_number]).to.deep.equal(['success', 1]);
-    expect(await getXcom(t.database.db, key, 'return_value')).to.deep.equal({ survived: 'a restart' });
+    expect(await storedReturnValue(t.database, key)).to.deep.equal({ survived: 'a restart' });
   });
 
   it('lands it from a `tsflow tasks run` process whose server was stopped under it, which exits 0', async () => {
@@ -114,7 +114,7 @@ describe("a worker's final write across a PostgreSQL restart", () => {
       }
       const ti = await taskInstance(t.database, key);
       expect([ti.state, ti.try_number]).to.deep.equal(['success', 1]);
-      expect(await getXcom(t.database.db, key, 'return_value')).to.deep.equal({ pid: child.pid });
+      expect(await storedReturnValue(t.database, key)).to.deep.equal({ pid: child.pid });
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }

@@ -3,7 +3,6 @@ import { silentLogger } from '../src/common/logger.ts';
 import { clearTaskInstances } from '../src/db/clear.ts';
 import type { Db } from '../src/db/database.ts';
 import type { TaskInstanceKey } from '../src/db/schema.ts';
-import { getXcom } from '../src/db/task-instances.ts';
 import { OutcomeNotRecordedError, runTaskInstance, type TaskRunnerDeps } from '../src/runner/task-runner.ts';
 import { BaseOperator } from '../src/sdk/base-operator.ts';
 import { dag, type Dag } from '../src/sdk/dag.ts';
@@ -14,6 +13,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually } from './support/events.ts';
 import { faultyDb, type FaultRule } from './support/faulty-db.ts';
 import { createRun, queue, taskInstance } from './support/rig.ts';
+import { storedReturnValue } from './support/xcom.ts';
 
 /*
  * A try's last write across a dropped connection, on a real PostgreSQL: the statements themselves run
@@ -109,7 +109,7 @@ describe('a try whose last write meets a dropped connection', () => {
     expect(result).to.deep.equal({ state: 'success', tryNumber: 1 });
     const ti = await taskInstance(t.database, key);
     expect([ti.state, ti.try_number]).to.deep.equal(['success', 1]);
-    expect(await getXcom(t.database.db, key, 'return_value')).to.deep.equal({ answer: 42 });
+    expect(await storedReturnValue(t.database, key)).to.deep.equal({ answer: 42 });
   });
 
   it('retries a success that never reached the server until it lands', async () => {
@@ -119,7 +119,7 @@ describe('a try whose last write meets a dropped connection', () => {
     expect(down.count()).to.equal(3);
     expect(result.state).to.equal('success');
     expect((await taskInstance(t.database, key)).state).to.equal('success');
-    expect(await getXcom(t.database.db, key, 'return_value')).to.deep.equal({ answer: 42 });
+    expect(await storedReturnValue(t.database, key)).to.deep.equal({ answer: 42 });
   });
 
   it('reports a failure that committed before its reply was lost as that failure', async () => {
@@ -153,7 +153,7 @@ describe('a try whose last write meets a dropped connection', () => {
     const result = await running;
     expect(result.state).to.equal('discarded');
     expect((await taskInstance(t.database, key)).state).to.equal(null);
-    expect(await getXcom(t.database.db, key, 'return_value')).to.equal(undefined);
+    expect(await storedReturnValue(t.database, key)).to.equal(undefined);
   });
 
   it('tells a zombie sweep that failed the try meanwhile from its own failure landing', async () => {
