@@ -34,11 +34,12 @@ const BACKOFF = { baseMs: 100, capMs: 2000 };
  * lost-try handling: OutcomeNotRecordedError. A write the database refuses is thrown at once.
  */
 export async function landFinalWrite<T>(t: TryRun, write: FinalWrite<T>): Promise<FinalWriteResult<T>> {
-  let uncertain = false;
+  let failures = 0;
+  const uncertain = (): boolean => failures > 0;
   const attempt = async (): Promise<FinalWriteResult<T>> => {
     const value = await write.write();
     if (value !== undefined) return { landed: true, value };
-    if (!uncertain) return { landed: false };
+    if (!uncertain()) return { landed: false };
     const row = await getTaskInstance(t.deps.db, t.key);
     const ours = row === undefined ? undefined : write.landedIn(row);
     if (ours === undefined) return { landed: false };
@@ -46,16 +47,20 @@ export async function landFinalWrite<T>(t: TryRun, write: FinalWrite<T>): Promis
     return { landed: true, value: ours };
   };
   try {
-    return await withRetry(attempt, {
+    const result = await withRetry(attempt, {
       ...BACKOFF,
       signal: t.signal,
       onRetry: (error, attempts, delayMs) => {
-        uncertain = true;
+        failures++;
+        // The first failure and every tenth after it: an outage of minutes is a few lines, not hundreds.
+        if (attempts % 10 !== 0) return;
         const fields = { state: write.state, attempt: attempts + 1, retryInMs: Math.round(delayMs), error: describeError(error) };
         t.processLog.warn(fields, "could not record the try's outcome; retrying until it lands");
         if (t.log !== t.processLog) t.log.warn(fields, "could not record the try's outcome; retrying until it lands");
       },
     });
+    if (failures > 0) t.processLog.info({ state: write.state, landed: result.landed, failedAttempts: failures }, "the try's last write went through after the database came back");
+    return result;
   } catch (error) {
     const stopped = isRetryableError(error);
     const message = stopped
