@@ -112,6 +112,24 @@ describe('a try whose last write meets a dropped connection', () => {
     expect(await storedReturnValue(t.database, key)).to.deep.equal({ answer: 42 });
   });
 
+  it('lands a success whose connection, and every other of its database, was terminated as the write began', async () => {
+    const key = await queued('answer');
+    let terminated = 0;
+    const terminateAll = async (sql: string): Promise<void> => {
+      if (terminated > 0 || !FINISH_TRY.test(sql)) return;
+      // From a connection of its own: every other backend of the database goes, the writer's included.
+      const { rows } = await t.database.pool.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+      );
+      terminated = rows.length;
+    };
+    const result = await runTaskInstance(deps(faultyDb(t.database.pool, () => undefined, terminateAll)), flow, key);
+    expect(terminated).to.be.greaterThan(0);
+    expect(result).to.deep.equal({ state: 'success', tryNumber: 1 });
+    expect((await taskInstance(t.database, key)).state).to.equal('success');
+    expect(await storedReturnValue(t.database, key)).to.deep.equal({ answer: 42 });
+  });
+
   it('retries a success that never reached the server until it lands', async () => {
     const key = await queued('answer');
     const down = outage(FINISH_TRY, 'before', (n) => n < 3);

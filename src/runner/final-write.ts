@@ -62,7 +62,7 @@ export async function landFinalWrite<T>(t: TryRun, write: FinalWrite<T>): Promis
     if (failures > 0) t.processLog.info({ state: write.state, landed: result.landed, failedAttempts: failures }, "the try's last write went through after the database came back");
     return result;
   } catch (error) {
-    const stopped = isRetryableError(error);
+    const stopped = t.signal?.aborted === true && isRetryableError(error);
     const message = stopped
       ? `the worker was told to stop before the try's outcome (${write.state}) could be recorded: the task instance stays running until the scheduler fails it as lost`
       : `the database refused the try's outcome (${write.state}): ${describeError(error)}`;

@@ -20,8 +20,10 @@ export function connectionLost(): Error {
 /**
  * A Db on a real pool whose statements fail as `rule` says, with the error a dropped connection gives —
  * the statement either never ran or really ran. Every other statement goes through untouched.
+ * `before` runs ahead of each statement, on the connection it is about to use: to break that
+ * connection for real (pg_terminate_backend) rather than stage the failure.
  */
-export function faultyDb(pool: pg.Pool, rule: FaultRule): Db {
+export function faultyDb(pool: pg.Pool, rule: FaultRule, before?: (sql: string) => Promise<void>): Db {
   const wrapped: PostgresPool = {
     options: {},
     connect: async () => {
@@ -32,6 +34,7 @@ export function faultyDb(pool: pg.Pool, rule: FaultRule): Db {
           return (client as unknown as { processID?: number }).processID;
         },
         query: async (text: string, parameters: readonly unknown[]) => {
+          await before?.(text);
           const timing = rule(text);
           if (timing === 'before') throw connectionLost();
           const result = await client.query(text, [...parameters]);
