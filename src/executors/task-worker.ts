@@ -4,7 +4,7 @@ import { withTimeout } from '../common/sleep.ts';
 import { loadDag } from '../dag-bag/load-dag.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
-import { runTaskInstance } from '../runner/task-runner.ts';
+import { OutcomeNotRecordedError, runTaskInstance } from '../runner/task-runner.ts';
 import type { Dag } from '../sdk/dag.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.ts';
 
@@ -60,7 +60,9 @@ export class TaskWorker {
 
   /**
    * Tells the running task to stop (its try is recorded as failed or up for retry, like any error),
-   * waits a bounded time for that, and closes up. For a lost executor or a SIGTERM.
+   * waits a bounded time for that, and closes up. For a lost executor or a SIGTERM. A record that
+   * meets a dropped connection is not retried once told to stop: that try stays `running` for the
+   * scheduler's lost-try handling.
    */
   async stop(reason: string): Promise<void> {
     if (this.#state === 'stopping' || this.#state === 'stopped') return this.#stopped;
@@ -130,7 +132,8 @@ export class TaskWorker {
       );
       this.#send({ type: 'done', result });
     } catch (error) {
-      log.error({ err: error, task: key }, 'task run failed outside the task');
+      // The runner has already said why it could not record the outcome, in this log and the task's.
+      if (!(error instanceof OutcomeNotRecordedError)) log.error({ err: error, task: key }, 'task run failed outside the task');
       this.#send({ type: 'error', message: error instanceof Error ? error.message : String(error) });
     }
   }

@@ -1,67 +1,28 @@
-import { DateTime, Duration } from 'luxon';
+import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.ts';
-import type { TaskInstanceKey, TaskInstanceRow } from '../db/schema.ts';
-import { deferTry, finishTry, heartbeatTry, startTry, type StartedTry, type TryOutcome } from '../db/task-instances.ts';
-import { getXcom, setXcom } from '../db/xcom.ts';
+import type { TaskInstanceKey } from '../db/schema.ts';
+import type { StartedTry } from '../db/task-instances.ts';
 import type { BaseOperator, TaskCallback } from '../sdk/base-operator.ts';
-import type { TaskContext, TaskRuntimeDefaults } from '../sdk/context.ts';
+import type { TaskContext } from '../sdk/context.ts';
 import type { Dag } from '../sdk/dag.ts';
-import { controlKind, type RescheduleTask } from '../sdk/errors.ts';
-import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
-import type { TaskDeferred } from '../sdk/task-deferred.ts';
+import { recordOutcome } from './record-outcome.ts';
+import { startTryRetrying } from './start-try.ts';
 import { openTaskLog, type TaskLog } from './task-log.ts';
+import { invoke, type TaskOutcome } from './task-outcome.ts';
+import { taskStop } from './task-stop.ts';
+import { buildContext } from './try-context.ts';
+import { startHeartbeat } from './try-heartbeat.ts';
+import type { TaskRunnerDeps, TaskRunResult, TryRun } from './try-run.ts';
 
-export interface TaskRunnerDeps {
-  db: Db;
-  logger: Logger;
-  hostname: string;
-  pid: number;
-  defaults: TaskRuntimeDefaults;
-  /** Told each state this runner commits, after the commit. */
-  onState?: (change: TaskStateChange) => void;
-  /** Where each try's log file goes (`<logsFolder>/<dag>/<run>/<task>/attempt=<try>.log`); none when unset. */
-  logsFolder?: string;
-  /** How often the running try's `last_heartbeat_at` is written, for zombie detection. @default 5000 */
-  heartbeatIntervalMs?: number;
-}
-
-export type TaskRunState = 'running' | 'success' | 'failed' | 'up_for_retry' | 'skipped' | 'up_for_reschedule' | 'deferred';
-
-export interface TaskStateChange {
-  key: TaskInstanceKey;
-  state: TaskRunState;
-  tryNumber: number;
-  /** With `running`: when the task's executionTimeout passes (epoch ms), so a supervisor can enforce it too. */
-  executionDeadline?: number;
-}
-
-export interface TaskRunResult {
-  /** The state written; `discarded` when the task instance changed under us (cleared, timed out). */
-  state: Exclude<TaskRunState, 'running'> | 'discarded';
-  tryNumber: number;
-  error?: string;
-  /**
-   * The task was told to stop (executionTimeout, a stop request, its task instance changed under it)
-   * and its code had not returned when the try was recorded: it may still be running in this
-   * process, so a worker that ran it should not be reused.
-   */
-  interrupted?: boolean;
-}
-
-export class TaskExecutionTimeout extends Error {
-  override name = 'TaskExecutionTimeout';
-}
-
-/** The task instance stopped being `running` this try while the task ran (cleared, failed as a zombie). */
-export class TaskInstanceChangedError extends Error {
-  override name = 'TaskInstanceChangedError';
-}
+export { retryDelay } from './retry-delay.ts';
+export { OutcomeNotRecordedError, TaskExecutionTimeout, TaskInstanceChangedError } from './runner-errors.ts';
+export type { TaskRunnerDeps, TaskRunResult, TaskRunState, TaskStateChange, TryRun } from './try-run.ts';
 
 /**
  * Runs one task instance once (`tsflow tasks run`): `execute`, or on resume the method it deferred
- * to. Each state change is one transaction; a defer writes the trigger and the `deferred` state
- * together. A resume does not count as a new try.
+ * to. Each state change is one statement; a defer writes the trigger and the `deferred` state
+ * together. A resume does not count as a new try. Rejects (OutcomeNotRecordedError) only when the
+ * outcome could not be written before the worker was told to stop.
  */
 export async function runTaskInstance(
   deps: TaskRunnerDeps,
@@ -70,23 +31,20 @@ export async function runTaskInstance(
   options: { signal?: AbortSignal } = {},
 ): Promise<TaskRunResult> {
   const task = dag.getTask(key.taskId);
-  const { row, resuming, run } = await startTry(deps.db, key, { hostname: deps.hostname, pid: deps.pid });
-  const tryNumber = row.try_number;
-  const daemonLog = deps.logger.child({ dagId: key.dagId, runId: key.runId, taskId: key.taskId, tryNumber });
-  const taskLog = openLog(deps, key, tryNumber, daemonLog);
-  // The task's own lines (context.log, errors with their stacks) go to the try's log file when there is one.
-  const log = taskLog?.logger ?? daemonLog;
+  const taskLogger = deps.logger.child({ dagId: key.dagId, runId: key.runId, taskId: key.taskId });
+  const started = await startTryRetrying(deps, key, options.signal, taskLogger);
+  const processLog = taskLogger.child({ tryNumber: started.row.try_number });
+  const taskLog = openLog(deps, key, started.row.try_number, processLog);
+  const t = describeTry(deps, task, key, started, { log: taskLog?.logger ?? processLog, processLog, signal: options.signal });
   const announce = (message: string, fields: object): void => {
-    daemonLog.info(fields, message);
+    processLog.info(fields, message);
     if (taskLog) taskLog.logger.info(fields, message);
   };
   try {
-    const startDate = DateTime.fromJSDate(row.start_date ?? new Date(), { zone: 'utc' });
-    const timeout = executionDeadline(task, startDate);
-    deps.onState?.({ key, state: 'running', tryNumber, ...(timeout ? { executionDeadline: timeout.toMillis() } : {}) });
-    announce('task started', { resuming, method: row.next_method ?? 'execute', hostname: deps.hostname });
-    const result = await runTry(deps, task, key, row, run, startDate, timeout, log, options.signal);
-    if (result.state !== 'discarded') deps.onState?.({ key, state: result.state, tryNumber });
+    deps.onState?.({ key, state: 'running', tryNumber: t.tryNumber, ...(t.deadline ? { executionDeadline: t.deadline.toMillis() } : {}) });
+    announce('task started', { resuming: started.resuming, method: t.row.next_method ?? 'execute', hostname: deps.hostname });
+    const result = await runTry(t);
+    if (result.state !== 'discarded') deps.onState?.({ key, state: result.state, tryNumber: t.tryNumber });
     announce('task finished', { state: result.state, error: result.error, interrupted: result.interrupted });
     return result;
   } finally {
@@ -94,71 +52,46 @@ export async function runTaskInstance(
   }
 }
 
-async function runTry(
+/**
+ * One try, top to bottom: build the context, invoke the task, record what it came to, then the
+ * task's callbacks. The heartbeat runs until the outcome is recorded (through any retries of that
+ * write); the task is told to stop by the worker, its executionTimeout, or the heartbeat finding the
+ * try taken away.
+ */
+async function runTry(t: TryRun): Promise<TaskRunResult> {
+  const stop = taskStop(t);
+  const heartbeat = startHeartbeat(t, (lost) => stop.abort(lost));
+  try {
+    const context = buildContext(t, stop.signal);
+    const invocation = invoke(t.task, context, t.row, stop.signal);
+    const outcome = await invocation.outcome;
+    const result = await recordOutcome(t, outcome);
+    heartbeat.stop();
+    await runCallbacks(t, context, outcome, result);
+    if (stop.signal.aborted && !invocation.settled) {
+      t.log.warn('the task did not stop when told to; its code may still be running in this process');
+      return { ...result, interrupted: true };
+    }
+    return result;
+  } finally {
+    heartbeat.stop();
+    stop.dispose();
+  }
+}
+
+function describeTry(
   deps: TaskRunnerDeps,
   task: BaseOperator,
   key: TaskInstanceKey,
-  row: TaskInstanceRow,
-  run: StartedTry['run'],
-  startDate: DateTime,
-  timeout: DateTime | undefined,
-  log: Logger,
-  signal: AbortSignal | undefined,
-): Promise<TaskRunResult> {
-  const tryNumber = row.try_number;
-  const abort = new AbortController();
-  const forward = (): void => abort.abort(signal?.reason);
-  if (signal?.aborted) forward();
-  else signal?.addEventListener('abort', forward, { once: true });
-  const timer = timeout
-    ? setTimeout(() => abort.abort(new TaskExecutionTimeout(`task exceeded its executionTimeout of ${task.settings.executionTimeout?.toHuman()}`)), Math.max(0, timeout.diffNow().toMillis()))
-    : undefined;
-  const heartbeat = startHeartbeat(deps, key, tryNumber, abort, log);
-
-  const context: TaskContext = {
-    dagId: key.dagId,
-    runId: key.runId,
-    taskId: key.taskId,
-    tryNumber,
-    maxTries: row.max_tries,
-    logicalDate: DateTime.fromJSDate(run.logicalDate, { zone: 'utc' }),
-    startDate,
-    conf: run.conf,
-    log,
-    signal: abort.signal,
-    defaults: deps.defaults,
-    xcomPull: async <T extends JsonValue = JsonValue>(taskId: string, xcomKey = 'return_value') =>
-      (await getXcom(deps.db, { dagId: key.dagId, runId: key.runId, taskId }, xcomKey)) as T | undefined,
-    xcomPush: async (xcomKey: string, value: unknown) =>
-      setXcom(deps.db, key, xcomKey, JSON.stringify(toJsonValue(value, `XCom '${xcomKey}' of task '${key.taskId}'`))),
-  };
-
-  let result: TaskRunResult;
-  let settled = false;
-  try {
-    // Told to stop before it began (a stop request during start-up): the task is not started at all.
-    const work = abort.signal.aborted ? Promise.reject(abort.signal.reason as Error) : invoke(task, context, row);
-    work.then(() => (settled = true), () => (settled = true));
-    const value = await raceAbort(work, abort.signal);
-    result = await succeed(deps, key, tryNumber, value, log);
-    if (result.state === 'success') await runCallback(task.callbacks.onSuccess, context, undefined, log);
-  } catch (error) {
-    result = await handleError(deps, task, row, key, tryNumber, error, timeout, log);
-    if (result.state === 'failed') await runCallback(task.callbacks.onFailure, context, error as Error, log);
-    if (result.state === 'up_for_retry') await runCallback(task.callbacks.onRetry, context, error as Error, log);
-  } finally {
-    clearTimeout(timer);
-    heartbeat.stop();
-    signal?.removeEventListener('abort', forward);
-  }
-  if (abort.signal.aborted && !settled) {
-    log.warn('the task did not stop when told to; its code may still be running in this process');
-    return { ...result, interrupted: true };
-  }
-  return result;
+  { row, run }: StartedTry,
+  rest: Pick<TryRun, 'log' | 'processLog' | 'signal'>,
+): TryRun {
+  const startDate = DateTime.fromJSDate(row.start_date ?? new Date(), { zone: 'utc' });
+  const limit = task.settings.executionTimeout;
+  return { deps, task, key, row, run, tryNumber: row.try_number, startDate, deadline: limit ? startDate.plus(limit) : undefined, ...rest };
 }
 
-function openLog(deps: TaskRunnerDeps, key: TaskInstanceKey, tryNumber: number, daemonLog: Logger): TaskLog | undefined {
+function openLog(deps: TaskRunnerDeps, key: TaskInstanceKey, tryNumber: number, processLog: Logger): TaskLog | undefined {
   if (deps.logsFolder === undefined) return undefined;
   // At least `info`, whatever the daemon's level: the task log is where a task's story is read.
   const level = deps.logger.level === 'trace' ? 'trace' : deps.logger.level === 'debug' ? 'debug' : 'info';
@@ -166,131 +99,18 @@ function openLog(deps: TaskRunnerDeps, key: TaskInstanceKey, tryNumber: number, 
     return openTaskLog(deps.logsFolder, key, tryNumber, level);
   } catch (error) {
     // A full disk or a read-only folder must not fail the task: its lines go to the daemon's log instead.
-    daemonLog.error({ err: error, logsFolder: deps.logsFolder }, 'cannot open the task log file; logging to the process log');
+    processLog.error({ err: error, logsFolder: deps.logsFolder }, 'cannot open the task log file; logging to the process log');
     return undefined;
   }
 }
 
-/**
- * Writes `last_heartbeat_at` while the try runs, so a scheduler can tell a live task from one whose
- * worker died (a zombie). When the row is no longer `running` this try — cleared, or failed as a
- * zombie elsewhere — the task is told to stop, as Airflow's task runner does.
- */
-function startHeartbeat(deps: TaskRunnerDeps, key: TaskInstanceKey, tryNumber: number, abort: AbortController, log: Logger): { stop(): void } {
-  let beating = false;
-  const timer = setInterval(() => {
-    if (beating || abort.signal.aborted) return;
-    beating = true;
-    heartbeatTry(deps.db, key, tryNumber)
-      .then((alive) => {
-        if (!alive && !abort.signal.aborted) {
-          abort.abort(new TaskInstanceChangedError('the task instance is no longer running this try (cleared, or failed elsewhere): stopping the task'));
-        }
-      })
-      .catch((error: unknown) => log.warn({ err: error }, 'task heartbeat failed'))
-      .finally(() => (beating = false));
-  }, deps.heartbeatIntervalMs ?? 5000);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
-}
-
-function invoke(task: BaseOperator, context: TaskContext, row: TaskInstanceRow): Promise<unknown> {
-  return Promise.resolve().then(() =>
-    row.next_method === null ? task.execute(context) : task.resumeExecution(context, row.next_method, (row.next_kwargs ?? {}) as JsonObject),
-  );
-}
-
-/** Resolves with the task's result, or rejects with the abort reason as soon as the signal fires. */
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
-async function succeed(deps: TaskRunnerDeps, key: TaskInstanceKey, tryNumber: number, value: unknown, log: Logger): Promise<TaskRunResult> {
-  const returnValue = value === undefined ? undefined : JSON.stringify(toJsonValue(value, `the return value of task '${key.taskId}'`));
-  const landed = await finishTry(deps.db, key, tryNumber, { state: 'success', returnValue });
-  return landed ? { state: 'success', tryNumber } : discarded(tryNumber, log);
-}
-
-async function handleError(
-  deps: TaskRunnerDeps,
-  task: BaseOperator,
-  row: TaskInstanceRow,
-  key: TaskInstanceKey,
-  tryNumber: number,
-  error: unknown,
-  deadline: DateTime | undefined,
-  log: Logger,
-): Promise<TaskRunResult> {
-  const kind = controlKind(error);
-  if (kind === 'defer') {
-    return defer(deps, task, key, tryNumber, error as TaskDeferred, deadline, log);
-  }
-  const message = describeError(error);
-  let outcome: TryOutcome;
-  if (kind === 'skip') {
-    outcome = { state: 'skipped', error: message };
-  } else if (kind === 'reschedule') {
-    outcome = { state: 'up_for_reschedule', readyAt: (error as RescheduleTask).rescheduleAt.toJSDate(), nextMethod: 'execute' };
-  } else if (kind !== 'fail' && tryNumber <= row.max_tries) {
-    const delay = retryDelay(task, tryNumber);
-    outcome = { state: 'up_for_retry', error: message, readyAt: DateTime.utc().plus(delay).toJSDate() };
-  } else {
-    outcome = { state: 'failed', error: message };
-  }
-  if (outcome.state !== 'up_for_reschedule' && outcome.state !== 'skipped') log.error({ err: error }, 'task failed');
-  const landed = await finishTry(deps.db, key, tryNumber, outcome);
-  return landed ? { state: outcome.state, tryNumber, error: message } : discarded(tryNumber, log);
-}
-
-async function defer(
-  deps: TaskRunnerDeps,
-  task: BaseOperator,
-  key: TaskInstanceKey,
-  tryNumber: number,
-  error: TaskDeferred,
-  deadline: DateTime | undefined,
-  log: Logger,
-): Promise<TaskRunResult> {
-  const [classpath, kwargs] = error.trigger.serialize();
-  let timeout: DateTime | undefined = error.timeout ? DateTime.utc().plus(error.timeout) : undefined;
-  if (deadline && (!timeout || deadline < timeout)) timeout = deadline; // capped by executionTimeout
-  const triggerId = await deferTry(deps.db, key, tryNumber, {
-    trigger: { classpath, kwargs, priorityWeight: task.settings.priorityWeight },
-    nextMethod: error.method,
-    nextKwargs: error.kwargs,
-    timeout: timeout?.toJSDate() ?? null,
-  });
-  if (triggerId === undefined) return discarded(tryNumber, log);
-  log.info({ triggerId, classpath, method: error.method, timeout: timeout?.toISO() }, 'task deferred');
-  return { state: 'deferred', tryNumber };
-}
-
-function discarded(tryNumber: number, log: Logger): TaskRunResult {
-  log.warn('the task instance changed while it ran (cleared, timed out or failed elsewhere); its result is discarded');
-  return { state: 'discarded', tryNumber };
-}
-
-function executionDeadline(task: BaseOperator, startDate: DateTime): DateTime | undefined {
-  const limit = task.settings.executionTimeout;
-  return limit ? startDate.plus(limit) : undefined;
-}
-
-/** Airflow's retry delay: fixed, or doubling per try (with jitter) up to maxRetryDelay. */
-export function retryDelay(task: BaseOperator, tryNumber: number): Duration {
-  const { retryDelay: base, retryExponentialBackoff, maxRetryDelay } = task.settings;
-  if (!retryExponentialBackoff) return base;
-  // Between base·2^(try−2) and base·2^(try−1), as Airflow spreads retries of many failing tasks.
-  const ceiling = base.toMillis() * 2 ** Math.max(0, tryNumber - 1);
-  return Duration.fromMillis(Math.min(maxRetryDelay.toMillis(), ceiling * (0.5 + Math.random() / 2)));
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+/** Airflow's callbacks, after the state they report is committed; one that throws is logged, never fails the try. */
+async function runCallbacks(t: TryRun, context: TaskContext, outcome: TaskOutcome, result: TaskRunResult): Promise<void> {
+  const { callbacks } = t.task;
+  const error = outcome.kind === 'failed' ? asError(outcome.error) : undefined;
+  if (result.state === 'success') await runCallback(callbacks.onSuccess, context, undefined, t.log);
+  if (result.state === 'failed') await runCallback(callbacks.onFailure, context, error, t.log);
+  if (result.state === 'up_for_retry') await runCallback(callbacks.onRetry, context, error, t.log);
 }
 
 async function runCallback(callback: TaskCallback | undefined, context: TaskContext, error: Error | undefined, log: Logger): Promise<void> {
@@ -300,4 +120,8 @@ async function runCallback(callback: TaskCallback | undefined, context: TaskCont
   } catch (callbackError) {
     log.error({ err: callbackError }, 'task callback failed');
   }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }

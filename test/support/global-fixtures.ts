@@ -67,7 +67,10 @@ export async function mochaGlobalSetup(): Promise<void> {
       logger: silentLogger(),
       settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '300' },
     });
-    adminUrl = (await server.start()).url;
+    const started = await server.start();
+    adminUrl = started.url;
+    // For the tests that restart the server under a running task (test/support/server-control.ts).
+    process.env['TSFLOW_TEST_DATA_DIR'] = started.dataDir;
   }
   const template = `tsflow_template_${process.pid}`;
   await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${template}`);

@@ -1,0 +1,76 @@
+import { DateTime } from 'luxon';
+import { deferTry, finishTry, type Deferral, type TryOutcome } from '../db/task-instances.ts';
+import type { TaskDeferred } from '../sdk/task-deferred.ts';
+import { landFinalWrite } from './final-write.ts';
+import { retryDelay } from './retry-delay.ts';
+import { describeError, type TaskOutcome } from './task-outcome.ts';
+import type { TaskRunResult, TryRun } from './try-run.ts';
+
+/**
+ * Writes what the task's code came to as the try's state — one fenced statement each, retried across
+ * a dropped connection (`landFinalWrite`) — and says what was recorded: `discarded` when the task
+ * instance had moved on without us (cleared, failed as a zombie).
+ */
+export async function recordOutcome(t: TryRun, outcome: TaskOutcome): Promise<TaskRunResult> {
+  switch (outcome.kind) {
+    case 'value':
+      return finish(t, { state: 'success', returnValue: outcome.value === undefined ? undefined : JSON.stringify(outcome.value) });
+    case 'deferred':
+      return defer(t, outcome.deferral);
+    case 'rescheduled':
+      return finish(t, { state: 'up_for_reschedule', readyAt: outcome.at.toJSDate(), nextMethod: 'execute' });
+    case 'skipped':
+      return finish(t, { state: 'skipped', error: outcome.message });
+    case 'failed': {
+      const error = describeError(outcome.error);
+      t.log.error({ err: outcome.error }, 'task failed');
+      if (outcome.retryable && t.tryNumber <= t.row.max_tries) {
+        const readyAt = DateTime.utc().plus(retryDelay(t.task, t.tryNumber)).toJSDate();
+        return finish(t, { state: 'up_for_retry', error, readyAt });
+      }
+      return finish(t, { state: 'failed', error });
+    }
+  }
+}
+
+async function finish(t: TryRun, outcome: TryOutcome): Promise<TaskRunResult> {
+  const { deps, key, tryNumber } = t;
+  const error = outcome.error ?? null;
+  const written = await landFinalWrite(t, {
+    state: outcome.state,
+    write: async () => ((await finishTry(deps.db, key, tryNumber, outcome)) ? true : undefined),
+    // A zombie sweep writes up_for_retry or failed too, but with its own error: the error tells them apart.
+    landedIn: (row) =>
+      row.state === outcome.state && row.try_number === tryNumber && row.error === error && row.next_method === (outcome.nextMethod ?? null) ? true : undefined,
+  });
+  if (!written.landed) return discarded(t);
+  return { state: outcome.state, tryNumber, ...(outcome.error ? { error: outcome.error } : {}) };
+}
+
+/** The defer write: the trigger row and the `deferred` state together, or nothing. */
+async function defer(t: TryRun, deferred: TaskDeferred): Promise<TaskRunResult> {
+  const { deps, key, tryNumber, deadline, log } = t;
+  const [classpath, kwargs] = deferred.trigger.serialize();
+  let timeout: DateTime | undefined = deferred.timeout ? DateTime.utc().plus(deferred.timeout) : undefined;
+  if (deadline && (!timeout || deadline < timeout)) timeout = deadline; // capped by executionTimeout
+  const deferral: Deferral = {
+    trigger: { classpath, kwargs, priorityWeight: t.task.settings.priorityWeight },
+    nextMethod: deferred.method,
+    nextKwargs: deferred.kwargs,
+    timeout: timeout?.toJSDate() ?? null,
+  };
+  const written = await landFinalWrite(t, {
+    state: 'deferred',
+    write: () => deferTry(deps.db, key, tryNumber, deferral),
+    landedIn: (row) =>
+      row.state === 'deferred' && row.try_number === tryNumber && row.next_method === deferral.nextMethod && row.trigger_id !== null ? row.trigger_id : undefined,
+  });
+  if (!written.landed) return discarded(t);
+  log.info({ triggerId: written.value, classpath, method: deferred.method, timeout: timeout?.toISO() }, 'task deferred');
+  return { state: 'deferred', tryNumber };
+}
+
+function discarded(t: TryRun): TaskRunResult {
+  t.log.warn('the task instance changed while it ran (cleared, timed out or failed elsewhere); its result is discarded');
+  return { state: 'discarded', tryNumber: t.tryNumber };
+}
