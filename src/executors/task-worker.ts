@@ -3,6 +3,7 @@ import { createLogger, type Logger } from '../common/logger.ts';
 import { withTimeout } from '../common/sleep.ts';
 import { loadDag } from '../dag-bag/load-dag.ts';
 import { openDatabase, type Database } from '../db/database.ts';
+import { withRetry } from '../db/retry.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import { OutcomeNotRecordedError, runTaskInstance } from '../runner/task-runner.ts';
 import type { Dag } from '../sdk/dag.ts';
@@ -86,7 +87,10 @@ export class TaskWorker {
       this.#config = config;
       this.#log = createLogger(config.logLevel).child({ component: 'worker' });
       this.#database = openDatabase({ url: config.databaseUrl, poolSize: 3, applicationName: 'tsflow-worker' });
-      await this.#database.pool.query('SELECT 1');
+      const database = this.#database;
+      // A server restarting (or a dropped connection) while the worker starts is waited out, within
+      // the executor's start timeout, rather than failing the task it was started for.
+      await withRetry(() => database.pool.query('SELECT 1'), { maxAttempts: 12, capMs: 2000 });
       this.#state = 'ready';
       this.#send({ type: 'ready' });
     } catch (error) {
@@ -114,7 +118,7 @@ export class TaskWorker {
     const database = this.#database as Database;
     const log = this.#log as Logger;
     try {
-      const dag = await this.#dag(database, config, key.dagId);
+      const dag = await this.#dag(database, config, key.dagId, signal);
       const result = await runTaskInstance(
         {
           db: database.db,
@@ -138,11 +142,15 @@ export class TaskWorker {
     }
   }
 
-  /** A DAG loads once per worker (module imports are cached anyway); a failed load is retried next time. */
-  #dag(database: Database, config: WorkerConfig, dagId: string): Promise<Dag> {
+  /**
+   * A DAG loads once per worker (module imports are cached anyway); a failed load is retried next
+   * time. Looking up its file meets the database: a dropped connection there is retried (the try has
+   * not started, so failing it would cost a try for nothing); a DAG file that throws is not.
+   */
+  #dag(database: Database, config: WorkerConfig, dagId: string, signal: AbortSignal): Promise<Dag> {
     let loading = this.#dags.get(dagId);
     if (!loading) {
-      loading = loadDag(database.db, config.dagsFolder, dagId);
+      loading = withRetry(() => loadDag(database.db, config.dagsFolder, dagId), { maxAttempts: 30, capMs: 2000, signal });
       loading.catch(() => this.#dags.delete(dagId));
       this.#dags.set(dagId, loading);
     }
