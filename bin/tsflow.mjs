@@ -5,12 +5,18 @@ if (major < 22) {
   console.error(`tsflow: error: Node.js 22 or newer is required (this is ${process.version}); install a current Node.js`);
   process.exit(1);
 }
-const { register } = await import('node:module');
+const { register, registerHooks } = await import('node:module');
 // tsx loads TypeScript: tsflow's own sources and users' DAG and trigger files.
 const tsx = await import('tsx/esm/api');
 tsx.register();
-// `import ... from 'tsflow'` in a DAG file anywhere resolves to this installation, so DAGs and the
-// engine share one copy of the SDK.
-register('../src/loader/tsflow-resolve.mjs', import.meta.url, { data: { root: new URL('../', import.meta.url).href } });
+// `import ... from 'tsflow'` (or `require('tsflow')`) in a DAG file anywhere resolves to this
+// installation, so DAGs and the engine share one copy of the SDK. A DAG file in a folder without a
+// package.json, or with "type": "commonjs", is loaded as CommonJS (tsx turns its imports into
+// require calls), which the loader-thread hooks of `register` never see; the in-thread hooks of
+// `registerHooks` (Node 22.15+) see both.
+const root = new URL('../', import.meta.url).href;
+const resolver = await import('../src/loader/tsflow-resolve.mjs');
+if (registerHooks) registerHooks({ resolve: resolver.resolveSync(root) });
+else register('../src/loader/tsflow-resolve.mjs', import.meta.url, { data: { root } });
 const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));
