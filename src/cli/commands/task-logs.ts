@@ -22,6 +22,7 @@ export const tasksLogs = defineCommand(
   },
   async ({ values, positionals }, settings) => {
     const [dagId, taskId, runId] = positionals as [string, string, string];
+    const wantedTry = values.try === undefined ? undefined : parseCount(values.try, '--try', 1);
     const key = { dagId, runId, taskId };
     const folder = taskLogFolder(settings.logsFolder, key);
     const attempts = attemptsIn(await readdir(folder).catch(() => []));
@@ -33,7 +34,7 @@ export const tasksLogs = defineCommand(
       );
       return 1;
     }
-    const tryNumber = values.try === undefined ? (attempts.at(-1) as number) : parseCount(values.try, '--try', 1);
+    const tryNumber = wantedTry ?? (attempts.at(-1) as number);
     if (!attempts.includes(tryNumber)) {
       console.error(`tsflow: error: ${name} has no log for try ${tryNumber}; tries with logs: ${attempts.join(', ')}`);
       return 1;
