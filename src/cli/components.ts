@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DateTime } from 'luxon';
 import type { LogLevel } from '../common/logger.ts';
-import { MetricsServer } from '../common/metrics-server.ts';
+import type { Metrics } from '../common/metrics.ts';
 import { DagBag } from '../dag-bag/dag-bag.ts';
 import { upsertDags } from '../db/dag-runs.ts';
 import { Notifier } from '../db/notifier.ts';
@@ -92,15 +92,10 @@ export async function createTriggerer(
   notifier: Notifier,
   options: TriggererOptions,
   triggersFolders: readonly string[],
+  metrics?: Metrics,
 ): Promise<Triggerer> {
   const registry = await TriggerRegistry.create({ folders: triggersFolders, logger: runtime.logger });
-  return new Triggerer({ database: runtime.database, registry, logger: runtime.logger, notifier }, options);
-}
-
-export async function startMetricsServer(triggerer: Triggerer, port: number, host: string): Promise<MetricsServer> {
-  const server = new MetricsServer(triggerer.metrics);
-  await server.listen(port, host);
-  return server;
+  return new Triggerer({ database: runtime.database, registry, logger: runtime.logger, notifier, metrics }, options);
 }
 
 export const ALL_CHANNELS: readonly Channel[] = [Channels.trigger, Channels.ti];

@@ -1,52 +1,90 @@
 import { readFileSync } from 'node:fs';
-import { USAGE } from './args.ts';
 import { dagsList, dagsState, dagsTrigger } from './commands/dags.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
-import { dbCommand, jobsCheck, triggersList } from './commands/operations.ts';
+import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
 import { tasksLogs } from './commands/task-logs.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
 import { workerCommand } from './commands/worker.ts';
+import { overview } from './overview.ts';
 import { readSettings, UsageError, type Settings } from './settings.ts';
+import { commandHelp, groupHelp, type Command } from './usage.ts';
 
-type Command = (argv: string[], settings: Settings) => Promise<number>;
+/** Every command, in the order the overview lists them. A group's commands share its first word. */
+export const COMMANDS: readonly Command[] = [
+  standaloneCommand,
+  schedulerCommand,
+  triggererCommand,
+  dagsList,
+  dagsTrigger,
+  dagsState,
+  tasksRun,
+  tasksStates,
+  tasksLogs,
+  tasksClear,
+  triggersList,
+  jobsCheck,
+  dbMigrate,
+  dbReset,
+  dbStatus,
+  dbStart,
+  dbStop,
+  workerCommand,
+];
 
-const COMMANDS: Record<string, Command | Record<string, Command>> = {
-  standalone: standaloneCommand,
-  scheduler: schedulerCommand,
-  triggerer: triggererCommand,
-  worker: workerCommand,
-  tasks: { run: tasksRun, states: tasksStates, clear: tasksClear, logs: tasksLogs },
-  dags: { list: dagsList, trigger: dagsTrigger, state: dagsState },
-  triggers: { list: triggersList },
-  jobs: { check: jobsCheck },
-};
+const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg === '-h';
 
 /** Runs a tsflow command; returns the exit code. Errors become one line on stderr. */
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
   let settings: Settings | undefined;
+  const loadSettings = (): Settings => (settings = readSettings());
   try {
-    if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
-      console.log(USAGE);
-      return name === undefined ? 2 : 0;
+    const [name, ...rest] = argv;
+    if (name === undefined) {
+      console.error(overview(COMMANDS));
+      return 2;
     }
+    if (name === 'help' || isHelp(name)) return help(rest);
     if (name === 'version' || name === '--version') {
       const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
       console.log(`tsflow ${pkg.version} (node ${process.version})`);
       return 0;
     }
-    settings = readSettings();
-    if (name === 'db') return await dbCommand(rest[0], rest.slice(1), settings);
-    const entry = COMMANDS[name];
-    if (entry === undefined) throw new UsageError(`unknown command '${name}'; run tsflow help`);
-    if (typeof entry === 'function') return await entry(rest, settings);
+    const single = COMMANDS.find((c) => c.spec.name === name);
+    if (single) return await single.run(rest, loadSettings);
+    const group = COMMANDS.filter((c) => c.spec.name.startsWith(`${name} `));
+    if (group.length === 0) throw new UsageError(`unknown command '${name}': run tsflow help for the list of commands`);
     const [sub, ...subArgs] = rest;
-    const command = sub === undefined ? undefined : entry[sub];
-    if (!command) throw new UsageError(`tsflow ${name} needs one of: ${Object.keys(entry).join(', ')} (got ${sub ?? 'nothing'})`);
-    return await command(subArgs, settings);
+    if (isHelp(sub)) {
+      console.log(groupHelp(name, group));
+      return 0;
+    }
+    const command = group.find((c) => c.spec.name === `${name} ${sub}`);
+    if (!command) {
+      const choices = group.filter((c) => !c.spec.hidden).map((c) => c.spec.name.split(' ')[1]);
+      throw new UsageError(`tsflow ${name} needs one of: ${choices.join(', ')} (got ${sub === undefined ? 'nothing' : `'${sub}'`}); tsflow ${name} --help says what each does`);
+    }
+    return await command.run(subArgs, loadSettings);
   } catch (error) {
     return report(error, settings);
   }
+}
+
+/** `tsflow help`, `tsflow help dags`, `tsflow help dags trigger`. */
+function help(words: readonly string[]): number {
+  const wanted = words.filter((w) => !isHelp(w)).join(' ');
+  if (wanted === '') {
+    console.log(overview(COMMANDS));
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.spec.name === wanted);
+  if (command) {
+    console.log(commandHelp(command.spec));
+    return 0;
+  }
+  const group = COMMANDS.filter((c) => c.spec.name.startsWith(`${wanted} `));
+  if (group.length === 0) throw new UsageError(`no command '${wanted}': run tsflow help for the list of commands`);
+  console.log(groupHelp(wanted, group));
+  return 0;
 }
 
 function report(error: unknown, settings: Settings | undefined): number {

@@ -3,6 +3,8 @@ import { assertReachable, openDatabase, type Database } from '../db/database.ts'
 import { EmbeddedServer } from '../db/embedded/embedded-server.ts';
 import { assertSchemaCurrent, migrateToLatest } from '../db/migrations.ts';
 import type { Settings } from './settings.ts';
+import { printNotice } from './notice.ts';
+import { waitUntilReachable, type WaitForDatabase } from './wait-for-database.ts';
 
 export interface Runtime {
   readonly settings: Settings;
@@ -23,6 +25,11 @@ export interface RuntimeOptions {
   applicationName?: string;
   /** Log level when TSFLOW_LOG_LEVEL is not set. @default 'info' */
   defaultLogLevel?: LogLevel;
+  /**
+   * Daemons: wait (logging, with backoff) while the database is unreachable instead of failing at
+   * once. An unmigrated database is still an error at once. @default fail at once (one-shot commands)
+   */
+  waitForDatabase?: WaitForDatabase;
 }
 
 /** Connects to `TSFLOW_DATABASE_URL`, or to the embedded server (starting it if needed). */
@@ -31,7 +38,7 @@ export async function openRuntime(settings: Settings, options: RuntimeOptions = 
   let embedded: EmbeddedServer | undefined;
   let url = settings.databaseUrl;
   if (url === undefined) {
-    embedded = new EmbeddedServer({ home: settings.home, logger: logger.child({ component: 'embedded-postgres' }) });
+    embedded = new EmbeddedServer({ home: settings.home, logger: logger.child({ component: 'embedded-postgres' }), notice: printNotice });
     url = (await embedded.start()).url;
   }
   const database = openDatabase({ url, poolSize: options.poolSize, keepOpen: options.keepOpen, applicationName: options.applicationName });
@@ -40,7 +47,8 @@ export async function openRuntime(settings: Settings, options: RuntimeOptions = 
     await embedded?.stop();
   };
   try {
-    await assertReachable(database);
+    if (options.waitForDatabase) await waitUntilReachable(database, logger, options.waitForDatabase);
+    else await assertReachable(database);
     if (options.migrate) {
       const applied = await migrateToLatest(database);
       if (applied.length > 0) logger.info({ applied }, 'database migrated');

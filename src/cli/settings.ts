@@ -36,7 +36,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   }
   const home = path.resolve(nonEmpty(env['TSFLOW_HOME']) ?? path.join(os.homedir(), '.tsflow'));
   return {
-    databaseUrl: nonEmpty(env['TSFLOW_DATABASE_URL']),
+    databaseUrl: checkDatabaseUrl(nonEmpty(env['TSFLOW_DATABASE_URL'])),
     home,
     dagsFolder: path.resolve(nonEmpty(env['TSFLOW_DAGS_FOLDER']) ?? 'dags'),
     triggersFolders: (nonEmpty(env['TSFLOW_TRIGGERS_FOLDER']) ?? '').split(':').filter(Boolean).map((f) => path.resolve(f)),
@@ -46,6 +46,28 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     parallelism: parseCount(env['TSFLOW_PARALLELISM'], 'TSFLOW_PARALLELISM', 32, 0),
     logsFolder: path.resolve(nonEmpty(env['TSFLOW_LOGS_FOLDER']) ?? path.join(home, 'logs')),
   };
+}
+
+/**
+ * Only PostgreSQL URLs: anything else would fail later with a driver error far from its cause. The
+ * message names the scheme, never the URL (it may carry a password).
+ */
+function checkDatabaseUrl(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const shape = 'postgres://USER:PASSWORD@HOST:PORT/DATABASE';
+  let scheme: string;
+  try {
+    scheme = new URL(value).protocol;
+  } catch {
+    throw new UsageError(`TSFLOW_DATABASE_URL is not a URL: give one such as ${shape}, or unset it to use the embedded PostgreSQL`);
+  }
+  if (scheme !== 'postgres:' && scheme !== 'postgresql:') {
+    throw new UsageError(
+      `TSFLOW_DATABASE_URL has the scheme '${scheme.replace(/:$/, '')}', but tsflow needs PostgreSQL: give a URL such as ${shape} ` +
+        '(postgres: or postgresql:), or unset it to use the embedded PostgreSQL',
+    );
+  }
+  return value;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -63,7 +85,16 @@ export function parseBoolean(value: string | undefined, name: string, fallback: 
 export function parseCount(value: string | undefined, name: string, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
   const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < min) throw new UsageError(`${name} '${value}' must be a whole number ≥ ${min}`);
+  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < min) throw new UsageError(`${name} must be a whole number ≥ ${min}, got '${value}'`);
+  return parsed;
+}
+
+/** A TCP port, 1–65535. */
+export function parsePort(value: string, name: string): number {
+  const parsed = Number(value);
+  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < 1 || parsed > 65535) {
+    throw new UsageError(`${name} must be a port number from 1 to 65535, got '${value}'`);
+  }
   return parsed;
 }
 
@@ -71,6 +102,6 @@ export function parseCount(value: string | undefined, name: string, fallback: nu
 export function parseSeconds(value: string | undefined, name: string, fallbackMs: number): number {
   if (value === undefined) return fallbackMs;
   const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed <= 0) throw new UsageError(`${name} '${value}' must be a number of seconds > 0`);
+  if (value.trim() === '' || !Number.isFinite(parsed) || parsed <= 0) throw new UsageError(`${name} must be a number of seconds > 0, got '${value}'`);
   return Math.max(1, Math.round(parsed * 1000));
 }

@@ -93,7 +93,7 @@ export async function startTry(
   }
   throw new TaskInstanceStateError(
     `task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is ${current.state ?? 'not scheduled yet'}, ` +
-      `not ${allowed.join(' or ')}: clear it (tsflow tasks clear) to run it again`,
+      `not ${allowed.join(' or ')}: clear it (tsflow tasks clear ${key.dagId} ${key.runId} --task ${key.taskId}) to run it again`,
   );
 }
 

@@ -1,12 +1,13 @@
-import path from 'node:path';
 import { DateTime } from 'luxon';
 import { CleanupStack } from '../../common/cleanup-stack.ts';
+import { Metrics } from '../../common/metrics.ts';
+import { MetricsServer } from '../../common/metrics-server.ts';
 import { createDagRun } from '../../db/dag-runs.ts';
 import { redactUrl } from '../../db/database.ts';
 import { Channels } from '../../db/notify.ts';
 import type { Scheduler } from '../../scheduler/scheduler.ts';
 import { compileSchedulerOptions, type SchedulerOptions } from '../../scheduler/scheduler-options.ts';
-import { parse } from '../args.ts';
+import { DAGS_FOLDER, dagsFolderOf, STARTUP_TIMEOUT, TRIGGERS_FOLDER, triggersFoldersOf } from '../common-options.ts';
 import {
   ALL_CHANNELS,
   createExecutor,
@@ -16,12 +17,13 @@ import {
   createTriggerer,
   loadDagBag,
   printState,
-  startMetricsServer,
 } from '../components.ts';
-import { openRuntime } from '../runtime.ts';
+import { openRuntime, type Runtime, type RuntimeOptions } from '../runtime.ts';
 import { parseConf } from '../json-arg.ts';
-import { parseCount, parseSeconds, UsageError, type Settings } from '../settings.ts';
+import { parseCount, parsePort, parseSeconds, UsageError, type Settings } from '../settings.ts';
 import { shutdownSignal } from '../signals.ts';
+import { defineCommand } from '../usage.ts';
+import { StartupCancelledError } from '../wait-for-database.ts';
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
@@ -35,70 +37,106 @@ const TRIGGERER_CONNECTIONS = 4;
 /** The scheduling loop, the heartbeat and the timeout sweep. */
 const SCHEDULER_CONNECTIONS = 3;
 
-const commonOptions = {
-  'dags-folder': { type: 'string' },
-  'triggers-folder': { type: 'string', multiple: true },
-  executor: { type: 'string' },
-  parallelism: { type: 'string' },
+const executorOptions = {
+  executor: { type: 'string', value: 'NAME', description: 'local (worker processes) or sequential (one task at a time, in this process)', default: 'TSFLOW_EXECUTOR, else local' },
+  parallelism: { type: 'string', value: 'N', description: 'most task instances running at once; 0 = unlimited', default: 'TSFLOW_PARALLELISM, else 32' },
 } as const;
 
-function folders(settings: Settings, values: { 'dags-folder'?: string; 'triggers-folder'?: string[] }) {
-  return {
-    dagsFolder: values['dags-folder'] ? path.resolve(values['dags-folder']) : settings.dagsFolder,
-    triggersFolders: values['triggers-folder'] ? values['triggers-folder'].map((f) => path.resolve(f)) : settings.triggersFolders,
-  };
+/**
+ * What every daemon does before its work: handle SIGTERM/SIGINT from the start, and open the
+ * database — waiting for it, for up to `--startup-timeout`, when it is not reachable yet. A signal
+ * while waiting ends the command at once (undefined: exit 0, nothing was written).
+ */
+async function openDaemon(
+  settings: Settings,
+  startupTimeout: string | undefined,
+  options: RuntimeOptions & { shutdownTimeoutMs: number },
+): Promise<{ runtime: Runtime; shutdown: ReturnType<typeof shutdownSignal> } | undefined> {
+  const timeoutMs = startupTimeout === undefined ? undefined : parseSeconds(startupTimeout, '--startup-timeout', 0);
+  const shutdown = shutdownSignal({ forceAfterMs: options.shutdownTimeoutMs, onForce: (why) => console.error(`tsflow: ${why}`) });
+  const startup = new AbortController();
+  void shutdown.received.then(() => startup.abort());
+  try {
+    const runtime = await openRuntime(settings, { ...options, waitForDatabase: { timeoutMs, signal: startup.signal } });
+    return { runtime, shutdown };
+  } catch (error) {
+    shutdown.dispose();
+    if (error instanceof StartupCancelledError) return undefined;
+    throw error;
+  }
 }
 
 /** `tsflow standalone`: scheduler, executor and triggerer in one process; with `--run`, one run then exit. */
-export async function standaloneCommand(argv: string[], settings: Settings): Promise<number> {
-  const usage =
-    'tsflow standalone [--dags-folder DIR] [--triggers-folder DIR] [--executor local|sequential] [--parallelism N] [--run DAG_ID [--run-id ID] [--conf JSON]]';
-  const { values } = parse(argv, { ...commonOptions, run: { type: 'string' }, 'run-id': { type: 'string' }, conf: { type: 'string' } }, usage);
-  const { dagsFolder, triggersFolders } = folders(settings, values);
-  const conf = parseConf(values.conf);
-  const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
-  const executor = executorName(values.executor ?? settings.executor);
-  if ((values['run-id'] || values.conf) && !values.run) throw new UsageError(`--run-id and --conf need --run DAG_ID\nusage: ${usage}`);
+export const standaloneCommand = defineCommand(
+  {
+    name: 'standalone',
+    summary: 'scheduler + executor + triggerer in one process (dev and demo); migrates the database first',
+    options: {
+      run: { type: 'string', value: 'DAG_ID', description: 'trigger one run of this DAG, print its task states, and exit when it ends (0 if it succeeded)' },
+      'run-id': { type: 'string', value: 'ID', description: "with --run: the run's id", default: 'manual__<current UTC time>' },
+      conf: { type: 'string', value: 'JSON', description: 'with --run: a JSON object the tasks see as context.conf', default: '{}' },
+      'dags-folder': DAGS_FOLDER,
+      'triggers-folder': TRIGGERS_FOLDER,
+      ...executorOptions,
+      'startup-timeout': STARTUP_TIMEOUT,
+    },
+    details: ['Without TSFLOW_DATABASE_URL it runs on the embedded PostgreSQL under TSFLOW_HOME. Logs at warn unless TSFLOW_LOG_LEVEL says otherwise.'],
+  },
+  async ({ values }, settings) => {
+    const dagsFolder = dagsFolderOf(settings, values['dags-folder']);
+    const triggersFolders = triggersFoldersOf(settings, values['triggers-folder']);
+    const conf = parseConf(values.conf);
+    const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
+    const executor = executorName(values.executor ?? settings.executor);
+    if ((values['run-id'] || values.conf) && !values.run) throw new UsageError('--run-id and --conf need --run DAG_ID');
 
-  const runtime = await openRuntime(settings, { migrate: true, defaultLogLevel: 'warn', applicationName: 'tsflow-standalone', keepOpen: SCHEDULER_CONNECTIONS + TRIGGERER_CONNECTIONS });
-  const shutdown = shutdownSignal({ forceAfterMs: SHUTDOWN_TIMEOUT_MS, onForce: (why) => console.error(`tsflow: ${why}`) });
-  const cleanup = new CleanupStack();
-  cleanup.push('database', () => runtime.close());
-  cleanup.push('signals', () => shutdown.dispose());
-  try {
-    const bag = await loadDagBag(runtime, dagsFolder);
-    if (values.run) bag.getDag(values.run);
-    const notifier = createNotifier(runtime, ALL_CHANNELS);
-    await notifier.start();
-    cleanup.push('notifier', () => notifier.stop());
-    const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier);
-    const triggerer = await createTriggerer(runtime, notifier, {}, triggersFolders);
-    scheduler.on('ti:state', ({ key, state, tryNumber }) => printState(key, state, tryNumber));
-    triggerer.on('trigger:fired', ({ task, result }) => task && result === 'applied' && printState(task, 'scheduled (trigger fired)'));
-    triggerer.on('trigger:failed', ({ task, result, error }) => task && result === 'applied' && printState(task, `scheduled (trigger failed: ${error})`));
-    await scheduler.start();
-    cleanup.push('scheduler', () => scheduler.stop());
-    await triggerer.start();
-    cleanup.push('triggerer', () => triggerer.stop());
-    console.log(`tsflow standalone: ${bag.dags.size} DAG(s) from ${dagsFolder}; database ${redactUrl(runtime.database.url)}`);
+    const opened = await openDaemon(settings, values['startup-timeout'], {
+      migrate: true,
+      defaultLogLevel: 'warn',
+      applicationName: 'tsflow-standalone',
+      keepOpen: SCHEDULER_CONNECTIONS + TRIGGERER_CONNECTIONS,
+      shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS,
+    });
+    if (!opened) return 0;
+    const { runtime, shutdown } = opened;
+    const cleanup = new CleanupStack();
+    cleanup.push('database', () => runtime.close());
+    cleanup.push('signals', () => shutdown.dispose());
+    try {
+      const bag = await loadDagBag(runtime, dagsFolder);
+      if (values.run) bag.getDag(values.run);
+      const notifier = createNotifier(runtime, ALL_CHANNELS);
+      await notifier.start();
+      cleanup.push('notifier', () => notifier.stop());
+      const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier);
+      const triggerer = await createTriggerer(runtime, notifier, {}, triggersFolders);
+      scheduler.on('ti:state', ({ key, state, tryNumber }) => printState(key, state, tryNumber));
+      triggerer.on('trigger:fired', ({ task, result }) => task && result === 'applied' && printState(task, 'scheduled (trigger fired)'));
+      triggerer.on('trigger:failed', ({ task, result, error }) => task && result === 'applied' && printState(task, `scheduled (trigger failed: ${error})`));
+      await scheduler.start();
+      cleanup.push('scheduler', () => scheduler.stop());
+      await triggerer.start();
+      cleanup.push('triggerer', () => triggerer.stop());
+      console.log(`tsflow standalone: ${bag.dags.size} DAG(s) from ${dagsFolder}; database ${redactUrl(runtime.database.url)}`);
 
-    if (!values.run) {
-      const signal = await shutdown.received;
-      console.log(`tsflow standalone: ${signal} received, shutting down`);
-      return 0;
+      if (!values.run) {
+        const signal = await shutdown.received;
+        console.log(`tsflow standalone: ${signal} received, shutting down`);
+        return 0;
+      }
+      const dagId = values.run;
+      const runId = values['run-id'] ?? `manual__${DateTime.utc().toISO()}`;
+      const finished = runFinished(scheduler, dagId, runId);
+      await createDagRun(runtime.database.db, { dagId, runId, conf, logicalDate: new Date() });
+      console.log(`tsflow standalone: triggered ${dagId} run '${runId}'`);
+      const outcome = await Promise.race([finished, shutdown.received.then(() => 'interrupted' as const)]);
+      console.log(`tsflow standalone: run '${runId}' of ${dagId} ${outcome === 'interrupted' ? 'interrupted' : `finished: ${outcome}`}`);
+      return outcome === 'success' ? 0 : 1;
+    } finally {
+      await cleanup.runAll();
     }
-    const dagId = values.run;
-    const runId = values['run-id'] ?? `manual__${DateTime.utc().toISO()}`;
-    const finished = runFinished(scheduler, dagId, runId);
-    await createDagRun(runtime.database.db, { dagId, runId, conf, logicalDate: new Date() });
-    console.log(`tsflow standalone: triggered ${dagId} run '${runId}'`);
-    const outcome = await Promise.race([finished, shutdown.received.then(() => 'interrupted' as const)]);
-    console.log(`tsflow standalone: run '${runId}' of ${dagId} ${outcome === 'interrupted' ? 'interrupted' : `finished: ${outcome}`}`);
-    return outcome === 'success' ? 0 : 1;
-  } finally {
-    await cleanup.runAll();
-  }
-}
+  },
+);
 
 function runFinished(scheduler: Scheduler, dagId: string, runId: string): Promise<'success' | 'failed'> {
   return new Promise((resolve) => {
@@ -112,10 +150,15 @@ function runFinished(scheduler: Scheduler, dagId: string, runId: string): Promis
 }
 
 const schedulerOptions = {
-  'heartbeat-interval': { type: 'string' },
-  'health-check-threshold': { type: 'string' },
-  'zombie-threshold': { type: 'string' },
-  'queued-timeout': { type: 'string' },
+  'heartbeat-interval': { type: 'string', value: 'S', description: 'seconds between heartbeats of its job row', default: '5' },
+  'health-check-threshold': {
+    type: 'string',
+    value: 'S',
+    description: 'a scheduler silent this long is dead: its queued task instances go back to scheduled',
+    default: '30',
+  },
+  'zombie-threshold': { type: 'string', value: 'S', description: 'a running task instance with no heartbeat this long is a zombie', default: '300' },
+  'queued-timeout': { type: 'string', value: 'S', description: 'a task instance queued this long was lost and is tried again', default: '600' },
 } as const;
 
 /** The scheduler's timing options, from `tsflow scheduler` / `standalone` flags (seconds). */
@@ -135,86 +178,126 @@ function schedulerTimings(values: { 'heartbeat-interval'?: string; 'health-check
 }
 
 /** `tsflow scheduler`. */
-export async function schedulerCommand(argv: string[], settings: Settings): Promise<number> {
-  const usage =
-    'tsflow scheduler [--dags-folder DIR] [--executor local|sequential] [--parallelism N] [--heartbeat-interval S] ' +
-    '[--health-check-threshold S] [--zombie-threshold S] [--queued-timeout S]';
-  const { values } = parse(argv, { ...commonOptions, ...schedulerOptions }, usage);
-  const { dagsFolder } = folders(settings, values);
-  const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
-  const executor = executorName(values.executor ?? settings.executor);
-  const timings = schedulerTimings(values);
-  const runtime = await openRuntime(settings, { applicationName: 'tsflow-scheduler', keepOpen: SCHEDULER_CONNECTIONS });
-  const shutdown = shutdownSignal({ forceAfterMs: SHUTDOWN_TIMEOUT_MS, onForce: (why) => runtime.logger.error(why) });
-  const cleanup = new CleanupStack();
-  cleanup.push('database', () => runtime.close());
-  cleanup.push('signals', () => shutdown.dispose());
-  try {
-    const bag = await loadDagBag(runtime, dagsFolder);
-    const notifier = createNotifier(runtime, ALL_CHANNELS);
-    await notifier.start();
-    cleanup.push('notifier', () => notifier.stop());
-    const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier, timings);
-    await scheduler.start();
-    cleanup.push('scheduler', () => scheduler.stop());
-    const signal = await shutdown.received;
-    runtime.logger.info({ signal }, 'shutting down');
-    return 0;
-  } finally {
-    await cleanup.runAll();
-  }
-}
+export const schedulerCommand = defineCommand(
+  {
+    name: 'scheduler',
+    summary: 'the scheduler loop and its executor; run several for HA',
+    options: {
+      'dags-folder': DAGS_FOLDER,
+      ...executorOptions,
+      ...schedulerOptions,
+      'startup-timeout': STARTUP_TIMEOUT,
+    },
+    details: ['Refuses an unmigrated database (run tsflow db migrate). Logs are JSON lines on stderr (TSFLOW_LOG_LEVEL).'],
+  },
+  async ({ values }, settings) => {
+    const dagsFolder = dagsFolderOf(settings, values['dags-folder']);
+    const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
+    const executor = executorName(values.executor ?? settings.executor);
+    const timings = schedulerTimings(values);
+    const opened = await openDaemon(settings, values['startup-timeout'], {
+      applicationName: 'tsflow-scheduler',
+      keepOpen: SCHEDULER_CONNECTIONS,
+      shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS,
+    });
+    if (!opened) return 0;
+    const { runtime, shutdown } = opened;
+    const cleanup = new CleanupStack();
+    cleanup.push('database', () => runtime.close());
+    cleanup.push('signals', () => shutdown.dispose());
+    try {
+      const bag = await loadDagBag(runtime, dagsFolder);
+      const notifier = createNotifier(runtime, ALL_CHANNELS);
+      await notifier.start();
+      cleanup.push('notifier', () => notifier.stop());
+      const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier, timings);
+      await scheduler.start();
+      cleanup.push('scheduler', () => scheduler.stop());
+      const signal = await shutdown.received;
+      runtime.logger.info({ signal }, 'shutting down');
+      return 0;
+    } finally {
+      await cleanup.runAll();
+    }
+  },
+);
 
 /** `tsflow triggerer`. */
-export async function triggererCommand(argv: string[], settings: Settings): Promise<number> {
-  const usage =
-    'tsflow triggerer [--capacity N] [--heartbeat-interval S] [--health-check-threshold S] [--poll-interval S] ' +
-    '[--blocked-threshold S] [--shutdown-timeout S] [--triggers-folder DIR]... [--metrics-port P] [--metrics-host H]';
-  const { values } = parse(
-    argv,
-    {
-      'triggers-folder': { type: 'string', multiple: true },
-      capacity: { type: 'string' },
-      'heartbeat-interval': { type: 'string' },
-      'health-check-threshold': { type: 'string' },
-      'poll-interval': { type: 'string' },
-      'blocked-threshold': { type: 'string' },
-      'shutdown-timeout': { type: 'string' },
-      'metrics-port': { type: 'string' },
-      'metrics-host': { type: 'string' },
+export const triggererCommand = defineCommand(
+  {
+    name: 'triggerer',
+    summary: 'the triggerer daemon: runs deferred tasks\' triggers; run several for HA and scale',
+    options: {
+      capacity: { type: 'string', value: 'N', description: 'most triggers this triggerer owns at once', default: '1000' },
+      'heartbeat-interval': { type: 'string', value: 'S', description: 'seconds between heartbeats of its job row', default: '5' },
+      'health-check-threshold': { type: 'string', value: 'S', description: "a triggerer silent this long is dead and its triggers are taken over", default: '30' },
+      'poll-interval': { type: 'string', value: 'S', description: 'seconds between claims when no NOTIFY arrives (the safety net)', default: '10' },
+      'blocked-threshold': { type: 'string', value: 'S', description: 'warn when the event loop is blocked longer than this', default: '0.2' },
+      'shutdown-timeout': { type: 'string', value: 'S', description: 'on SIGTERM, exit at once if releasing the triggers takes longer', default: '10' },
+      'triggers-folder': TRIGGERS_FOLDER,
+      'metrics-port': { type: 'string', value: 'P', description: 'serve Prometheus metrics at http://HOST:P/metrics (1-65535)', default: 'no metrics server' },
+      'metrics-host': { type: 'string', value: 'H', description: 'the address the metrics server binds', default: '127.0.0.1' },
+      'startup-timeout': STARTUP_TIMEOUT,
     },
-    usage,
-  );
-  const options = {
-    capacity: parseCount(values.capacity, '--capacity', 1000),
-    heartbeatIntervalMs: parseSeconds(values['heartbeat-interval'], '--heartbeat-interval', 5000),
-    healthCheckThresholdMs: parseSeconds(values['health-check-threshold'], '--health-check-threshold', 30_000),
-    pollIntervalMs: parseSeconds(values['poll-interval'], '--poll-interval', 10_000),
-    blockedThresholdMs: parseSeconds(values['blocked-threshold'], '--blocked-threshold', 200),
-    shutdownTimeoutMs: parseSeconds(values['shutdown-timeout'], '--shutdown-timeout', 10_000),
-  };
-  const metricsPort = values['metrics-port'] === undefined ? undefined : parseCount(values['metrics-port'], '--metrics-port', 0, 0);
-  const triggersFolders = values['triggers-folder'] ? values['triggers-folder'].map((f) => path.resolve(f)) : settings.triggersFolders;
-  const runtime = await openRuntime(settings, { applicationName: 'tsflow-triggerer', keepOpen: TRIGGERER_CONNECTIONS });
-  const shutdown = shutdownSignal({ forceAfterMs: options.shutdownTimeoutMs + 5000, onForce: (why) => runtime.logger.error(why) });
-  const cleanup = new CleanupStack();
-  cleanup.push('database', () => runtime.close());
-  cleanup.push('signals', () => shutdown.dispose());
-  try {
-    const notifier = createNotifier(runtime, [Channels.trigger]);
-    await notifier.start();
-    cleanup.push('notifier', () => notifier.stop());
-    const triggerer = await createTriggerer(runtime, notifier, options, triggersFolders);
-    await triggerer.start();
-    cleanup.push('triggerer', () => triggerer.stop());
-    if (metricsPort !== undefined) {
-      const server = await startMetricsServer(triggerer, metricsPort, values['metrics-host'] ?? '127.0.0.1');
-      cleanup.push('metrics server', () => server.close());
+    details: ['Times are in seconds, fractions allowed. Refuses an unmigrated database (run tsflow db migrate).'],
+  },
+  async ({ values }, settings) => {
+    const options = {
+      capacity: parseCount(values.capacity, '--capacity', 1000),
+      heartbeatIntervalMs: parseSeconds(values['heartbeat-interval'], '--heartbeat-interval', 5000),
+      healthCheckThresholdMs: parseSeconds(values['health-check-threshold'], '--health-check-threshold', 30_000),
+      pollIntervalMs: parseSeconds(values['poll-interval'], '--poll-interval', 10_000),
+      blockedThresholdMs: parseSeconds(values['blocked-threshold'], '--blocked-threshold', 200),
+      shutdownTimeoutMs: parseSeconds(values['shutdown-timeout'], '--shutdown-timeout', 10_000),
+    };
+    if (values['metrics-host'] !== undefined && values['metrics-port'] === undefined) throw new UsageError('--metrics-host needs --metrics-port P');
+    const metricsPort = values['metrics-port'] === undefined ? undefined : parsePort(values['metrics-port'], '--metrics-port');
+    const triggersFolders = triggersFoldersOf(settings, values['triggers-folder']);
+    const cleanup = new CleanupStack();
+    try {
+      // The metrics port is bound before anything else, so a port in use fails before the job row
+      // is written or a trigger claimed (and before waiting for the database).
+      const metrics = new Metrics();
+      if (metricsPort !== undefined) {
+        const server = await listenForMetrics(metrics, metricsPort, values['metrics-host'] ?? '127.0.0.1');
+        cleanup.push('metrics server', () => server.close());
+      }
+      const opened = await openDaemon(settings, values['startup-timeout'], {
+        applicationName: 'tsflow-triggerer',
+        keepOpen: TRIGGERER_CONNECTIONS,
+        shutdownTimeoutMs: options.shutdownTimeoutMs + 5000,
+      });
+      if (!opened) return 0;
+      const { runtime, shutdown } = opened;
+      cleanup.push('database', () => runtime.close());
+      cleanup.push('signals', () => shutdown.dispose());
+      const notifier = createNotifier(runtime, [Channels.trigger]);
+      await notifier.start();
+      cleanup.push('notifier', () => notifier.stop());
+      const triggerer = await createTriggerer(runtime, notifier, options, triggersFolders, metrics);
+      await triggerer.start();
+      cleanup.push('triggerer', () => triggerer.stop());
+      const signal = await shutdown.received;
+      runtime.logger.info({ signal }, 'shutting down: releasing triggers');
+      return 0;
+    } finally {
+      await cleanup.runAll();
     }
-    const signal = await shutdown.received;
-    runtime.logger.info({ signal }, 'shutting down: releasing triggers');
-    return 0;
-  } finally {
-    await cleanup.runAll();
+  },
+);
+
+async function listenForMetrics(metrics: Metrics, port: number, host: string): Promise<MetricsServer> {
+  const server = new MetricsServer(metrics);
+  try {
+    await server.listen(port, host);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'needs privileges this process lacks' : `cannot be bound (${(error as Error).message})`;
+    throw new MetricsPortError(`--metrics-port ${port} on ${host} ${why}: choose another port, or stop what listens there`, { cause: error });
   }
+  return server;
+}
+
+export class MetricsPortError extends Error {
+  override name = 'MetricsPortError';
 }

@@ -2,83 +2,135 @@ import path from 'node:path';
 import { DateTime } from 'luxon';
 import { DagBag } from '../../dag-bag/dag-bag.ts';
 import { createDagRun, getDagRun, upsertDags } from '../../db/dag-runs.ts';
+import type { Db } from '../../db/database.ts';
+import { aliveJobs } from '../../db/jobs.ts';
 import { Channels } from '../../db/notify.ts';
 import { Wakeup } from '../../common/wakeup.ts';
-import { parse } from '../args.ts';
+import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
 import { createNotifier } from '../components.ts';
 import { parseConf } from '../json-arg.ts';
+import { printWarning } from '../notice.ts';
 import { withRuntime } from '../runtime.ts';
-import type { Settings } from '../settings.ts';
-
-function dagsFolderOf(settings: Settings, value: string | undefined): string {
-  return value ? path.resolve(value) : settings.dagsFolder;
-}
+import { defineCommand } from '../usage.ts';
 
 /** `tsflow dags list`: reads the DAG folder (no database needed). Exit 1 if a file failed to import. */
-export async function dagsList(argv: string[], settings: Settings): Promise<number> {
-  const { values } = parse(argv, { json: { type: 'boolean' }, 'dags-folder': { type: 'string' } }, 'tsflow dags list [--json] [--dags-folder DIR]');
-  const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
-  const dags = [...bag.dags.values()].sort((a, b) => a.dagId.localeCompare(b.dagId));
-  const errors = [...bag.importErrors].map(([file, error]) => ({ file, error: error.message }));
-  if (values.json) {
-    console.log(JSON.stringify({ dags: dags.map((d) => ({ dagId: d.dagId, fileloc: d.fileloc, tasks: [...d.tasks.keys()] })), importErrors: errors }));
-  } else {
-    for (const d of dags) console.log(`${d.dagId.padEnd(30)} ${String(d.tasks.size).padStart(3)} task(s)  ${path.relative(process.cwd(), d.fileloc ?? '')}`);
-    for (const e of errors) console.error(`tsflow: error: ${path.relative(process.cwd(), e.file)} failed to import: ${e.error}`);
-  }
-  return errors.length > 0 ? 1 : 0;
-}
+export const dagsList = defineCommand(
+  {
+    name: 'dags list',
+    summary: 'the DAGs in the DAG folder, and the files that failed to import (exit 1 if any did)',
+    options: { json: JSON_OUTPUT, 'dags-folder': DAGS_FOLDER },
+    details: ['Reads the DAG folder only; no database is needed.'],
+  },
+  async ({ values }, settings) => {
+    const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
+    const dags = [...bag.dags.values()].sort((a, b) => a.dagId.localeCompare(b.dagId));
+    const errors = [...bag.importErrors].map(([file, error]) => ({ file, error: error.message }));
+    if (values.json) {
+      console.log(JSON.stringify({ dags: dags.map((d) => ({ dagId: d.dagId, fileloc: d.fileloc, tasks: [...d.tasks.keys()] })), importErrors: errors }));
+    } else {
+      for (const d of dags) console.log(`${d.dagId.padEnd(30)} ${String(d.tasks.size).padStart(3)} task(s)  ${path.relative(process.cwd(), d.fileloc ?? '')}`);
+      for (const e of errors) console.error(`tsflow: error: ${path.relative(process.cwd(), e.file)} failed to import: ${e.error}`);
+    }
+    return errors.length > 0 ? 1 : 0;
+  },
+);
+
+/** A scheduler whose heartbeat is older than this is taken for dead (the scheduler's health threshold). */
+const SCHEDULER_ALIVE_MS = 30_000;
+/** The safety poll behind NOTIFY while `--wait` waits; each one also looks for a live scheduler. */
+const WAIT_POLL_MS = 2000;
 
 /** `tsflow dags trigger DAG [--run-id ID] [--conf JSON] [--wait]`. */
-export async function dagsTrigger(argv: string[], settings: Settings): Promise<number> {
-  const usage = 'tsflow dags trigger DAG [--run-id ID] [--conf JSON] [--wait] [--dags-folder DIR]';
-  const { values, positionals } = parse(
-    argv,
-    { 'run-id': { type: 'string' }, conf: { type: 'string' }, wait: { type: 'boolean' }, 'dags-folder': { type: 'string' } },
-    usage,
-    { min: 1, max: 1 },
-  );
-  const dagId = positionals[0] as string;
-  const conf = parseConf(values.conf);
-  const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
-  const dag = bag.getDag(dagId);
-  const runId = values['run-id'] ?? `manual__${DateTime.utc().toISO()}`;
-  return withRuntime(settings, {}, async (runtime) => {
-    const { db } = runtime.database;
-    await upsertDags(db, [{ dagId, fileloc: dag.fileloc ?? '', description: dag.description }]);
-    const notifier = values.wait ? createNotifier(runtime, [Channels.ti]) : undefined;
-    const wakeup = new Wakeup();
-    notifier?.on('notification', () => wakeup.nudge());
-    await notifier?.start();
-    try {
-      await createDagRun(db, { dagId, runId, conf, logicalDate: new Date() });
-      console.log(`triggered ${dagId} run '${runId}'`);
-      if (!values.wait) return 0;
-      for (;;) {
-        const run = await getDagRun(db, dagId, runId);
-        if (run?.state === 'success' || run?.state === 'failed') {
-          console.log(`run '${runId}' of ${dagId} finished: ${run.state}`);
-          return run.state === 'success' ? 0 : 1;
+export const dagsTrigger = defineCommand(
+  {
+    name: 'dags trigger',
+    summary: 'queue a run of DAG; with --wait, block until it ends',
+    positionals: ['DAG'],
+    options: {
+      'run-id': { type: 'string', value: 'ID', description: "the new run's id", default: 'manual__<current UTC time>' },
+      conf: { type: 'string', value: 'JSON', description: 'a JSON object the tasks see as context.conf', default: '{}' },
+      wait: { type: 'boolean', description: 'wait for the run to end: exit 0 if it succeeded, 1 if it failed' },
+      'dags-folder': DAGS_FOLDER,
+    },
+    details: [
+      'A scheduler (tsflow scheduler, or tsflow standalone) runs the queued run; with --wait, a warning',
+      'on stderr says so when no scheduler is alive.',
+    ],
+  },
+  async ({ values, positionals }, settings) => {
+    const dagId = positionals[0] as string;
+    const conf = parseConf(values.conf);
+    const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
+    const dag = bag.getDag(dagId);
+    const runId = values['run-id'] ?? `manual__${DateTime.utc().toISO()}`;
+    return withRuntime(settings, {}, async (runtime) => {
+      const { db } = runtime.database;
+      await upsertDags(db, [{ dagId, fileloc: dag.fileloc ?? '', description: dag.description }]);
+      const notifier = values.wait ? createNotifier(runtime, [Channels.ti]) : undefined;
+      const wakeup = new Wakeup();
+      notifier?.on('notification', () => wakeup.nudge());
+      await notifier?.start();
+      try {
+        await createDagRun(db, { dagId, runId, conf, logicalDate: new Date() });
+        console.log(`triggered ${dagId} run '${runId}'`);
+        if (!values.wait) return 0;
+        const schedulerWatch = new SchedulerWatch(db);
+        await schedulerWatch.check();
+        for (;;) {
+          const run = await getDagRun(db, dagId, runId);
+          if (run?.state === 'success' || run?.state === 'failed') {
+            console.log(`run '${runId}' of ${dagId} finished: ${run.state}`);
+            return run.state === 'success' ? 0 : 1;
+          }
+          const nudged = await wakeup.wait(WAIT_POLL_MS);
+          if (!nudged) await schedulerWatch.check();
         }
-        await wakeup.wait(2000);
+      } finally {
+        await notifier?.stop();
       }
-    } finally {
-      await notifier?.stop();
+    });
+  },
+);
+
+/**
+ * Tells a `--wait` that would otherwise wait silently that nothing will run its run: one warning
+ * when no scheduler is alive at the start, and one each time the last live scheduler goes away.
+ */
+class SchedulerWatch {
+  readonly #db: Db;
+  #warned = false;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  async check(): Promise<void> {
+    const alive = (await aliveJobs(this.#db, 'scheduler', SCHEDULER_ALIVE_MS)).length > 0;
+    if (alive) {
+      this.#warned = false;
+    } else if (!this.#warned) {
+      this.#warned = true;
+      printWarning(
+        `no scheduler is alive (no scheduler job with a heartbeat in the last ${SCHEDULER_ALIVE_MS / 1000} s); ` +
+          'the run stays queued until one starts: run tsflow scheduler (or tsflow standalone)',
+      );
     }
-  });
+  }
 }
 
 /** `tsflow dags state DAG RUN_ID`. */
-export async function dagsState(argv: string[], settings: Settings): Promise<number> {
-  const { positionals } = parse(argv, {}, 'tsflow dags state DAG RUN_ID', { min: 2, max: 2 });
-  const [dagId, runId] = positionals as [string, string];
-  return withRuntime(settings, {}, async (runtime) => {
-    const run = await getDagRun(runtime.database.db, dagId, runId);
-    if (!run) {
-      console.error(`tsflow: error: DAG '${dagId}' has no run '${runId}'`);
-      return 1;
-    }
-    console.log(run.state);
-    return 0;
-  });
-}
+export const dagsState = defineCommand(
+  { name: 'dags state', summary: "a run's state (queued, running, success, failed)", positionals: ['DAG', 'RUN_ID'], options: {} },
+  async ({ positionals }, settings) => {
+    const [dagId, runId] = positionals as [string, string];
+    return withRuntime(settings, {}, async (runtime) => {
+      const run = await getDagRun(runtime.database.db, dagId, runId);
+      if (!run) {
+        console.error(`tsflow: error: DAG '${dagId}' has no run '${runId}': check both ids (tsflow dags trigger printed the run id), or start a run with tsflow dags trigger ${dagId}`);
+        return 1;
+      }
+      console.log(run.state);
+      return 0;
+    });
+  },
+);

@@ -1,7 +1,7 @@
 import { TaskWorker } from '../../executors/task-worker.ts';
 import { isToWorker, type FromWorker } from '../../executors/worker-protocol.ts';
-import { parse } from '../args.ts';
-import { UsageError, type Settings } from '../settings.ts';
+import { UsageError } from '../settings.ts';
+import { defineCommand } from '../usage.ts';
 
 /** If the task leaves timers or sockets behind, the process still ends this long after the worker stopped. */
 const EXIT_GRACE_MS = 2000;
@@ -13,34 +13,41 @@ const EXIT_GRACE_MS = 2000;
  * records the try, and exits. SIGTERM does the same; SIGINT is ignored, because a Ctrl-C in a terminal
  * reaches the whole process group and the executor decides how its workers stop.
  */
-export async function workerCommand(argv: string[], _settings: Settings): Promise<number> {
-  parse(argv, {}, 'tsflow worker (forked by the LocalExecutor; not run by hand)');
-  const send = process.send?.bind(process);
-  if (!send || !process.connected) {
-    throw new UsageError('tsflow worker is started by the LocalExecutor over an IPC channel, not by hand; to run one task instance use tsflow tasks run DAG TASK RUN_ID');
-  }
-  const worker = new TaskWorker((message: FromWorker) => {
-    if (process.connected) send(message, undefined, {}, () => undefined);
-  });
-  const onMessage = (message: unknown): void => {
-    if (isToWorker(message)) worker.handle(message);
-  };
-  const onDisconnect = (): void => void worker.stop('the executor that started this worker is gone');
-  const onTerm = (): void => void worker.stop('SIGTERM');
-  const onInt = (): void => undefined;
-  process.on('message', onMessage);
-  process.on('disconnect', onDisconnect);
-  process.on('SIGTERM', onTerm);
-  process.on('SIGINT', onInt);
-  try {
-    await worker.stopped;
-  } finally {
-    process.off('message', onMessage);
-    process.off('disconnect', onDisconnect);
-    process.off('SIGTERM', onTerm);
-    process.off('SIGINT', onInt);
-    if (process.connected) process.disconnect();
-    setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
-  }
-  return 0;
-}
+export const workerCommand = defineCommand(
+  {
+    name: 'worker',
+    summary: 'a LocalExecutor worker process, forked by the executor over an IPC channel (not run by hand)',
+    options: {},
+    hidden: true,
+  },
+  async () => {
+    const send = process.send?.bind(process);
+    if (!send || !process.connected) {
+      throw new UsageError('tsflow worker is started by the LocalExecutor over an IPC channel, not by hand; to run one task instance use tsflow tasks run DAG TASK RUN_ID');
+    }
+    const worker = new TaskWorker((message: FromWorker) => {
+      if (process.connected) send(message, undefined, {}, () => undefined);
+    });
+    const onMessage = (message: unknown): void => {
+      if (isToWorker(message)) worker.handle(message);
+    };
+    const onDisconnect = (): void => void worker.stop('the executor that started this worker is gone');
+    const onTerm = (): void => void worker.stop('SIGTERM');
+    const onInt = (): void => undefined;
+    process.on('message', onMessage);
+    process.on('disconnect', onDisconnect);
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+    try {
+      await worker.stopped;
+    } finally {
+      process.off('message', onMessage);
+      process.off('disconnect', onDisconnect);
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      if (process.connected) process.disconnect();
+      setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
+    }
+    return 0;
+  },
+);

@@ -23,6 +23,11 @@ export interface EmbeddedServerOptions {
   logger: Logger;
   /** Extra `postgresql.conf` settings written when the cluster is created. */
   settings?: Readonly<Record<string, string>>;
+  /**
+   * Told, in a sentence for a person, about the one slow step a user would otherwise wonder about:
+   * creating the cluster on first use. The CLI prints it; tests leave it out.
+   */
+  notice?: (message: string) => void;
 }
 
 export interface EmbeddedConnection {
@@ -73,7 +78,10 @@ export class EmbeddedServer {
         return { url, startedHere: false, dataDir: state.dataDir };
       }
       const fresh = !(await exists(path.join(state.dataDir, 'PG_VERSION')));
-      if (fresh) await this.#initdb(binaries, runAs, state);
+      if (fresh) {
+        this.#options.notice?.(`initialising a new PostgreSQL data folder in ${state.dataDir} (first use of ${home}; this takes a few seconds)`);
+        await this.#initdb(binaries, runAs, state);
+      }
       const port = await this.#pgCtlStart(binaries, runAs, state.dataDir);
       this.#started = { binaries, runAs, dataDir: state.dataDir };
       const url = connectionUrl(state.password, port);
