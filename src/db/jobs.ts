@@ -38,3 +38,9 @@ export async function aliveJobs(db: Db, jobType: JobType, thresholdMs: number, h
   if (hostname !== undefined) query = query.where('hostname', '=', hostname);
   return query.orderBy('latest_heartbeat', 'desc').execute();
 }
+
+/** Every job's hostname by id (to name the owner of a trigger, a queued task instance, …). */
+export async function jobHostnames(db: Db): Promise<Map<number, string>> {
+  const rows = await db.selectFrom('job').select(['id', 'hostname']).execute();
+  return new Map(rows.map((j) => [j.id, j.hostname]));
+}

@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { sql } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 import { redactUrl, type Database } from './database.ts';
 
@@ -75,4 +76,11 @@ export async function assertSchemaCurrent(database: Database): Promise<void> {
     const what = status.applied.length === 0 ? 'is not migrated' : `is missing migrations ${status.pending.join(', ')}`;
     throw new SchemaMismatchError(`the database at ${where} ${what}: run \`tsflow db migrate\` first.`);
   }
+}
+
+/** Drops every table (the public schema) and migrates afresh: `tsflow db reset`. */
+export async function resetSchema(database: Database): Promise<void> {
+  await sql`DROP SCHEMA public CASCADE`.execute(database.db);
+  await sql`CREATE SCHEMA public`.execute(database.db);
+  await migrateToLatest(database);
 }

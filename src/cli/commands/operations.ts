@@ -1,10 +1,9 @@
-import { sql } from 'kysely';
 import { DateTime } from 'luxon';
 import { createLogger } from '../../common/logger.ts';
 import { redactUrl } from '../../db/database.ts';
 import { EmbeddedServer } from '../../db/embedded/embedded-server.ts';
-import { aliveJobs } from '../../db/jobs.ts';
-import { migrateToLatest, schemaStatus } from '../../db/migrations.ts';
+import { aliveJobs, jobHostnames } from '../../db/jobs.ts';
+import { migrateToLatest, resetSchema, schemaStatus } from '../../db/migrations.ts';
 import type { JobType } from '../../db/schema.ts';
 import { listTriggers } from '../../db/triggers.ts';
 import { TriggerRegistry } from '../../triggerer/trigger-registry.ts';
@@ -35,9 +34,7 @@ export const dbReset = defineCommand(
   async ({ values }, settings) => {
     if (!values.yes) throw new UsageError('db reset deletes every DAG run, task instance and trigger: add --yes to confirm');
     return withRuntime(settings, { skipSchemaCheck: true }, async (runtime) => {
-      await sql`DROP SCHEMA public CASCADE`.execute(runtime.database.db);
-      await sql`CREATE SCHEMA public`.execute(runtime.database.db);
-      await migrateToLatest(runtime.database);
+      await resetSchema(runtime.database);
       console.log(`reset ${redactUrl(runtime.database.url)}`);
       return 0;
     });
@@ -126,7 +123,7 @@ export const triggersList = defineCommand(
   async ({ values }, settings) =>
     withRuntime(settings, {}, async (runtime) => {
       const registry = await TriggerRegistry.create({ folders: triggersFoldersOf(settings, values['triggers-folder']), logger: runtime.logger });
-      const jobs = new Map((await runtime.database.db.selectFrom('job').select(['id', 'hostname']).execute()).map((j) => [j.id, j.hostname]));
+      const jobs = await jobHostnames(runtime.database.db);
       const now = DateTime.utc();
       const listing = [];
       for (const t of await listTriggers(runtime.database.db)) {

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { clearTaskInstances } from '../../db/clear.ts';
 import { loadDag } from '../../dag-bag/load-dag.ts';
+import { getDagRun } from '../../db/dag-runs.ts';
 import { listTaskInstances } from '../../db/task-instances.ts';
 import { runTaskInstance } from '../../runner/task-runner.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
@@ -53,7 +54,7 @@ export const tasksStates = defineCommand(
     return withRuntime(settings, {}, async (runtime) => {
       const rows = await listTaskInstances(runtime.database.db, dagId, runId);
       if (rows.length === 0) {
-        const run = await runtime.database.db.selectFrom('dag_run').select('state').where('dag_id', '=', dagId).where('run_id', '=', runId).executeTakeFirst();
+        const run = await getDagRun(runtime.database.db, dagId, runId);
         if (!run) {
           console.error(`tsflow: error: DAG '${dagId}' has no run '${runId}': check both ids (tsflow dags trigger printed the run id), or start a run with tsflow dags trigger ${dagId}`);
           return 1;
