@@ -10,7 +10,7 @@ import { tiKeyString, type TaskInstanceKey } from '../src/db/schema.ts';
 import { taskLogPath } from '../src/runner/task-log.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
-import { waitForEvent } from './support/events.ts';
+import { eventually, waitForEvent } from './support/events.ts';
 import { InProcessExecutor } from './support/in-process-executor.ts';
 import { createRun, loadFixtureDags, localExecutor, queue, runEnded, startScheduler, startTriggerer, taskInstance } from './support/rig.ts';
 
@@ -156,6 +156,8 @@ describe('scheduler: multi-scheduler enqueue, retries, zombies, lost tries, wake
 
     // 2.5 s of sleep with a 1 s threshold: only the heartbeat keeps it from being a zombie.
     expect((await slept).state).to.equal('success');
+    // The worker reports its committed states over IPC; the run may finish (on the commit's NOTIFY) first.
+    await eventually(async () => events.includes('sleeps:success'), "the worker's report of the success");
     expect(events.filter((e) => e.startsWith('sleeps:'))).to.deep.equal(['sleeps:scheduled', 'sleeps:queued', 'sleeps:running', 'sleeps:success']);
     // The spinning task blocks its worker's event loop, so its heartbeat stops.
     expect((await spun).state).to.equal('failed');
