@@ -10,10 +10,29 @@ import { eventually } from './support/events.ts';
 import { FIXTURE_TRIGGERS, startTriggerer } from './support/rig.ts';
 
 /** `tsflow triggerer` as a real child process on the test database. */
-function spawnTriggerer(url: string, args: string[] = []): ChildProcess {
+function spawnTriggerer(url: string, args: string[] = [], logLevel = 'warn'): ChildProcess {
   return spawn(process.execPath, [BIN, 'triggerer', '--triggers-folder', FIXTURE_TRIGGERS, ...args], {
-    env: { ...process.env, TSFLOW_DATABASE_URL: url, TSFLOW_LOG_LEVEL: 'warn' },
+    env: { ...process.env, TSFLOW_DATABASE_URL: url, TSFLOW_LOG_LEVEL: logLevel },
     stdio: ['ignore', 'ignore', 'pipe'],
+  });
+}
+
+/** Resolves once the child has written `text` to stderr; rejects after `timeoutMs`. */
+function logged(child: ChildProcess, text: string, timeoutMs = 10_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => {
+      child.stderr?.off('data', onData);
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for the child to log '${text}'`));
+    }, timeoutMs);
+    const onData = (chunk: Buffer): void => {
+      seen += chunk.toString('utf8');
+      if (!seen.includes(text)) return;
+      clearTimeout(timer);
+      child.stderr?.off('data', onData);
+      resolve();
+    };
+    child.stderr?.on('data', onData);
   });
 }
 
@@ -58,20 +77,18 @@ describe('tsflow triggerer as a process', function () {
   const ownedBy = async (jobId: number) =>
     Number((await t.database.db.selectFrom('trigger').select(({ fn }) => fn.countAll().as('n')).where('triggerer_id', '=', jobId).executeTakeFirstOrThrow()).n);
 
-  it('on SIGTERM releases its triggers, and a peer runs them within a second', async () => {
+  it('on SIGTERM releases its triggers, and a peer runs them at once, long before its health threshold', async () => {
     const set = await insertDeferred(t.database, 20, () => ({ mode: 'hang' }));
     const child = spawnTriggerer(t.url);
     children.push(child);
     const job = await jobOf(child);
     await eventually(async () => (await ownedBy(job.id)) === 20, 'the child to claim all 20');
-    // The peer's health threshold is long: only the release can move the triggers this fast.
+    // The peer's health threshold and poll are a minute: within the deadline below, only the
+    // release (and its NOTIFY) can move the triggers. How fast it is belongs to bench/ (failover).
     const peer = await startTriggerer(t.database, { healthCheckThresholdMs: 60_000, pollIntervalMs: 60_000 });
-    const sentAt = Date.now();
     child.kill('SIGTERM');
-    await eventually(async () => peer.activeTriggerIds.length === 20, 'the peer to run all 20', 5000, 10);
-    const handover = Date.now() - sentAt;
+    await eventually(async () => peer.activeTriggerIds.length === 20, 'the peer to run all 20', 10_000, 10);
     expect(await exited(child)).to.equal(0);
-    expect(handover, `handover took ${handover} ms`).to.be.below(1000);
     const ended = await t.database.db.selectFrom('job').select(['state', 'end_date']).where('id', '=', job.id).executeTakeFirstOrThrow();
     expect(ended.state).to.equal('success');
     expect(ended.end_date).to.be.instanceOf(Date);
@@ -82,17 +99,17 @@ describe('tsflow triggerer as a process', function () {
   it('exits at once on a second SIGTERM while the first is still draining', async () => {
     // A trigger that ignores its abort signal keeps the graceful shutdown waiting (10 s by default).
     await insertDeferred(t.database, 1, () => ({ mode: 'stubborn' }));
-    const child = spawnTriggerer(t.url);
+    const child = spawnTriggerer(t.url, [], 'info');
     children.push(child);
     const job = await jobOf(child);
     await eventually(async () => (await ownedBy(job.id)) === 1, 'the claim');
+    const draining = logged(child, '"msg":"cancelling trigger"');
     child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await draining; // the first signal was handled: the drain has begun, and waits on the stubborn trigger
     expect(child.exitCode, 'still draining after the first signal').to.equal(null);
-    const sentAt = Date.now();
     child.kill('SIGTERM');
+    // 143 is the forced exit; a drain that ran to its end would exit 0.
     expect(await exited(child)).to.equal(143);
-    expect(Date.now() - sentAt, 'the second signal exits at once').to.be.below(2000);
   });
 
   it('after a SIGKILL mid-wait, every deferred task still resumes exactly once', async () => {

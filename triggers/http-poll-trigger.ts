@@ -1,5 +1,6 @@
 import { HostLimiter } from '../src/common/host-limiter.ts';
 import { excerpt, readCappedBody } from '../src/common/http-body.ts';
+import { redactor, redactUrl } from '../src/common/redact-url.ts';
 import { MAX_TIMER_MS, sleep } from '../src/common/sleep.ts';
 import type { DurationInput } from '../src/sdk/duration.ts';
 import { InvalidTriggerKwargsError } from '../src/sdk/errors.ts';
@@ -11,7 +12,10 @@ import { BaseTrigger, TriggerEvent } from '../src/sdk/trigger.ts';
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
 
 export interface HttpPollTriggerKwargs {
-  /** An absolute `http://` or `https://` URL. */
+  /**
+   * An absolute `http://` or `https://` URL, without credentials (`user:pass@` is refused: send
+   * them in `headers`). A query string is allowed; logs and errors never show it.
+   */
   url: string;
   /** Either case. @default 'GET' */
   method?: HttpMethod | Lowercase<HttpMethod>;
@@ -88,12 +92,17 @@ const processLimiter = new HostLimiter(REQUESTS_PER_HOST);
  * Network errors, timeouts, 5xx, 408 and 429 are transient: logged (never with header values) and
  * polled again, after `Retry-After` when the server sends one. A 4xx not listed in
  * `expect.keepPollingOn` fails the wait with the status and an excerpt of the body.
+ *
+ * Logs and errors show the URL as `scheme://host:port/path` only, and every text that reaches them
+ * (a fetch error, a body excerpt) has URLs redacted and the query and header values blanked out.
  */
 export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
   static override readonly classpath: string = 'tsflow.triggers.HttpPollTrigger';
   readonly url: URL;
   readonly #limiter: HostLimiter;
   readonly #fetch: typeof fetch;
+  /** Blanks out what must not reach a log or an error: URLs' credentials and queries, query and header values. */
+  readonly #redact: (text: string) => string;
   #lastReason = '';
 
   constructor(kwargs: HttpPollTriggerKwargs, deps: HttpPollDeps = {}) {
@@ -102,11 +111,12 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
     this.url = new URL(row.url);
     this.#limiter = deps.limiter ?? processLimiter;
     this.#fetch = deps.fetch ?? fetch;
+    this.#redact = redactor([...this.url.searchParams.values(), ...Object.values(row.headers)]);
   }
 
-  /** The URL without credentials or query string: what logs and errors show. */
+  /** The URL without credentials, query string or fragment: what logs and errors show. */
   get safeUrl(): string {
-    return `${this.url.origin}${this.url.pathname}`;
+    return redactUrl(this.url);
   }
 
   override async run(signal: AbortSignal): Promise<TriggerEvent<HttpPollEventPayload> | undefined> {
@@ -139,7 +149,7 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
       );
     } catch (error) {
       if (signal.aborted) return { done: false, transient: false, reason: 'cancelled' };
-      const reason = timeout.signal.aborted ? String((timeout.signal.reason as Error).message) : describeFetchError(error);
+      const reason = timeout.signal.aborted ? String((timeout.signal.reason as Error).message) : this.#redact(describeFetchError(error));
       return { done: false, transient: true, reason };
     } finally {
       clearTimeout(timer);
@@ -149,7 +159,7 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
     const verdict = judgeStatus(status, expect);
     if (verdict === 'fail') {
       throw new HttpPollError(
-        `${method} ${this.safeUrl} answered ${status} ${response.statusText}: ${excerpt(body.text) || '(empty body)'} — a 4xx the wait cannot outlast; ` +
+        `${method} ${this.safeUrl} answered ${status} ${response.statusText}: ${this.#redact(excerpt(body.text)) || '(empty body)'} — a 4xx the wait cannot outlast; ` +
           `fix the request (URL, method, credentials), or list ${status} in expect.keepPollingOn to keep polling on it`,
         status,
       );
@@ -160,7 +170,7 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
     }
     const json = parseJson(body.text, body.truncated);
     const judged = judgeBody(expect, body.text, json);
-    if (!judged.ok) return { done: false, transient: false, status, reason: `answered ${status}, but ${judged.reason}` };
+    if (!judged.ok) return { done: false, transient: false, status, reason: this.#redact(`answered ${status}, but ${judged.reason}`) };
     return { done: true, payload: this.#payload(response, body.text, body.truncated, json) };
   }
 
@@ -228,12 +238,20 @@ function normalise(kwargs: HttpPollTriggerKwargs, owner: string): HttpPollTrigge
 
 function parseUrl(value: unknown, owner: string): string {
   if (typeof value !== 'string' || !URL.canParse(value)) {
-    const shown = typeof value === 'string' ? `'${value.slice(0, 100)}'` : String(value);
+    const shown = typeof value === 'string' ? `'${redactUrl(value).slice(0, 100)}'` : String(value);
     throw new InvalidTriggerKwargsError(`${owner} url ${shown} is not a valid URL: give an absolute http:// or https:// URL`);
   }
   const url = new URL(value);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new InvalidTriggerKwargsError(`${owner} url must use http:// or https://, got ${url.protocol}//`);
+  }
+  // fetch() refuses such a URL on every request, and its error quotes the URL whole: refuse it here,
+  // when the DAG is imported, without echoing what came before the '@'.
+  if (url.username !== '' || url.password !== '') {
+    throw new InvalidTriggerKwargsError(
+      `${owner} url ${redactUrl(url)} holds credentials (user:password@): URLs are logged and stored, so pass credentials in headers ` +
+        `(e.g. headers: { Authorization: 'Basic …' } or 'Bearer …'), or, once connections exist, in a connection`,
+    );
   }
   return url.href;
 }

@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
 import { sleep } from '../common/sleep.ts';
+import { storableText } from '../common/storable-json.ts';
 import type { ClaimedTrigger, TriggerOutcome } from '../db/triggers.ts';
 import { BaseTrigger, type TriggerEvent, type TriggerRuntime } from '../sdk/trigger.ts';
-import type { JsonValue } from '../sdk/json.ts';
+import type { JsonObject, JsonValue } from '../sdk/json.ts';
 import type { OutcomeWriter, WriteResult } from './outcome-writer.ts';
 import { failurePayload, firstEvent } from './run-trigger.ts';
 import { TriggerLog } from './trigger-log.ts';
@@ -31,14 +32,19 @@ export interface ActiveOutcome extends TriggerOutcome {
 
 /** A cancelled trigger that ignores its signal is forgotten after this long (and its cleanup run). */
 const CANCEL_GRACE_MS = 10_000;
+/**
+ * A failure's error and traceback are each cut to this many characters: a trigger that throws a
+ * 10 MB message (a whole response body) must not make a 10 MB row, log line and event.
+ */
+export const MAX_FAILURE_TEXT = 64 * 1024;
 
 export interface ActiveTriggersDeps {
-  registry: TriggerRegistry;
+  registry: Pick<TriggerRegistry, 'lookup' | 'resolve'>;
   /** The shared clock handed to triggers (`run(signal, runtime)`). */
   runtime: TriggerRuntime;
   /** Reports each result back through `ActiveTriggers.written`. */
-  writer: OutcomeWriter<ActiveOutcome>;
-  figures: TriggererMetrics;
+  writer: Pick<OutcomeWriter<ActiveOutcome>, 'submit'>;
+  figures: Pick<TriggererMetrics, 'fired' | 'failed' | 'cancelled'>;
   log: Logger;
   capacity: number;
   /** Announces a lifecycle event (the triggerer's emitter). */
@@ -110,12 +116,18 @@ export class ActiveTriggers {
       trigger.useLogger(active.log);
       active.dueAt = trigger.dueAtMillis();
     } catch (error) {
-      this.#finish(active, 'failure', failurePayload(error));
+      this.#finish(active, 'failure', storableFailure(error));
       return;
     }
     active.trigger = trigger;
     active.log.debug({}, 'trigger started');
-    firstEvent(trigger, active.controller.signal, this.#deps.runtime).then(
+    let first: Promise<TriggerEvent | undefined>;
+    try {
+      first = firstEvent(trigger, active.controller.signal, this.#deps.runtime);
+    } catch (error) {
+      first = Promise.reject(error); // a run() that throws before returning its promise or iterator
+    }
+    first.then(
       (event) => this.#settle(active, event, undefined),
       (error: unknown) => this.#settle(active, undefined, error ?? new Error('trigger failed')),
     );
@@ -153,13 +165,13 @@ export class ActiveTriggers {
     }
     let kind: TriggerOutcome['kind'] = 'failure';
     let payload: JsonValue;
-    if (error !== undefined) payload = failurePayload(error);
+    if (error !== undefined) payload = storableFailure(error);
     else if (event) {
       kind = 'event';
       payload = event.payload;
     } else {
       const name = active.trigger?.constructor.name ?? active.classpath;
-      payload = failurePayload(new Error(`trigger ${name} ended without an event`));
+      payload = storableFailure(new Error(`trigger ${name} ended without an event`));
     }
     active.phase = 'writing'; // from here on a cancel changes nothing: the fence decides
     if (hasCleanup(active.trigger)) {
@@ -232,4 +244,40 @@ export class ActiveTriggers {
 /** Whether the trigger overrides `cleanup()`; the default does nothing and is not awaited. */
 function hasCleanup(trigger: BaseTrigger | undefined): trigger is BaseTrigger {
   return trigger !== undefined && trigger.cleanup !== BaseTrigger.prototype.cleanup;
+}
+
+/**
+ * The failure payload for whatever a trigger threw, in a form the database stores: never throws
+ * (not even for a thrown value whose `toString` does), NUL and lone surrogates replaced by U+FFFD,
+ * error and traceback each cut to `MAX_FAILURE_TEXT`.
+ */
+export function storableFailure(thrown: unknown): JsonObject {
+  let payload: { error: unknown; traceback: unknown };
+  try {
+    const built = thrown instanceof Error ? failurePayload(thrown) : undefined;
+    payload = built ? { error: built['error'], traceback: built['traceback'] } : { error: describeThrown(thrown), traceback: '' };
+  } catch {
+    payload = { error: `a trigger threw a ${typeof thrown} that cannot be printed`, traceback: '' };
+  }
+  return {
+    error: storableText(typeof payload.error === 'string' ? payload.error : 'trigger failure', MAX_FAILURE_TEXT),
+    traceback: storableText(typeof payload.traceback === 'string' ? payload.traceback : '', MAX_FAILURE_TEXT),
+  };
+}
+
+/** A thrown value that is not an Error: a string as is, a plain object as JSON (`[object Object]` says nothing). */
+function describeThrown(thrown: unknown): string {
+  if (typeof thrown === 'string') return thrown;
+  let shown: string | undefined;
+  if (typeof thrown === 'object' && thrown !== null) {
+    try {
+      shown = JSON.stringify(thrown) as string | undefined;
+    } catch {
+      // circular, or a toJSON that throws: fall back to the type tag
+    }
+    shown ??= Object.prototype.toString.call(thrown);
+  } else {
+    shown = String(thrown);
+  }
+  return `a trigger threw a non-Error value: ${shown}`;
 }

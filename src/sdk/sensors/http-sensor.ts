@@ -10,6 +10,9 @@ export interface HttpSensorOptions extends BaseSensorOptions, Omit<HttpPollTrigg
  * Each poke is one request; transient failures (network errors, timeouts, 5xx, 408, 429) and
  * `expect.keepPollingOn` statuses (404 by default) mean "not yet", any other 4xx fails the task.
  * Its result (and XCom) is `{ status, headers, body, bodyTruncated }`.
+ *
+ * A URL with credentials (`user:pass@`) is refused when the DAG is built: pass them in `headers`.
+ * The task log shows the URL as `scheme://host:port/path`, never its query string.
  */
 export class HttpSensor extends BaseSensorOperator {
   readonly #kwargs: HttpPollTriggerKwargs;

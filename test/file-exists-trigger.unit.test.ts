@@ -4,19 +4,30 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { FileExistsTrigger, type FileExistsEventPayload } from '../triggers/index.ts';
 import type { TriggerEvent } from '../src/sdk/trigger.ts';
+import { eventually } from './support/events.ts';
 
-/** Starts a trigger's run; `fired` tells whether it has produced its event yet. */
+/**
+ * Starts a trigger's run; `fired` tells whether it has produced its event yet, `looks` how many
+ * scans it has finished. `looked()` waits for the next finished scan: the trigger has seen the files
+ * as they are now (its watch armed before it looked), so "has not fired" is a fact, not a guess.
+ */
 function start(trigger: FileExistsTrigger) {
   const controller = new AbortController();
-  const state = { fired: false };
+  const state = { fired: false, looks: 0 };
+  const scan = trigger.scan.bind(trigger);
+  trigger.scan = async (now?: number) => {
+    const found = await scan(now);
+    state.looks++;
+    return found;
+  };
   const event = trigger.run(controller.signal).then((e: TriggerEvent<FileExistsEventPayload> | undefined) => {
     state.fired = true;
     return e;
   });
-  return { event, state, stop: () => controller.abort() };
+  /** Resolves after a scan that started after this call (or after the first, before any). */
+  const looked = (after = state.looks) => eventually(async () => state.looks > after, `look ${after + 1} of the trigger`);
+  return { event, state, looked, stop: () => controller.abort() };
 }
-
-const nextTick = () => new Promise((resolve) => setTimeout(resolve, 20));
 
 describe('FileExistsTrigger, on real files', () => {
   let dir: string;
@@ -34,7 +45,7 @@ describe('FileExistsTrigger, on real files', () => {
 
   it('wakes on the filesystem event, long before its poll interval', async () => {
     const run = start(new FileExistsTrigger({ path: path.join(dir, 'late.csv'), pollInterval: { hours: 1 } }));
-    await nextTick();
+    await run.looked();
     expect(run.state.fired).to.equal(false);
     await writeFile(path.join(dir, 'late.csv'), 'x');
     // Only the watch can wake it: the next poll is an hour away, far beyond this test's timeout.
@@ -44,11 +55,14 @@ describe('FileExistsTrigger, on real files', () => {
   it('watches the nearest existing parent until the folder it waits in is created', async () => {
     const target = path.join(dir, 'incoming', 'today', 'data.csv');
     const run = start(new FileExistsTrigger({ path: target, pollInterval: { hours: 1 } }));
-    await nextTick();
+    await run.looked();
+    // Each folder made wakes the watch on its parent; the look that follows moves the watch into it.
+    let looks = run.state.looks;
     await mkdir(path.join(dir, 'incoming'));
-    await nextTick();
+    await run.looked(looks);
+    looks = run.state.looks;
     await mkdir(path.join(dir, 'incoming', 'today'));
-    await nextTick();
+    await run.looked(looks);
     expect(run.state.fired).to.equal(false);
     await writeFile(target, 'x');
     expect((await run.event)?.payload.paths).to.deep.equal([target]);
@@ -59,8 +73,9 @@ describe('FileExistsTrigger, on real files', () => {
     await writeFile(path.join(dir, '.hidden.csv'), 'dot files do not match *');
     const trigger = new FileExistsTrigger({ path: path.join(dir, '*.csv'), pollInterval: { hours: 1 } });
     const run = start(trigger);
+    await run.looked();
+    // A name the pattern cannot match does not even wake the trigger; scan() shows it is no match.
     await writeFile(path.join(dir, 'export.csv.part'), 'half written');
-    await nextTick();
     expect(run.state.fired, 'a .part file is no match').to.equal(false);
     expect((await trigger.scan()).paths).to.deep.equal([]);
     await rename(path.join(dir, 'export.csv.part'), path.join(dir, 'export.csv'));
@@ -71,9 +86,10 @@ describe('FileExistsTrigger, on real files', () => {
     const file = path.join(dir, 'growing.bin');
     await writeFile(file, Buffer.alloc(10));
     const run = start(new FileExistsTrigger({ path: file, minSize: 100, pollInterval: { hours: 1 } }));
-    await nextTick();
+    await run.looked();
+    const looks = run.state.looks;
     await appendFile(file, Buffer.alloc(50));
-    await nextTick();
+    await run.looked(looks);
     expect(run.state.fired, 'still 60 bytes').to.equal(false);
     await appendFile(file, Buffer.alloc(50));
     expect((await run.event)?.payload.paths).to.deep.equal([file]);
@@ -81,11 +97,13 @@ describe('FileExistsTrigger, on real files', () => {
 
   it('waits until a file has not changed for stableFor before firing', async () => {
     const file = path.join(dir, 'upload.dat');
-    const stableForMs = 400;
+    const stableForMs = 1000;
     await writeFile(file, 'chunk 0\n');
     const run = start(new FileExistsTrigger({ path: file, stableFor: stableForMs / 1000, pollInterval: { hours: 1 } }));
+    // A writer appending a chunk each time the trigger has looked: it sees the file growing, and
+    // must not fire (each look comes about 100 ms after the last, well within stableFor).
     for (let chunk = 1; chunk <= 5; chunk++) {
-      await new Promise((resolve) => setTimeout(resolve, 100)); // a writer appending every 100 ms
+      await run.looked();
       expect(run.state.fired, `fired while the file was still being written (chunk ${chunk})`).to.equal(false);
       await appendFile(file, `chunk ${chunk}\n`);
     }
@@ -100,7 +118,7 @@ describe('FileExistsTrigger, on real files', () => {
     const inbox = path.join(dir, 'inbox');
     await mkdir(path.join(inbox, 'nested'), { recursive: true });
     const run = start(new FileExistsTrigger({ path: inbox, pollInterval: 0.2 }));
-    await nextTick();
+    await run.looked();
     expect(run.state.fired, 'an empty directory does not count').to.equal(false);
     await writeFile(path.join(inbox, 'nested', 'a.json'), '{}');
     expect((await run.event)?.payload.paths).to.deep.equal([path.join(inbox, 'nested', 'a.json')]);
@@ -121,14 +139,14 @@ describe('FileExistsTrigger, on real files', () => {
     // The watch is on `dir`; a file appearing two levels down raises no event there.
     await mkdir(path.join(dir, 'day1', 'out'), { recursive: true });
     const run = start(new FileExistsTrigger({ path: path.join(dir, '*', 'out', 'result.txt'), pollInterval: 0.2 }));
-    await nextTick();
+    await run.looked();
     await writeFile(path.join(dir, 'day1', 'out', 'result.txt'), 'done');
     expect((await run.event)?.payload.paths).to.deep.equal([path.join(dir, 'day1', 'out', 'result.txt')]);
   });
 
   it('stops without an event when cancelled', async () => {
     const run = start(new FileExistsTrigger({ path: path.join(dir, 'never.csv'), pollInterval: { hours: 1 } }));
-    await nextTick();
+    await run.looked();
     run.stop();
     expect(await run.event).to.equal(undefined);
   });

@@ -46,6 +46,7 @@ describe('the DAG authoring SDK', () => {
     dag({ dagId: 'd' }, () => {
       op = new Task({ taskId: 't' });
     });
+    const before = Date.now();
     try {
       op.defer({ trigger: new TimeDeltaTrigger({ delta: 60 }), kwargs: { a: 1 }, timeout: { minutes: 5 } });
       expect.fail('defer returned');
@@ -57,7 +58,8 @@ describe('the DAG authoring SDK', () => {
       expect(deferred.timeout?.as('seconds')).to.equal(300);
       const [classpath, kwargs] = deferred.trigger.serialize();
       expect(classpath).to.equal('tsflow.triggers.DateTimeTrigger');
-      expect(Date.parse(String(kwargs['moment'])) - Date.now()).to.be.within(58_000, 60_500);
+      // 60 s from when the trigger was built: between the clock read before defer() and now.
+      expect(Date.parse(String(kwargs['moment']))).to.be.within(before + 60_000, Date.now() + 60_000);
     }
     expect(() => op.defer({ trigger: new TimeDeltaTrigger({ delta: 1 }), kwargs: { event: 1 } })).to.throw(/may not contain the key 'event'/);
     expect(() => op.defer({ trigger: new TimeDeltaTrigger({ delta: 1 }), kwargs: { f: (() => 1) as never } })).to.throw(/defer\(\) kwargs\.f is a function/);
