@@ -7,10 +7,11 @@ import { spread } from './scenarios/spread.ts';
 import { hold } from './scenarios/hold.ts';
 import { resume } from './scenarios/resume.ts';
 import { failover } from './scenarios/failover.ts';
+import { chaos } from './scenarios/chaos.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, spread, burst, hold, resume, failover];
+const SCENARIOS: Scenario[] = [pickup, spread, burst, hold, resume, failover, chaos];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the

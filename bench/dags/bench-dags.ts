@@ -41,3 +41,19 @@ export const resumeBench = dag({ dagId: 'resume_bench' }, () => {
 export const warmUp = dag({ dagId: 'warm_up' }, () => {
   for (let i = 0; i < 8; i++) new Noop({ taskId: `noop_${i}` });
 });
+
+/** Resumed by the chaos drill: retried when its worker dies with a killed scheduler. */
+class ChaosProbe extends BaseOperator<JsonObject> {
+  /** The drill seeds it already deferred: only a retry (its worker died with a scheduler) starts here. */
+  override execute(): JsonObject {
+    return { startedAt: Date.now(), retried: true };
+  }
+
+  executeComplete(): JsonObject {
+    return { startedAt: Date.now() };
+  }
+}
+
+export const chaosBench = dag({ dagId: 'chaos_bench' }, () => {
+  new ChaosProbe({ taskId: 'wait', retries: 3, retryDelay: 1 });
+});

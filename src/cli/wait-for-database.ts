@@ -4,7 +4,9 @@ import { withRetry } from '../db/retry.ts';
 
 export interface WaitForDatabase {
   /** Give up when the database is still unreachable after this long. @default unlimited */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
+  /** When the wait is part of a longer start-up: the moment (epoch ms) `timeoutMs` runs out. @default now + timeoutMs */
+  deadlineAt?: number | undefined;
   /** Aborting (the first SIGTERM) ends the wait at once with a `StartupCancelledError`. */
   signal: AbortSignal;
 }
@@ -27,7 +29,8 @@ const MAX_BACKOFF_MS = 10_000;
 export async function waitUntilReachable(database: Database, logger: Logger, options: WaitForDatabase): Promise<void> {
   const where = redactUrl(database.url);
   const log = logger.child({ component: 'startup', database: where });
-  const deadline = options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs);
+  const deadline =
+    options.timeoutMs === undefined ? undefined : AbortSignal.timeout(Math.max(0, (options.deadlineAt ?? Date.now() + options.timeoutMs) - Date.now()));
   const stop = deadline ? AbortSignal.any([options.signal, deadline]) : options.signal;
   let waited = false;
   let lastFailure: unknown;

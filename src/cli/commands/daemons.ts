@@ -18,12 +18,10 @@ import {
   loadDagBag,
   printState,
 } from '../components.ts';
-import { openRuntime, type Runtime, type RuntimeOptions } from '../runtime.ts';
+import { startDaemon } from '../daemon-startup.ts';
 import { parseConf } from '../json-arg.ts';
-import { parseCount, parsePort, parseSeconds, UsageError, type Settings } from '../settings.ts';
-import { shutdownSignal } from '../signals.ts';
+import { parseCount, parsePort, parseSeconds, UsageError } from '../settings.ts';
 import { defineCommand } from '../usage.ts';
-import { StartupCancelledError } from '../wait-for-database.ts';
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
@@ -41,30 +39,6 @@ const executorOptions = {
   executor: { type: 'string', value: 'NAME', description: 'local (worker processes) or sequential (one task at a time, in this process)', default: 'TSFLOW_EXECUTOR, else local' },
   parallelism: { type: 'string', value: 'N', description: 'most task instances running at once; 0 = unlimited', default: 'TSFLOW_PARALLELISM, else 32' },
 } as const;
-
-/**
- * What every daemon does before its work: handle SIGTERM/SIGINT from the start, and open the
- * database — waiting for it, for up to `--startup-timeout`, when it is not reachable yet. A signal
- * while waiting ends the command at once (undefined: exit 0, nothing was written).
- */
-async function openDaemon(
-  settings: Settings,
-  startupTimeout: string | undefined,
-  options: RuntimeOptions & { shutdownTimeoutMs: number },
-): Promise<{ runtime: Runtime; shutdown: ReturnType<typeof shutdownSignal> } | undefined> {
-  const timeoutMs = startupTimeout === undefined ? undefined : parseSeconds(startupTimeout, '--startup-timeout', 0);
-  const shutdown = shutdownSignal({ forceAfterMs: options.shutdownTimeoutMs, onForce: (why) => console.error(`tsflow: ${why}`) });
-  const startup = new AbortController();
-  void shutdown.received.then(() => startup.abort());
-  try {
-    const runtime = await openRuntime(settings, { ...options, waitForDatabase: { timeoutMs, signal: startup.signal } });
-    return { runtime, shutdown };
-  } catch (error) {
-    shutdown.dispose();
-    if (error instanceof StartupCancelledError) return undefined;
-    throw error;
-  }
-}
 
 /** `tsflow standalone`: scheduler, executor and triggerer in one process; with `--run`, one run then exit. */
 export const standaloneCommand = defineCommand(
@@ -90,37 +64,35 @@ export const standaloneCommand = defineCommand(
     const executor = executorName(values.executor ?? settings.executor);
     if ((values['run-id'] || values.conf) && !values.run) throw new UsageError('--run-id and --conf need --run DAG_ID');
 
-    const opened = await openDaemon(settings, values['startup-timeout'], {
-      migrate: true,
-      defaultLogLevel: 'warn',
-      applicationName: 'tsflow-standalone',
-      keepOpen: SCHEDULER_CONNECTIONS + TRIGGERER_CONNECTIONS,
+    const started = await startDaemon({
+      settings,
+      startupTimeout: values['startup-timeout'],
+      runtime: { migrate: true, defaultLogLevel: 'warn', applicationName: 'tsflow-standalone', keepOpen: SCHEDULER_CONNECTIONS + TRIGGERER_CONNECTIONS },
       shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS,
+      start: async (runtime, cleanup) => {
+        const bag = await loadDagBag(runtime, dagsFolder);
+        if (values.run) bag.getDag(values.run);
+        const notifier = createNotifier(runtime, ALL_CHANNELS);
+        await notifier.start();
+        cleanup.push('notifier', () => notifier.stop());
+        const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier);
+        const triggerer = await createTriggerer(runtime, notifier, {}, triggersFolders);
+        scheduler.on('ti:state', ({ key, state, tryNumber }) => printState(key, state, tryNumber));
+        triggerer.on('trigger:fired', ({ task, result }) => task && result === 'applied' && printState(task, 'scheduled (trigger fired)'));
+        triggerer.on('trigger:failed', ({ task, result, error }) => task && result === 'applied' && printState(task, `scheduled (trigger failed: ${error})`));
+        cleanup.push('scheduler', () => scheduler.stop());
+        await scheduler.start();
+        cleanup.push('triggerer', () => triggerer.stop());
+        await triggerer.start();
+        return { bag, scheduler };
+      },
     });
-    if (!opened) return 0;
-    const { runtime, shutdown } = opened;
-    const cleanup = new CleanupStack();
-    cleanup.push('database', () => runtime.close());
-    cleanup.push('signals', () => shutdown.dispose());
+    if (!started) return 0;
+    const { runtime, received, value: { bag, scheduler } } = started;
     try {
-      const bag = await loadDagBag(runtime, dagsFolder);
-      if (values.run) bag.getDag(values.run);
-      const notifier = createNotifier(runtime, ALL_CHANNELS);
-      await notifier.start();
-      cleanup.push('notifier', () => notifier.stop());
-      const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier);
-      const triggerer = await createTriggerer(runtime, notifier, {}, triggersFolders);
-      scheduler.on('ti:state', ({ key, state, tryNumber }) => printState(key, state, tryNumber));
-      triggerer.on('trigger:fired', ({ task, result }) => task && result === 'applied' && printState(task, 'scheduled (trigger fired)'));
-      triggerer.on('trigger:failed', ({ task, result, error }) => task && result === 'applied' && printState(task, `scheduled (trigger failed: ${error})`));
-      await scheduler.start();
-      cleanup.push('scheduler', () => scheduler.stop());
-      await triggerer.start();
-      cleanup.push('triggerer', () => triggerer.stop());
       console.log(`tsflow standalone: ${bag.dags.size} DAG(s) from ${dagsFolder}; database ${redactUrl(runtime.database.url)}`);
-
       if (!values.run) {
-        const signal = await shutdown.received;
+        const signal = await received;
         console.log(`tsflow standalone: ${signal} received, shutting down`);
         return 0;
       }
@@ -129,11 +101,11 @@ export const standaloneCommand = defineCommand(
       const finished = runFinished(scheduler, dagId, runId);
       await createDagRun(runtime.database.db, { dagId, runId, conf, logicalDate: new Date() });
       console.log(`tsflow standalone: triggered ${dagId} run '${runId}'`);
-      const outcome = await Promise.race([finished, shutdown.received.then(() => 'interrupted' as const)]);
+      const outcome = await Promise.race([finished, received.then(() => 'interrupted' as const)]);
       console.log(`tsflow standalone: run '${runId}' of ${dagId} ${outcome === 'interrupted' ? 'interrupted' : `finished: ${outcome}`}`);
       return outcome === 'success' ? 0 : 1;
     } finally {
-      await cleanup.runAll();
+      await started.close();
     }
   },
 );
@@ -195,29 +167,28 @@ export const schedulerCommand = defineCommand(
     const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
     const executor = executorName(values.executor ?? settings.executor);
     const timings = schedulerTimings(values);
-    const opened = await openDaemon(settings, values['startup-timeout'], {
-      applicationName: 'tsflow-scheduler',
-      keepOpen: SCHEDULER_CONNECTIONS,
+    const started = await startDaemon({
+      settings,
+      startupTimeout: values['startup-timeout'],
+      runtime: { applicationName: 'tsflow-scheduler', keepOpen: SCHEDULER_CONNECTIONS },
       shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS,
+      start: async (runtime, cleanup) => {
+        const bag = await loadDagBag(runtime, dagsFolder);
+        const notifier = createNotifier(runtime, ALL_CHANNELS);
+        await notifier.start();
+        cleanup.push('notifier', () => notifier.stop());
+        const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier, timings);
+        cleanup.push('scheduler', () => scheduler.stop());
+        await scheduler.start();
+      },
     });
-    if (!opened) return 0;
-    const { runtime, shutdown } = opened;
-    const cleanup = new CleanupStack();
-    cleanup.push('database', () => runtime.close());
-    cleanup.push('signals', () => shutdown.dispose());
+    if (!started) return 0;
     try {
-      const bag = await loadDagBag(runtime, dagsFolder);
-      const notifier = createNotifier(runtime, ALL_CHANNELS);
-      await notifier.start();
-      cleanup.push('notifier', () => notifier.stop());
-      const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier, timings);
-      await scheduler.start();
-      cleanup.push('scheduler', () => scheduler.stop());
-      const signal = await shutdown.received;
-      runtime.logger.info({ signal }, 'shutting down');
+      const signal = await started.received;
+      started.runtime.logger.info({ signal }, 'shutting down');
       return 0;
     } finally {
-      await cleanup.runAll();
+      await started.close();
     }
   },
 );
@@ -262,23 +233,24 @@ export const triggererCommand = defineCommand(
         const server = await listenForMetrics(metrics, metricsPort, values['metrics-host'] ?? '127.0.0.1');
         cleanup.push('metrics server', () => server.close());
       }
-      const opened = await openDaemon(settings, values['startup-timeout'], {
-        applicationName: 'tsflow-triggerer',
-        keepOpen: TRIGGERER_CONNECTIONS,
+      const started = await startDaemon({
+        settings,
+        startupTimeout: values['startup-timeout'],
+        runtime: { applicationName: 'tsflow-triggerer', keepOpen: TRIGGERER_CONNECTIONS },
         shutdownTimeoutMs: options.shutdownTimeoutMs + 5000,
+        start: async (runtime, daemonCleanup) => {
+          const notifier = createNotifier(runtime, [Channels.trigger]);
+          await notifier.start();
+          daemonCleanup.push('notifier', () => notifier.stop());
+          const triggerer = await createTriggerer(runtime, notifier, options, triggersFolders, metrics);
+          daemonCleanup.push('triggerer', () => triggerer.stop());
+          await triggerer.start();
+        },
       });
-      if (!opened) return 0;
-      const { runtime, shutdown } = opened;
-      cleanup.push('database', () => runtime.close());
-      cleanup.push('signals', () => shutdown.dispose());
-      const notifier = createNotifier(runtime, [Channels.trigger]);
-      await notifier.start();
-      cleanup.push('notifier', () => notifier.stop());
-      const triggerer = await createTriggerer(runtime, notifier, options, triggersFolders, metrics);
-      await triggerer.start();
-      cleanup.push('triggerer', () => triggerer.stop());
-      const signal = await shutdown.received;
-      runtime.logger.info({ signal }, 'shutting down: releasing triggers');
+      if (!started) return 0;
+      cleanup.push('daemon', () => started.close());
+      const signal = await started.received;
+      started.runtime.logger.info({ signal }, 'shutting down: releasing triggers');
       return 0;
     } finally {
       await cleanup.runAll();
