@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { JsonObject } from '../sdk/json.ts';
 import type { Db } from './database.ts';
-import { Channels, notify } from './notify.ts';
+import { Channels, FAIL_METHOD, notify, pgNotify } from './protocol.ts';
 import type { TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
 import { deleteTriggersIfUnused, insertTrigger, type NewTrigger } from './triggers.ts';
 
@@ -151,7 +151,7 @@ export async function finishTry(db: Db, key: TaskInstanceKey, tryNumber: number,
       RETURNING 1
     ),
     notified AS (
-      SELECT pg_notify(${Channels.ti}, ${outcome.state}) FROM ended
+      SELECT ${pgNotify(Channels.ti, outcome.state)} FROM ended
     )
     SELECT (SELECT count(*) FROM ended)::int AS landed, (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM notified) AS notified`.execute(db);
   return (rows[0]?.landed ?? 0) > 0;
@@ -191,7 +191,7 @@ export async function deferTry(db: Db, key: TaskInstanceKey, tryNumber: number, 
       RETURNING 1
     ),
     notified AS (
-      SELECT pg_notify(${Channels.trigger}, 'new') FROM created
+      SELECT ${pgNotify(Channels.trigger, 'new')} FROM created
     )
     SELECT (SELECT id FROM created) AS trigger_id, (SELECT count(*) FROM deferred) AS deferred, (SELECT count(*) FROM notified) AS notified`.execute(db);
   return rows[0]?.trigger_id ?? undefined;
@@ -283,7 +283,7 @@ export async function deferScheduledTry(db: Db, key: TaskInstanceKey, start: Sta
 }
 
 /**
- * Sends deferred task instances whose trigger_timeout has passed to `scheduled` with `__fail__` and
+ * Sends deferred task instances whose trigger_timeout has passed to `scheduled` with `FAIL_METHOD` and
  * a timeout error, deletes their triggers (skipping any locked by an event write), and wakes the
  * schedulers and triggerers. SKIP LOCKED on the task instances: sweepers never block each other.
  */
@@ -300,7 +300,7 @@ export async function sweepTriggerTimeouts(db: Db, limit = 10_000): Promise<Task
       UPDATE task_instance ti SET
         state = 'scheduled',
         trigger_id = NULL,
-        next_method = '__fail__',
+        next_method = ${FAIL_METHOD}::text,
         next_kwargs = jsonb_build_object(
           'error', 'Trigger timeout: the trigger did not fire before ' || to_char(e.trigger_timeout AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
           'timeout', true),

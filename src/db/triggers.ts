@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { JsonObject, JsonValue } from '../sdk/json.ts';
 import type { Db } from './database.ts';
-import { Channels } from './notify.ts';
+import { Channels, pgNotify } from './protocol.ts';
 import type { TaskInstanceKey } from './schema.ts';
 
 /*
@@ -166,7 +166,7 @@ export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: rea
       RETURNING 1
     ),
     notified AS (
-      SELECT pg_notify(${Channels.ti}, 'resumed') FROM (SELECT 1 FROM resumed LIMIT 1) one
+      SELECT ${pgNotify(Channels.ti, 'resumed')} FROM (SELECT 1 FROM resumed LIMIT 1) one
     )
     SELECT
       CASE WHEN (SELECT count(*) FROM owned) = ${outcomes.length} THEN '[]'::json
@@ -193,7 +193,7 @@ export async function releaseTriggers(db: Db, jobId: number): Promise<number> {
       UPDATE trigger SET triggerer_id = NULL WHERE triggerer_id = ${jobId} RETURNING id
     )
     SELECT count(*)::int AS released,
-      (SELECT count(*) FROM (SELECT pg_notify(${Channels.trigger}, 'released') FROM (SELECT 1 FROM released LIMIT 1) one) n) AS notified
+      (SELECT count(*) FROM (SELECT ${pgNotify(Channels.trigger, 'released')} FROM (SELECT 1 FROM released LIMIT 1) one) n) AS notified
     FROM released`.execute(db);
   return rows[0]?.released ?? 0;
 }

@@ -7,7 +7,7 @@ import type { Database } from '../db/database.ts';
 import { endJob, heartbeatJob, registerJob } from '../db/jobs.ts';
 import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
-import { Channels } from '../db/notify.ts';
+import { Channels } from '../db/protocol.ts';
 import {
   claimTriggers,
   countOwnedTriggers,

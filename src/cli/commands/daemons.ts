@@ -3,7 +3,7 @@ import { DateTime } from 'luxon';
 import { CleanupStack } from '../../common/cleanup-stack.ts';
 import { createDagRun } from '../../db/dag-runs.ts';
 import { redactUrl } from '../../db/database.ts';
-import { Channels } from '../../db/notify.ts';
+import { Channels } from '../../db/protocol.ts';
 import type { Scheduler } from '../../scheduler/scheduler.ts';
 import { parse } from '../args.ts';
 import {

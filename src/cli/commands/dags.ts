@@ -2,7 +2,7 @@ import path from 'node:path';
 import { DateTime } from 'luxon';
 import { DagBag } from '../../dag-bag/dag-bag.ts';
 import { createDagRun, getDagRun, upsertDags } from '../../db/dag-runs.ts';
-import { Channels } from '../../db/notify.ts';
+import { Channels } from '../../db/protocol.ts';
 import { Wakeup } from '../../common/wakeup.ts';
 import { parse } from '../args.ts';
 import { createNotifier } from '../components.ts';
