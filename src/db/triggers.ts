@@ -27,16 +27,6 @@ export interface NewTrigger {
   priorityWeight: number;
 }
 
-/** Inserts a trigger row; called inside the defer transaction. */
-export async function insertTrigger(db: Db, trigger: NewTrigger): Promise<number> {
-  const row = await db
-    .insertInto('trigger')
-    .values({ classpath: trigger.classpath, kwargs: JSON.stringify(trigger.kwargs), priority_weight: trigger.priorityWeight })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
-}
-
 /**
  * Unassigns the triggers of dead triggerers (heartbeat older than the threshold, or ended) so any
  * triggerer can claim them. A live triggerer's triggers are never touched. Returns how many moved.

@@ -2,7 +2,8 @@ import { DateTime, Duration } from 'luxon';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
 import type { TaskInstanceKey, TaskInstanceRow } from '../db/schema.ts';
-import { deferTry, finishTry, getXcom, heartbeatTry, setXcom, startTry, type StartedTry, type TryOutcome } from '../db/task-instances.ts';
+import { writeDeferral } from '../db/deferral.ts';
+import { finishTry, getXcom, heartbeatTry, setXcom, startTry, type StartedTry, type TryOutcome } from '../db/task-instances.ts';
 import type { BaseOperator, TaskCallback } from '../sdk/base-operator.ts';
 import type { TaskContext, TaskRuntimeDefaults } from '../sdk/context.ts';
 import type { Dag } from '../sdk/dag.ts';
@@ -227,7 +228,7 @@ async function handleError(
 ): Promise<TaskRunResult> {
   const kind = controlKind(error);
   if (kind === 'defer') {
-    return defer(deps, task, key, tryNumber, error as TaskDeferred, deadline, log);
+    return defer(deps, task, key, tryNumber, error as TaskDeferred, log);
   }
   const message = describeError(error);
   let outcome: TryOutcome;
@@ -246,26 +247,26 @@ async function handleError(
   return landed ? { state: outcome.state, tryNumber, error: message } : discarded(tryNumber, log);
 }
 
+/** The defer write: one statement; the trigger timeout is reckoned by the database clock, capped by executionTimeout. */
 async function defer(
   deps: TaskRunnerDeps,
   task: BaseOperator,
   key: TaskInstanceKey,
   tryNumber: number,
   error: TaskDeferred,
-  deadline: DateTime | undefined,
   log: Logger,
 ): Promise<TaskRunResult> {
   const [classpath, kwargs] = error.trigger.serialize();
-  let timeout: DateTime | undefined = error.timeout ? DateTime.utc().plus(error.timeout) : undefined;
-  if (deadline && (!timeout || deadline < timeout)) timeout = deadline; // capped by executionTimeout
-  const triggerId = await deferTry(deps.db, key, tryNumber, {
+  const written = await writeDeferral(deps.db, key, {
+    fence: { running: tryNumber },
     trigger: { classpath, kwargs, priorityWeight: task.settings.priorityWeight },
     nextMethod: error.method,
     nextKwargs: error.kwargs,
-    timeout: timeout?.toJSDate() ?? null,
+    timeoutSeconds: error.timeout ? error.timeout.as('seconds') : null,
+    executionTimeoutSeconds: task.settings.executionTimeout ? task.settings.executionTimeout.as('seconds') : null,
   });
-  if (triggerId === undefined) return discarded(tryNumber, log);
-  log.info({ triggerId, classpath, method: error.method, timeout: timeout?.toISO() }, 'task deferred');
+  if (written === undefined) return discarded(tryNumber, log);
+  log.info({ triggerId: written.triggerId, classpath, method: error.method, timeout: written.triggerTimeout?.toISOString() }, 'task deferred');
   return { state: 'deferred', tryNumber };
 }
 
