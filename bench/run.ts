@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { burst } from './scenarios/burst.ts';
+import { due } from './scenarios/due.ts';
 import { pickup } from './scenarios/pickup.ts';
 import { spread } from './scenarios/spread.ts';
 import { hold } from './scenarios/hold.ts';
@@ -10,7 +11,7 @@ import { failover } from './scenarios/failover.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, spread, burst, hold, resume, failover];
+const SCENARIOS: Scenario[] = [pickup, due, spread, burst, hold, resume, failover];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the
