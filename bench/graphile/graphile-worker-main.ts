@@ -2,18 +2,19 @@ import { Logger, run } from 'graphile-worker';
 
 /*
  * graphile-worker in a process of its own, for the side-by-side benchmarks (bench/lib/graphile.ts):
- * `node --import tsx/esm graphile-worker-main.ts <url> <concurrency> [timed]`. Each `probe` job's
+ * `node --import tsx/esm graphile-worker-main.ts <url> <concurrency> <timed|untimed> <pollIntervalMs>`. Each `probe` job's
  * handler reports, over IPC, the job's id and the moment it started (epoch ms, sub-millisecond);
  * with `timed`, also the commit time of the job's insert (`pg_xact_commit_timestamp`), read after
  * the start was taken. It says `ready` once the worker is listening.
  */
-const [url, concurrency, timed] = process.argv.slice(2) as [string, string, string | undefined];
+const [url, concurrency, timed, pollInterval] = process.argv.slice(2) as [string, string, string, string];
 const now = (): number => performance.timeOrigin + performance.now();
 const send = (message: unknown): void => void process.send?.(message);
 
 const runner = await run({
   connectionString: url,
   concurrency: Number(concurrency),
+  pollInterval: Number(pollInterval),
   noHandleSignals: true,
   logger: new Logger(() => () => undefined),
   taskList: {

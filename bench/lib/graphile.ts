@@ -4,6 +4,14 @@ import { makeWorkerUtils, type WorkerUtils } from 'graphile-worker';
 
 const MAIN = fileURLToPath(new URL('../graphile/graphile-worker-main.ts', import.meta.url));
 
+export interface GraphileOptions {
+  concurrency: number;
+  /** Each handler also reads its job's insert commit time (one query after its start is taken; not for CPU figures). */
+  timed?: boolean;
+  /** How often the worker looks for jobs that fell due (jobs added for now are announced by NOTIFY). @default 2000, graphile's own */
+  pollIntervalMs?: number;
+}
+
 type Message = { ready: true } | { started: number; committed?: number; id: number };
 
 /**
@@ -20,9 +28,10 @@ export class GraphileBench {
   readonly #ready: Promise<void>;
   readonly #exited: Promise<void>;
 
-  private constructor(url: string, concurrency: number, timed: boolean, utils: WorkerUtils) {
+  private constructor(url: string, options: GraphileOptions, utils: WorkerUtils) {
     this.utils = utils;
-    this.child = fork(MAIN, [url, String(concurrency), timed ? 'timed' : 'untimed'], { execArgv: ['--import', 'tsx/esm'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const args = [url, String(options.concurrency), options.timed ? 'timed' : 'untimed', String(options.pollIntervalMs ?? 2000)];
+    this.child = fork(MAIN, args, { execArgv: ['--import', 'tsx/esm'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.#exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.#ready = new Promise((resolve, reject) => {
       this.child.once('exit', (code) => reject(new Error(`graphile-worker exited with ${code}`)));
@@ -35,16 +44,13 @@ export class GraphileBench {
     });
   }
 
-  /**
-   * Starts the worker (which migrates its schema) and the producer's pool. `timed`: each handler also
-   * reads its job's insert commit time (one query after the start is taken; not for CPU figures).
-   */
-  static async start(url: string, concurrency: number, timed = false): Promise<GraphileBench> {
+  /** Starts the worker (which migrates its schema) and the producer's pool. */
+  static async start(url: string, options: GraphileOptions): Promise<GraphileBench> {
     const producer = new URL(url);
     producer.searchParams.set('application_name', 'graphile-bench-producer');
     const utils = await makeWorkerUtils({ connectionString: producer.toString() });
     await utils.migrate();
-    const bench = new GraphileBench(url, concurrency, timed, utils);
+    const bench = new GraphileBench(url, options, utils);
     await bench.#ready;
     return bench;
   }
