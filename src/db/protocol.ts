@@ -28,7 +28,8 @@ export type TriggerPayload = (typeof TRIGGER_PAYLOADS)[number];
 /**
  * What `tsflow_ti` says: a try ended in one of these states (`finishTry`), deferred task instances
  * resumed (an event write) or timed out, a run was created or finished, task instances were cleared,
- * or lost tries were handled.
+ * lost tries were handled, or a dead scheduler's queued task instances went back to the schedule
+ * (`requeued`: sent by the scheduler takeover merged to main alongside this module).
  */
 export const TASK_INSTANCE_PAYLOADS = [
   'success',
@@ -42,6 +43,7 @@ export const TASK_INSTANCE_PAYLOADS = [
   'run-finished',
   'cleared',
   'lost',
+  'requeued',
 ] as const;
 export type TaskInstancePayload = (typeof TASK_INSTANCE_PAYLOADS)[number];
 
@@ -59,6 +61,7 @@ export const CANNOT_FINISH_A_RUN: ReadonlySet<TaskInstancePayload> = new Set<Tas
   'up_for_retry',
   'up_for_reschedule',
   'timeout',
+  'requeued',
   'run-finished',
 ]);
 
