@@ -2,6 +2,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { burst } from './scenarios/burst.ts';
+import { due } from './scenarios/due.ts';
+import { eventWrite } from './scenarios/event-write.ts';
 import { pickup } from './scenarios/pickup.ts';
 import { spread } from './scenarios/spread.ts';
 import { hold } from './scenarios/hold.ts';
@@ -11,7 +13,7 @@ import { chaos } from './scenarios/chaos.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, spread, burst, hold, resume, failover, chaos];
+const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the
@@ -52,9 +54,13 @@ function print(result: ScenarioResult): void {
   const server = Object.entries(result.server.settings).map(([k, v]) => `${k}=${v}`).join(', ');
   console.log(`PostgreSQL ${result.server.version}${server ? ` (${server})` : ''}; commit times: ${result.server.commitTimestamps ? 'pg_xact_commit_timestamp' : 'scheduled_at'}`);
   for (const [name, value] of Object.entries(result.figures)) {
-    // The unit is in the name: …Ms, …Mb, …Percent, …PerSecond; anything else is a count.
+    // The unit is in the name: …Ms, …Us, …Seconds, …Mb, …Percent, …PerSecond; anything else is a count.
     const text = name.endsWith('Ms')
       ? ms(value)
+      : name.endsWith('Us')
+        ? `${value.toFixed(0)} µs`
+        : name.endsWith('Seconds')
+          ? `${value.toFixed(2)} s`
       : name.endsWith('Mb')
         ? `${value.toFixed(0)} MB`
         : name.endsWith('Percent')

@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { burst } from '../bench/scenarios/burst.ts';
+import { due } from '../bench/scenarios/due.ts';
+import { eventWrite } from '../bench/scenarios/event-write.ts';
 import { failover } from '../bench/scenarios/failover.ts';
 import { hold } from '../bench/scenarios/hold.ts';
 import { pickup } from '../bench/scenarios/pickup.ts';
@@ -28,9 +30,22 @@ describe('benchmarks, smoke mode', function () {
     expect(figures['pickupP50Ms']).to.be.greaterThan(0);
   });
 
+  it('due (and graphile-worker beside it)', async () => {
+    const results = await due.run({ adminUrl: process.env['TSFLOW_TEST_ADMIN_URL'], smoke: true, log: () => undefined });
+    expect(results.map((r) => r.scenario)).to.deep.equal(['due', 'due-graphile']);
+    for (const result of results) for (const value of Object.values(result.figures)) expect(Number.isFinite(value)).to.equal(true);
+    expect(results[0]?.figures['dueP50Ms']).to.be.greaterThan(0);
+  });
+
   it('spread', async () => {
     const { figures } = await runSmoke(spread);
     expect(figures['latenessP99Ms']).to.be.at.least(figures['latenessP50Ms'] as number);
+    expect(figures['pgCpuSeconds']).to.be.greaterThan(0);
+  });
+
+  it('event-write', async () => {
+    const { figures } = await runSmoke(eventWrite);
+    expect(figures['batch1P50Ms']).to.be.greaterThan(0);
   });
 
   it('burst', async () => {

@@ -34,6 +34,16 @@ describe('TimeTable: one timer for every time trigger', () => {
     expect(table.size).to.equal(0);
   });
 
+  it('releases a wait that is already due without a timer (a trigger deferred after its moment)', async () => {
+    let released = false;
+    void table.sleepUntil(Date.now() - 5, new AbortController().signal).then(() => (released = true));
+    void table.sleepUntil(Date.now(), new AbortController().signal);
+    expect(clock.countTimers(), 'no timer: Node would make even a 0 ms one wait at least 1 ms').to.equal(0);
+    await settle();
+    expect(released).to.equal(true);
+    expect(table.size).to.equal(0);
+  });
+
   it('resolves a wait at once when its signal aborts, and the others still fire', async () => {
     const aborted = new AbortController();
     const kept = new AbortController();

@@ -1,10 +1,22 @@
 import { BaseOperator, dag, type JsonObject, type TaskContext } from 'tsflow';
+import { DateTimeTrigger } from 'tsflow/triggers';
 import { StampTrigger } from '../triggers/bench-triggers.ts';
 
 /** Defers to a StampTrigger: the pickup benchmark times defer commit → trigger running. */
 class PickupProbe extends BaseOperator<JsonObject> {
   override execute(): never {
     this.defer({ trigger: new StampTrigger({ afterMs: 150 }) });
+  }
+
+  executeComplete(): JsonObject {
+    return { resumed: true };
+  }
+}
+
+/** Defers to a time trigger that is already due: the due benchmark times defer commit → event commit. */
+class DueProbe extends BaseOperator<JsonObject> {
+  override execute(): never {
+    this.defer({ trigger: new DateTimeTrigger({ moment: new Date() }) });
   }
 
   executeComplete(): JsonObject {
@@ -31,6 +43,10 @@ class Noop extends BaseOperator<null> {
 
 export const pickupBench = dag({ dagId: 'pickup_bench' }, () => {
   new PickupProbe({ taskId: 'probe' });
+});
+
+export const dueBench = dag({ dagId: 'due_bench' }, () => {
+  new DueProbe({ taskId: 'probe' });
 });
 
 export const resumeBench = dag({ dagId: 'resume_bench' }, () => {

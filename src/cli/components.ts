@@ -6,7 +6,7 @@ import type { Metrics } from '../common/metrics.ts';
 import { DagBag } from '../dag-bag/dag-bag.ts';
 import { upsertDags } from '../db/dag-runs.ts';
 import { Notifier } from '../db/notifier.ts';
-import { Channels, type Channel } from '../db/notify.ts';
+import { Channels, type Channel } from '../db/protocol.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
 import { LocalExecutor } from '../executors/local-executor.ts';

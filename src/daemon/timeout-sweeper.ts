@@ -12,6 +12,14 @@ export interface TimeoutSweeperOptions {
   pollIntervalMs?: number;
 }
 
+/**
+ * How long a nudge waits before the sweeper looks. A nudge means a new deferral, whose trigger is
+ * being claimed (and, if already due, fired and written) at that very moment: a sweep transaction
+ * beside it cost that path about 0.5 ms on two cores (bench `due`). A new deferral's timeout is
+ * rarely due within this.
+ */
+const NUDGE_DELAY_MS = 50;
+
 export interface TimeoutSweeperEvents {
   'timed-out': TaskInstanceKey[];
 }
@@ -27,6 +35,7 @@ export class TimeoutSweeper extends TypedEmitter<TimeoutSweeperEvents> {
   readonly #wakeup = new Wakeup();
   readonly #stop = new AbortController();
   #loop: Promise<void> | undefined;
+  #nudgeTimer: NodeJS.Timeout | undefined;
 
   constructor(options: TimeoutSweeperOptions) {
     super();
@@ -37,11 +46,19 @@ export class TimeoutSweeper extends TypedEmitter<TimeoutSweeperEvents> {
     this.#loop ??= this.#run();
   }
 
+  /** Look again shortly (`NUDGE_DELAY_MS`): a new deferral may carry an earlier deadline. */
   nudge(): void {
-    this.#wakeup.nudge();
+    if (this.#nudgeTimer !== undefined || this.#stop.signal.aborted) return;
+    this.#nudgeTimer = setTimeout(() => {
+      this.#nudgeTimer = undefined;
+      this.#wakeup.nudge();
+    }, NUDGE_DELAY_MS);
+    this.#nudgeTimer.unref();
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.#nudgeTimer);
+    this.#nudgeTimer = undefined;
     this.#stop.abort();
     await this.#loop;
   }

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { JsonObject } from '../sdk/json.ts';
 import type { Db } from './database.ts';
-import { Channels, notify } from './notify.ts';
+import { Channels, notify } from './protocol.ts';
 import type { DagRunRow, DagRunState } from './schema.ts';
 
 export interface DagRecord {

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import { Channels, notify } from './notify.ts';
+import { Channels, notify } from './protocol.ts';
 import type { TaskInstanceKey, TaskInstanceState } from './schema.ts';
 
 /*

@@ -1,7 +1,7 @@
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from 'pino';
 import { TypedEmitter } from '../common/typed-emitter.ts';
-import type { Channel } from './notify.ts';
+import { parseNotification, type Channel, type Notification } from './protocol.ts';
 
 export interface NotifierOptions {
   url: string;
@@ -12,8 +12,11 @@ export interface NotifierOptions {
 }
 
 export interface NotifierEvents {
-  notification: { channel: Channel; payload: string };
-  /** The connection was lost and is back: notifications may have been missed, so look now. */
+  notification: Notification;
+  /**
+   * The connection was lost and is back, so notifications may have been missed; or one arrived that
+   * this version cannot read (a newer tsflow's payload). Either way: look at everything now.
+   */
   reconnected: undefined;
 }
 
@@ -43,7 +46,13 @@ export class Notifier extends TypedEmitter<NotifierEvents> {
       },
     );
     this.#subscriber.events.on('notification', (n) => {
-      this.emit('notification', { channel: n.channel as Channel, payload: typeof n.payload === 'string' ? n.payload : '' });
+      const notification = parseNotification(n.channel, typeof n.payload === 'string' ? n.payload : '');
+      if (notification) {
+        this.emit('notification', notification);
+        return;
+      }
+      options.logger.debug({ channel: n.channel, payload: n.payload }, 'unknown notification; looking at everything');
+      this.emit('reconnected', undefined);
     });
     this.#subscriber.events.on('connected', () => {
       if (this.#connectedOnce) {

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import { setRunState } from './dag-runs.ts';
-import { Channels, notify } from './notify.ts';
+import { Channels, notify } from './protocol.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
 import { createTaskInstances, type TaskInstanceSpec } from './task-instances.ts';
 

@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import type { JsonObject } from '../sdk/json.ts';
 import type { Db } from './database.ts';
-import { Channels, notify } from './notify.ts';
+import { Channels, FAIL_METHOD, notify, pgNotify } from './protocol.ts';
 import type { TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
-import { deleteTriggersIfUnused, insertTrigger, type NewTrigger } from './triggers.ts';
+import { deleteTriggersIfUnused } from './triggers.ts';
 
 export interface TaskInstanceSpec {
   taskId: string;
@@ -151,50 +151,10 @@ export async function finishTry(db: Db, key: TaskInstanceKey, tryNumber: number,
       RETURNING 1
     ),
     notified AS (
-      SELECT pg_notify(${Channels.ti}, ${outcome.state}) FROM ended
+      SELECT ${pgNotify(Channels.ti, outcome.state)} FROM ended
     )
     SELECT (SELECT count(*) FROM ended)::int AS landed, (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM notified) AS notified`.execute(db);
   return (rows[0]?.landed ?? 0) > 0;
-}
-
-export interface Deferral {
-  trigger: NewTrigger;
-  nextMethod: string;
-  nextKwargs: JsonObject;
-  timeout: Date | null;
-}
-
-/**
- * The defer write: inserts the trigger, sets the task instance `deferred` pointing at it, and
- * NOTIFYs the triggerers — ONE statement, all or nothing. Fenced like `finishTry`: nothing is
- * inserted unless the task instance is still running this try. Returns the trigger id, or
- * undefined if it was not.
- */
-export async function deferTry(db: Db, key: TaskInstanceKey, tryNumber: number, deferral: Deferral): Promise<number | undefined> {
-  const { rows } = await sql<{ trigger_id: number | null }>`
-    WITH target AS (
-      SELECT 1 FROM task_instance
-      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state = 'running' AND try_number = ${tryNumber}
-      FOR UPDATE
-    ),
-    created AS (
-      INSERT INTO trigger (classpath, kwargs, priority_weight)
-      SELECT ${deferral.trigger.classpath}, ${JSON.stringify(deferral.trigger.kwargs)}::jsonb, ${deferral.trigger.priorityWeight} FROM target
-      RETURNING id
-    ),
-    deferred AS (
-      UPDATE task_instance SET
-        state = 'deferred', trigger_id = (SELECT id FROM created), next_method = ${deferral.nextMethod},
-        next_kwargs = ${JSON.stringify(deferral.nextKwargs)}::jsonb, trigger_timeout = ${deferral.timeout}::timestamptz,
-        hostname = NULL, pid = NULL, updated_at = now()
-      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND EXISTS (SELECT 1 FROM created)
-      RETURNING 1
-    ),
-    notified AS (
-      SELECT pg_notify(${Channels.trigger}, 'new') FROM created
-    )
-    SELECT (SELECT id FROM created) AS trigger_id, (SELECT count(*) FROM deferred) AS deferred, (SELECT count(*) FROM notified) AS notified`.execute(db);
-  return rows[0]?.trigger_id ?? undefined;
 }
 
 /** A scheduled task instance about to start a new try, with what building its trigger needs. */
@@ -228,60 +188,8 @@ export async function listScheduledNewTries(db: Db, tasks: readonly { dagId: str
   }));
 }
 
-export interface StartInTrigger {
-  trigger: NewTrigger;
-  nextMethod: string;
-  /** Seconds from the start of the try; null for no trigger timeout. */
-  timeoutSeconds: number | null;
-}
-
 /**
- * start_from_trigger (Airflow 2.10): a new try of a scheduled task instance starts in the triggerer,
- * never on a worker. ONE transaction: takes the row FOR UPDATE SKIP LOCKED (the enqueue critical
- * section locks scheduled rows the same way, so a row goes to exactly one of the two and neither
- * waits), inserts the trigger, sets the task instance `deferred` as try n+1 starting now, and NOTIFYs
- * the triggerers. Returns the trigger id and the try, or undefined if the row is no longer a
- * scheduled new try (enqueued, cleared or taken by another scheduler meanwhile).
- */
-export async function deferScheduledTry(db: Db, key: TaskInstanceKey, start: StartInTrigger): Promise<{ triggerId: number; tryNumber: number } | undefined> {
-  return db.transaction().execute(async (trx) => {
-    const row = await trx
-      .selectFrom('task_instance')
-      .select('try_number')
-      .where((eb) => eb.and({ ...keyColumns(key), state: 'scheduled' }))
-      .where('next_method', 'is', null)
-      .forUpdate()
-      .skipLocked()
-      .executeTakeFirst();
-    if (!row) return undefined;
-    const triggerId = await insertTrigger(trx, start.trigger);
-    const updated = await trx
-      .updateTable('task_instance')
-      .set({
-        state: 'deferred',
-        try_number: row.try_number + 1,
-        start_date: sql<Date>`clock_timestamp()`,
-        end_date: null,
-        error: null,
-        ready_at: null,
-        trigger_id: triggerId,
-        next_method: start.nextMethod,
-        next_kwargs: '{}',
-        trigger_timeout: start.timeoutSeconds === null ? null : sql<Date>`clock_timestamp() + make_interval(secs => ${start.timeoutSeconds})`,
-        hostname: null,
-        pid: null,
-        updated_at: sql<Date>`now()`,
-      })
-      .where((eb) => eb.and(keyColumns(key)))
-      .returning('try_number')
-      .executeTakeFirstOrThrow();
-    await notify(trx, Channels.trigger, 'new');
-    return { triggerId, tryNumber: updated.try_number };
-  });
-}
-
-/**
- * Sends deferred task instances whose trigger_timeout has passed to `scheduled` with `__fail__` and
+ * Sends deferred task instances whose trigger_timeout has passed to `scheduled` with `FAIL_METHOD` and
  * a timeout error, deletes their triggers (skipping any locked by an event write), and wakes the
  * schedulers and triggerers. SKIP LOCKED on the task instances: sweepers never block each other.
  */
@@ -298,7 +206,7 @@ export async function sweepTriggerTimeouts(db: Db, limit = 10_000): Promise<Task
       UPDATE task_instance ti SET
         state = 'scheduled',
         trigger_id = NULL,
-        next_method = '__fail__',
+        next_method = ${FAIL_METHOD}::text,
         next_kwargs = jsonb_build_object(
           'error', 'Trigger timeout: the trigger did not fire before ' || to_char(e.trigger_timeout AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
           'timeout', true),

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { JsonObject, JsonValue } from '../sdk/json.ts';
 import type { Db } from './database.ts';
-import { Channels } from './notify.ts';
+import { Channels, EVENT_KEY, FAIL_METHOD, pgNotify } from './protocol.ts';
 import type { TaskInstanceKey } from './schema.ts';
 
 /*
@@ -25,16 +25,6 @@ export interface NewTrigger {
   classpath: string;
   kwargs: JsonObject;
   priorityWeight: number;
-}
-
-/** Inserts a trigger row; called inside the defer transaction. */
-export async function insertTrigger(db: Db, trigger: NewTrigger): Promise<number> {
-  const row = await db
-    .insertInto('trigger')
-    .values({ classpath: trigger.classpath, kwargs: JSON.stringify(trigger.kwargs), priority_weight: trigger.priorityWeight })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
 }
 
 /**
@@ -137,20 +127,37 @@ export interface SubmitResult {
  * row lock and re-checks `deferred`, so a duplicate event, or a second owner during a failover,
  * changes nothing. The ownership check refuses a stale owner whose claim was taken before the
  * statement began. Spent trigger rows are deleted afterwards (`deleteSpentTriggers`), off the
- * latency path of a burst. Payloads travel as one JSON document, not an escaped text[] per row.
+ * latency path of a burst.
+ *
+ * Its cost follows the batch, not the waits held: both tables are reached by `= ANY(ids)` on
+ * their indexes (trigger_pkey, ti_trigger_idx), which the planner costs from the array it is given,
+ * so one event reads one trigger and one task instance whether 1,000 or 100,000 wait, and 10,000
+ * events read 10,000 of each. (The batch used to arrive as a JSON document joined to both tables:
+ * the planner took `jsonb_array_elements` for 100 rows whatever it held, and with 10,000 waits held
+ * scanned both tables for every event.) Migration 0004 keeps the timeout index from standing in
+ * for `state = 'deferred'`. Payloads travel as one JSON array read by position, so no row is
+ * escaped into an array literal. `test/event-write.test.ts` checks the tuples read.
  */
 export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: readonly TriggerOutcome[]): Promise<SubmitResult> {
   if (outcomes.length === 0) return { applied: new Set(), resumed: 0 };
-  const input = JSON.stringify(outcomes.map((o) => [o.triggerId, o.kind === 'failure', o.payload]));
+  const ids = outcomes.map((o) => o.triggerId);
+  const failures = outcomes.map((o) => o.kind === 'failure');
+  const payloads = JSON.stringify(outcomes.map((o) => o.payload));
   // The refused ids are listed only when some were refused: in the usual batch all are owned, and
   // comparing one count saves the anti-join over the batch.
   const { rows } = await sql<{ foreign: number[]; resumed: number }>`
     WITH input AS (
-      SELECT (e ->> 0)::bigint AS trigger_id, (e ->> 1)::boolean AS failure, e -> 2 AS payload
-      FROM jsonb_array_elements(${input}::jsonb) AS e
+      SELECT i.trigger_id, i.failure, (${payloads}::jsonb) -> (i.n::int - 1) AS payload
+      FROM unnest(${ids}::bigint[], ${failures}::boolean[]) WITH ORDINALITY AS i(trigger_id, failure, n)
+    ),
+    -- Materialised, so the owner test is applied to the rows found by id and cannot steer the scan:
+    -- planned together, an unanalysed table can make the planner AND trigger_triggerer_idx in and
+    -- read every trigger this triggerer owns.
+    candidates AS MATERIALIZED (
+      SELECT t.id, t.triggerer_id FROM trigger t WHERE t.id = ANY(${ids}::bigint[])
     ),
     owned AS (
-      SELECT t.id FROM trigger t JOIN input i ON t.id = i.trigger_id WHERE t.triggerer_id = ${jobId}
+      SELECT id FROM candidates WHERE triggerer_id = ${jobId}
     ),
     resumed AS (
       UPDATE task_instance ti SET
@@ -158,15 +165,15 @@ export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: rea
         trigger_id = NULL,
         scheduled_at = clock_timestamp(),
         updated_at = clock_timestamp(),
-        next_method = CASE WHEN i.failure THEN '__fail__' ELSE ti.next_method END,
+        next_method = CASE WHEN i.failure THEN ${FAIL_METHOD}::text ELSE ti.next_method END,
         next_kwargs = CASE WHEN i.failure THEN i.payload
-                           ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object('event', i.payload) END
+                           ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object(${EVENT_KEY}::text, i.payload) END
       FROM input i JOIN owned o ON o.id = i.trigger_id
-      WHERE ti.trigger_id = i.trigger_id AND ti.state = 'deferred'
+      WHERE ti.trigger_id = ANY(${ids}::bigint[]) AND ti.state = 'deferred' AND ti.trigger_id = i.trigger_id
       RETURNING 1
     ),
     notified AS (
-      SELECT pg_notify(${Channels.ti}, 'resumed') FROM (SELECT 1 FROM resumed LIMIT 1) one
+      SELECT ${pgNotify(Channels.ti, 'resumed')} FROM (SELECT 1 FROM resumed LIMIT 1) one
     )
     SELECT
       CASE WHEN (SELECT count(*) FROM owned) = ${outcomes.length} THEN '[]'::json
@@ -174,8 +181,7 @@ export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: rea
       (SELECT count(*)::int FROM resumed) AS resumed,
       (SELECT count(*) FROM notified) AS notified`.execute(db);
   const foreign = rows[0]?.foreign ?? [];
-  const applied = new Set<number>();
-  for (const o of outcomes) applied.add(o.triggerId);
+  const applied = new Set<number>(ids);
   for (const id of foreign) applied.delete(id);
   return { applied, resumed: rows[0]?.resumed ?? 0 };
 }
@@ -193,7 +199,7 @@ export async function releaseTriggers(db: Db, jobId: number): Promise<number> {
       UPDATE trigger SET triggerer_id = NULL WHERE triggerer_id = ${jobId} RETURNING id
     )
     SELECT count(*)::int AS released,
-      (SELECT count(*) FROM (SELECT pg_notify(${Channels.trigger}, 'released') FROM (SELECT 1 FROM released LIMIT 1) one) n) AS notified
+      (SELECT count(*) FROM (SELECT ${pgNotify(Channels.trigger, 'released')} FROM (SELECT 1 FROM released LIMIT 1) one) n) AS notified
     FROM released`.execute(db);
   return rows[0]?.released ?? 0;
 }

@@ -1,5 +1,6 @@
 import { DateTime } from 'luxon';
-import { deferTry, finishTry, type Deferral, type TryOutcome } from '../db/task-instances.ts';
+import { writeDeferral, type DeferralWrite, type WrittenDeferral } from '../db/deferral.ts';
+import { finishTry, type TryOutcome } from '../db/task-instances.ts';
 import type { TaskDeferred } from '../sdk/task-deferred.ts';
 import { landFinalWrite } from './final-write.ts';
 import { retryDelay } from './retry-delay.ts';
@@ -47,26 +48,31 @@ async function finish(t: TryRun, outcome: TryOutcome): Promise<TaskRunResult> {
   return { state: outcome.state, tryNumber, ...(outcome.error ? { error: outcome.error } : {}) };
 }
 
-/** The defer write: the trigger row and the `deferred` state together, or nothing. */
+/**
+ * The defer write: the trigger row and the `deferred` state together, or nothing. The trigger
+ * timeout is computed by the database clock, capped by the executionTimeout from the try's start.
+ */
 async function defer(t: TryRun, deferred: TaskDeferred): Promise<TaskRunResult> {
-  const { deps, key, tryNumber, deadline, log } = t;
+  const { deps, key, tryNumber, log } = t;
   const [classpath, kwargs] = deferred.trigger.serialize();
-  let timeout: DateTime | undefined = deferred.timeout ? DateTime.utc().plus(deferred.timeout) : undefined;
-  if (deadline && (!timeout || deadline < timeout)) timeout = deadline; // capped by executionTimeout
-  const deferral: Deferral = {
+  const deferral: DeferralWrite = {
+    fence: { running: tryNumber },
     trigger: { classpath, kwargs, priorityWeight: t.task.settings.priorityWeight },
     nextMethod: deferred.method,
     nextKwargs: deferred.kwargs,
-    timeout: timeout?.toJSDate() ?? null,
+    timeoutSeconds: deferred.timeout ? deferred.timeout.as('seconds') : null,
+    executionTimeoutSeconds: t.task.settings.executionTimeout ? t.task.settings.executionTimeout.as('seconds') : null,
   };
   const written = await landFinalWrite(t, {
     state: 'deferred',
-    write: () => deferTry(deps.db, key, tryNumber, deferral),
-    landedIn: (row) =>
-      row.state === 'deferred' && row.try_number === tryNumber && row.next_method === deferral.nextMethod && row.trigger_id !== null ? row.trigger_id : undefined,
+    write: () => writeDeferral(deps.db, key, deferral),
+    landedIn: (row): WrittenDeferral | undefined =>
+      row.state === 'deferred' && row.try_number === tryNumber && row.next_method === deferral.nextMethod && row.trigger_id !== null
+        ? { triggerId: row.trigger_id, tryNumber, triggerTimeout: row.trigger_timeout }
+        : undefined,
   });
   if (!written.landed) return discarded(t);
-  log.info({ triggerId: written.value, classpath, method: deferred.method, timeout: timeout?.toISO() }, 'task deferred');
+  log.info({ triggerId: written.value.triggerId, classpath, method: deferred.method, timeout: written.value.triggerTimeout?.toISOString() }, 'task deferred');
   return { state: 'deferred', tryNumber };
 }
 

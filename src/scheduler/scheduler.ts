@@ -7,7 +7,7 @@ import { listQueuedRuns } from '../db/dag-runs.ts';
 import type { Database } from '../db/database.ts';
 import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
-import { Channels } from '../db/notify.ts';
+import { CANNOT_FINISH_A_RUN, Channels } from '../db/protocol.ts';
 import type { LostTry } from '../db/lost-tries.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
 import { enqueueScheduled, finishCompletedRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
@@ -36,8 +36,6 @@ export interface SchedulerEvents {
   'run:state': { dagId: string; runId: string; state: DagRunState };
 }
 
-/** NOTIFY payloads that cannot complete a run (resumes, retries, reschedules, timeouts): no run check. */
-const CANNOT_FINISH_A_RUN = new Set(['resumed', 'up_for_retry', 'up_for_reschedule', 'timeout', 'deferred', 'queued', 'requeued', 'run-finished']);
 
 export type SchedulerState = DaemonState;
 

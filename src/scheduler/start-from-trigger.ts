@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { DagBag } from '../dag-bag/dag-bag.ts';
 import type { Db } from '../db/database.ts';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
-import { deferScheduledTry, listScheduledNewTries } from '../db/task-instances.ts';
+import { writeDeferral } from '../db/deferral.ts';
+import { listScheduledNewTries } from '../db/task-instances.ts';
 import type { JsonObject } from '../sdk/json.ts';
 import { startsFromTrigger, type StartDeferral, type TriggerStartingSensor } from '../sdk/sensors/base-sensor.ts';
 
@@ -74,10 +75,14 @@ export class StartFromTrigger {
         continue;
       }
       const [classpath, kwargs] = serialized;
-      const result = await deferScheduledTry(this.#deps.db, key, {
+      const { executionTimeout } = sensor.settings;
+      const result = await writeDeferral(this.#deps.db, key, {
+        fence: { scheduledNewTry: true },
         trigger: { classpath, kwargs, priorityWeight: sensor.settings.priorityWeight },
         nextMethod: deferral.method,
-        timeoutSeconds: deferral.timeout.toMillis() / 1000,
+        nextKwargs: {},
+        timeoutSeconds: deferral.timeout.as('seconds'),
+        executionTimeoutSeconds: executionTimeout ? executionTimeout.as('seconds') : null,
       });
       if (!result) continue; // enqueued or changed meanwhile
       log.info({ triggerId: result.triggerId, classpath, tryNumber: result.tryNumber }, 'started in the triggerer (startFromTrigger)');

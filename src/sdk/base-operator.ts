@@ -4,10 +4,10 @@ import { assertValidId, currentDag, type Dag } from './dag.ts';
 import { toDuration, type DurationInput } from './duration.ts';
 import { TaskDeferralError, TaskDeferralTimeout } from './errors.ts';
 import type { JsonObject, JsonValue } from './json.ts';
+import { EVENT_KEY, FAIL_METHOD } from './resume-keys.ts';
 import { TaskDeferred, type DeferOptions } from './task-deferred.ts';
 
-/** The method name a failed or timed-out trigger resumes with (Airflow's `__fail__`). */
-export const FAIL_METHOD = '__fail__';
+export { FAIL_METHOD };
 
 export type TaskCallback = (context: TaskContext, error?: Error) => void | Promise<void>;
 
@@ -87,7 +87,7 @@ export abstract class BaseOperator<R = unknown> {
    * trigger's failure. Sensors override it to turn a timeout into a sensor timeout or a skip.
    */
   resumeExecution(context: TaskContext, method: string, nextKwargs: JsonObject): unknown {
-    const { event, ...kwargs } = nextKwargs;
+    const { [EVENT_KEY]: event, ...kwargs } = nextKwargs;
     if (method === FAIL_METHOD) {
       const message = typeof kwargs['error'] === 'string' ? kwargs['error'] : 'Trigger failure';
       const ErrorClass = kwargs['timeout'] === true ? TaskDeferralTimeout : TaskDeferralError;

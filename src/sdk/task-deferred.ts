@@ -2,6 +2,7 @@ import type { Duration } from 'luxon';
 import { toDuration, type DurationInput } from './duration.ts';
 import { brand } from './errors.ts';
 import { toJsonObject, type JsonObject } from './json.ts';
+import { EVENT_KEY } from './resume-keys.ts';
 import { isTrigger, type BaseTrigger } from './trigger.ts';
 
 export interface DeferOptions {
@@ -34,8 +35,8 @@ export class TaskDeferred extends Error {
       throw new TypeError(`defer() method must name a method of the operator, got '${String(method)}'`);
     }
     const json = toJsonObject(kwargs, 'defer() kwargs');
-    if ('event' in json) {
-      throw new TypeError("defer() kwargs may not contain the key 'event': the trigger's event is passed separately");
+    if (EVENT_KEY in json) {
+      throw new TypeError(`defer() kwargs may not contain the key '${EVENT_KEY}': the trigger's event is passed separately`);
     }
     super(`deferred to ${trigger.constructor.name}, resuming in ${method}`);
     this.trigger = trigger;

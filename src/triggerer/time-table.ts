@@ -93,7 +93,9 @@ export class TimeTable implements TriggerRuntime {
   }
 
   sleepUntil(epochMs: number, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.resolve();
+    // Already due (deferred after its moment): resolve now. Through the heap it would wait for a
+    // timer, and Node makes a 0 ms timer at least 1 ms.
+    if (signal.aborted || epochMs <= Date.now()) return Promise.resolve();
     let owner = this.#bySignal.get(signal);
     if (!owner) {
       owner = new SignalWaits(this);

@@ -6,7 +6,7 @@ import { Daemon, type DaemonState } from '../daemon/daemon.ts';
 import type { Database } from '../db/database.ts';
 import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
-import { Channels } from '../db/notify.ts';
+import { Channels } from '../db/protocol.ts';
 import {
   claimTriggers,
   countOwnedTriggers,

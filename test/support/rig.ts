@@ -5,7 +5,7 @@ import { DagBag } from '../../src/dag-bag/dag-bag.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createDagRun, upsertDags } from '../../src/db/dag-runs.ts';
 import { Notifier } from '../../src/db/notifier.ts';
-import { Channels } from '../../src/db/notify.ts';
+import { Channels } from '../../src/db/protocol.ts';
 import type { TaskInstanceKey } from '../../src/db/schema.ts';
 import { startQueuedRun } from '../../src/db/scheduling.ts';
 import type { BaseExecutor } from '../../src/executors/base-executor.ts';

@@ -4,7 +4,7 @@ import { Metrics } from '../../common/metrics.ts';
 import { MetricsServer } from '../../common/metrics-server.ts';
 import { createDagRun } from '../../db/dag-runs.ts';
 import { redactUrl } from '../../db/database.ts';
-import { Channels } from '../../db/notify.ts';
+import { Channels } from '../../db/protocol.ts';
 import type { Scheduler } from '../../scheduler/scheduler.ts';
 import { compileSchedulerOptions, type SchedulerOptions } from '../../scheduler/scheduler-options.ts';
 import { DAGS_FOLDER, dagsFolderOf, STARTUP_TIMEOUT, TRIGGERS_FOLDER, triggersFoldersOf } from '../common-options.ts';

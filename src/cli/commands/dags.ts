@@ -4,7 +4,7 @@ import { DagBag } from '../../dag-bag/dag-bag.ts';
 import { createDagRun, getDagRun, upsertDags } from '../../db/dag-runs.ts';
 import type { Db } from '../../db/database.ts';
 import { aliveJobs } from '../../db/jobs.ts';
-import { Channels } from '../../db/notify.ts';
+import { Channels } from '../../db/protocol.ts';
 import { Wakeup } from '../../common/wakeup.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
 import { createNotifier } from '../components.ts';
