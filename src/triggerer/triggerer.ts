@@ -15,6 +15,8 @@ import {
   deleteUnusedTriggers,
   ownedTriggerIds,
   releaseTriggers,
+  submitOneOutcome,
+  submitTriggerOutcomes,
   unassignDeadTriggerers,
 } from '../db/triggers.ts';
 import { ActiveTriggers, type ActiveOutcome } from './active-triggers.ts';
@@ -114,6 +116,9 @@ export class Triggerer extends Daemon<TriggererEvents> {
     const writer = new OutcomeWriter<ActiveOutcome>({
       db,
       jobId,
+      // A lone outcome (a wait firing on its own) goes through the prepared one-outcome statement.
+      submitOutcomes: (writeDb, writer, outcomes) =>
+        outcomes.length === 1 ? submitOneOutcome(database.pool, writer, outcomes[0] as ActiveOutcome) : submitTriggerOutcomes(writeDb, writer, outcomes),
       logger: this.log,
       maxBatch: this.options.writeBatchSize,
       onResult: (outcome, result) => this.#triggers?.written(outcome, result),
@@ -219,7 +224,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
       if (limit <= 0) break;
       let claimed: ClaimedTrigger[];
       try {
-        claimed = await claimTriggers(db, jobId, limit);
+        claimed = await claimTriggers(this.#deps.database.pool, jobId, limit);
       } catch (error) {
         this.#claimUncertain = true;
         throw error;
