@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { burst } from '../bench/scenarios/burst.ts';
+import { chaos } from '../bench/scenarios/chaos.ts';
 import { due } from '../bench/scenarios/due.ts';
 import { eventWrite } from '../bench/scenarios/event-write.ts';
 import { failover } from '../bench/scenarios/failover.ts';
@@ -51,6 +52,12 @@ describe('benchmarks, smoke mode', function () {
   it('burst', async () => {
     const { figures } = await runSmoke(burst);
     expect(figures['eventsPerSecond']).to.be.greaterThan(0);
+  });
+
+  it('chaos: no daemon exits on its own, no task is lost or resumed twice, through kills, terminations and a restart', async () => {
+    const { figures, settings } = await runSmoke(chaos);
+    expect(settings['restartServer'], 'the drill restarted PostgreSQL').to.equal(1);
+    expect([figures['daemonsExitedOnTheirOwn'], figures['lost'], figures['resumedTwiceInOneTry']]).to.deep.equal([0, 0, 0]);
   });
 
   it('hold', async () => {
