@@ -162,6 +162,33 @@ export async function submitTriggerOutcomes(db: Db, jobId: number, outcomes: rea
 const LARGE_BATCH = 100;
 
 /**
+ * The assignments that resume a task instance from an `input` row `i` (trigger_id, failure,
+ * payload): an event is stored at `next_kwargs.event`, a failure replaces `next_kwargs` and resumes
+ * at `__fail__`. Shared by both batch statements.
+ */
+const RESUME_FROM_INPUT = sql`
+        state = 'scheduled',
+        trigger_id = NULL,
+        scheduled_at = clock_timestamp(),
+        updated_at = clock_timestamp(),
+        next_method = CASE WHEN i.failure THEN ${FAIL_METHOD}::text ELSE ti.next_method END,
+        next_kwargs = CASE WHEN i.failure THEN i.payload
+                           ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object(${EVENT_KEY}::text, i.payload) END`;
+
+/**
+ * The batch statements' result row: the refused ids are listed only when some were refused (in the
+ * usual batch all are owned, and comparing one count saves the anti-join over the batch).
+ */
+function reportOutcomes(count: number) {
+  return sql`
+    SELECT
+      CASE WHEN (SELECT count(*) FROM owned) = ${count} THEN '[]'::json
+           ELSE (SELECT coalesce(json_agg(i.trigger_id), '[]') FROM input i WHERE i.trigger_id NOT IN (SELECT id FROM owned)) END AS foreign,
+      (SELECT count(*)::int FROM resumed) AS resumed,
+      (SELECT count(*) FROM notified) AS notified`;
+}
+
+/**
  * A few outcomes among many waits: every row is found by id through an index (trigger pkey,
  * ti_trigger_idx), so the cost follows the batch, not the waits held — with 100,000 held, one event
  * costs what it costs with 1,000.
@@ -187,14 +214,7 @@ function lookupStatement(jobId: number, outcomes: readonly TriggerOutcome[]) {
       SELECT id FROM candidates WHERE triggerer_id = ${jobId}
     ),
     resumed AS (
-      UPDATE task_instance ti SET
-        state = 'scheduled',
-        trigger_id = NULL,
-        scheduled_at = clock_timestamp(),
-        updated_at = clock_timestamp(),
-        next_method = CASE WHEN i.failure THEN ${FAIL_METHOD}::text ELSE ti.next_method END,
-        next_kwargs = CASE WHEN i.failure THEN i.payload
-                           ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object(${EVENT_KEY}::text, i.payload) END
+      UPDATE task_instance ti SET ${RESUME_FROM_INPUT}
       FROM input i JOIN owned o ON o.id = i.trigger_id
       WHERE ti.trigger_id = ANY(${ids}::bigint[]) AND ti.state = 'deferred' AND ti.trigger_id = i.trigger_id
       RETURNING 1
@@ -202,11 +222,7 @@ function lookupStatement(jobId: number, outcomes: readonly TriggerOutcome[]) {
     notified AS (
       SELECT ${pgNotify(Channels.ti, 'resumed')} FROM (SELECT 1 FROM resumed LIMIT 1) one
     )
-    SELECT
-      CASE WHEN (SELECT count(*) FROM owned) = ${outcomes.length} THEN '[]'::json
-           ELSE (SELECT coalesce(json_agg(i.trigger_id), '[]') FROM input i WHERE i.trigger_id NOT IN (SELECT id FROM owned)) END AS foreign,
-      (SELECT count(*)::int FROM resumed) AS resumed,
-      (SELECT count(*) FROM notified) AS notified`;
+    ${reportOutcomes(outcomes.length)}`;
 }
 
 /**
@@ -225,14 +241,7 @@ function scanStatement(jobId: number, outcomes: readonly TriggerOutcome[]) {
       SELECT t.id FROM trigger t JOIN input i ON t.id = i.trigger_id WHERE t.triggerer_id = ${jobId}
     ),
     resumed AS (
-      UPDATE task_instance ti SET
-        state = 'scheduled',
-        trigger_id = NULL,
-        scheduled_at = clock_timestamp(),
-        updated_at = clock_timestamp(),
-        next_method = CASE WHEN i.failure THEN ${FAIL_METHOD}::text ELSE ti.next_method END,
-        next_kwargs = CASE WHEN i.failure THEN i.payload
-                           ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object(${EVENT_KEY}::text, i.payload) END
+      UPDATE task_instance ti SET ${RESUME_FROM_INPUT}
       FROM input i JOIN owned o ON o.id = i.trigger_id
       WHERE ti.trigger_id = i.trigger_id AND ti.state = 'deferred'
       RETURNING 1
@@ -240,11 +249,7 @@ function scanStatement(jobId: number, outcomes: readonly TriggerOutcome[]) {
     notified AS (
       SELECT ${pgNotify(Channels.ti, 'resumed')} FROM (SELECT 1 FROM resumed LIMIT 1) one
     )
-    SELECT
-      CASE WHEN (SELECT count(*) FROM owned) = ${outcomes.length} THEN '[]'::json
-           ELSE (SELECT coalesce(json_agg(i.trigger_id), '[]') FROM input i WHERE i.trigger_id NOT IN (SELECT id FROM owned)) END AS foreign,
-      (SELECT count(*)::int FROM resumed) AS resumed,
-      (SELECT count(*) FROM notified) AS notified`;
+    ${reportOutcomes(outcomes.length)}`;
 }
 
 /** Deletes trigger rows whose outcome `jobId` stored (set-based; the fence already made them spent). */
