@@ -162,17 +162,17 @@ describe('executors (unit, fake clock)', () => {
     }).tasks;
     const fixed = tasks.get('fixed') as BaseOperator;
     const backoff = tasks.get('backoff') as BaseOperator;
-    expect(retryDelay(fixed, 1).as('seconds')).to.equal(10);
-    expect(retryDelay(fixed, 5).as('seconds')).to.equal(10);
+    expect(retryDelay(fixed.settings, 1).as('seconds')).to.equal(10);
+    expect(retryDelay(fixed.settings, 5).as('seconds')).to.equal(10);
     const random = sinon.stub(Math, 'random');
     try {
       random.returns(0.999999);
-      expect(retryDelay(backoff, 1).as('seconds')).to.be.closeTo(10, 0.01);
-      expect(retryDelay(backoff, 2).as('seconds')).to.be.closeTo(20, 0.01);
-      expect(retryDelay(backoff, 3).as('seconds')).to.be.closeTo(40, 0.01);
-      expect(retryDelay(backoff, 4).as('seconds'), 'capped by maxRetryDelay').to.equal(60);
+      expect(retryDelay(backoff.settings, 1).as('seconds')).to.be.closeTo(10, 0.01);
+      expect(retryDelay(backoff.settings, 2).as('seconds')).to.be.closeTo(20, 0.01);
+      expect(retryDelay(backoff.settings, 3).as('seconds')).to.be.closeTo(40, 0.01);
+      expect(retryDelay(backoff.settings, 4).as('seconds'), 'capped by maxRetryDelay').to.equal(60);
       random.returns(0);
-      expect(retryDelay(backoff, 3).as('seconds'), 'jitter: at least half').to.equal(20);
+      expect(retryDelay(backoff.settings, 3).as('seconds'), 'jitter: at least half').to.equal(20);
     } finally {
       random.restore();
     }

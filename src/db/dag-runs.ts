@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { JsonObject } from '../sdk/json.ts';
 import type { Db } from './database.ts';
 import { Channels, notify } from './protocol.ts';
-import type { DagRunRow, DagRunState } from './schema.ts';
+import type { DagRunRow, DagRunState, DagRunType } from './schema.ts';
 
 export interface DagRecord {
   dagId: string;
@@ -35,7 +35,9 @@ export interface NewDagRun {
   runId: string;
   conf: JsonObject;
   logicalDate: Date;
-  runType?: string;
+  runType?: DagRunType;
+  /** The run's data interval; a manual run of a scheduled DAG gets the timetable's inferred one. */
+  dataInterval?: { start: Date; end: Date };
 }
 
 /** Queues a run and wakes the schedulers. The DAG row must exist (upsert it first). */
@@ -50,6 +52,8 @@ export async function createDagRun(db: Db, run: NewDagRun): Promise<void> {
         run_type: run.runType ?? 'manual',
         conf: JSON.stringify(run.conf),
         logical_date: run.logicalDate,
+        data_interval_start: run.dataInterval?.start ?? run.logicalDate,
+        data_interval_end: run.dataInterval?.end ?? run.logicalDate,
       })
       .onConflict((oc) => oc.columns(['dag_id', 'run_id']).doNothing())
       .returning('run_id')

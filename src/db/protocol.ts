@@ -17,6 +17,8 @@ export const Channels = {
   trigger: 'tsflow_trigger',
   /** Task instances the scheduler should look at (became scheduled, finished): wakes schedulers. */
   ti: 'tsflow_ti',
+  /** DAGs changed (parsed, deactivated, paused, unpaused) or a file failed to import: wakes schedulers. */
+  dag: 'tsflow_dag',
 } as const;
 
 export type Channel = (typeof Channels)[keyof typeof Channels];
@@ -47,7 +49,14 @@ export const TASK_INSTANCE_PAYLOADS = [
 ] as const;
 export type TaskInstancePayload = (typeof TASK_INSTANCE_PAYLOADS)[number];
 
-export type Notification = { channel: typeof Channels.trigger; payload: TriggerPayload } | { channel: typeof Channels.ti; payload: TaskInstancePayload };
+/** What `tsflow_dag` says: serialized DAGs or their rows changed, or only an import error was recorded. */
+export const DAG_PAYLOADS = ['changed', 'paused', 'import-error'] as const;
+export type DagPayload = (typeof DAG_PAYLOADS)[number];
+
+export type Notification =
+  | { channel: typeof Channels.trigger; payload: TriggerPayload }
+  | { channel: typeof Channels.ti; payload: TaskInstancePayload }
+  | { channel: typeof Channels.dag; payload: DagPayload };
 
 /** The payloads of one channel. */
 export type PayloadOf<C extends Channel> = Extract<Notification, { channel: C }>['payload'];
@@ -68,6 +77,7 @@ export const CANNOT_FINISH_A_RUN: ReadonlySet<TaskInstancePayload> = new Set<Tas
 const KNOWN: { readonly [C in Channel]: ReadonlySet<string> } = {
   [Channels.trigger]: new Set(TRIGGER_PAYLOADS),
   [Channels.ti]: new Set(TASK_INSTANCE_PAYLOADS),
+  [Channels.dag]: new Set(DAG_PAYLOADS),
 };
 
 /**
@@ -75,7 +85,7 @@ const KNOWN: { readonly [C in Channel]: ReadonlySet<string> } = {
  * version's payload, or a hand-made NOTIFY): the listener still looks, as for any notification.
  */
 export function parseNotification(channel: string, payload: string): Notification | undefined {
-  if (channel !== Channels.trigger && channel !== Channels.ti) return undefined;
+  if (channel !== Channels.trigger && channel !== Channels.ti && channel !== Channels.dag) return undefined;
   return KNOWN[channel].has(payload) ? ({ channel, payload } as Notification) : undefined;
 }
 

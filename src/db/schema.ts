@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Selectable } from 'kysely';
+import type { SerializedDag } from '../dag-bag/serialized-dag.ts';
 import type { JsonObject, JsonValue } from '../sdk/json.ts';
 
 /** jsonb: read as parsed JSON, written as a JSON string (node-pg would turn JS arrays into PG arrays). */
@@ -19,7 +20,8 @@ export type TaskInstanceState =
   | 'up_for_reschedule'
   | 'deferred'
   | 'removed';
-export type JobType = 'scheduler' | 'triggerer';
+export type JobType = 'scheduler' | 'triggerer' | 'dag_processor' | 'worker';
+export type DagRunType = 'manual' | 'scheduled' | 'backfill' | 'asset_triggered';
 export type JobState = 'running' | 'success' | 'failed';
 
 export interface DagTable {
@@ -28,15 +30,43 @@ export interface DagTable {
   description: string | null;
   is_paused: Generated<boolean>;
   last_parsed_at: DefaultedTimestamp;
+  /** False once the DAG's file is gone or no longer defines it. */
+  is_active: Generated<boolean>;
+  /** The schedule as `dags list` shows it; null until a DAG processor parsed the DAG. */
+  timetable_summary: string | null;
+  max_active_runs: Generated<number>;
+  max_active_tasks: Generated<number>;
+  /** The next scheduled run to create (Airflow's `next_dagrun*`); `next_dagrun_create_after` null: none due. */
+  next_dagrun: Timestamp | null;
+  next_dagrun_data_interval_start: Timestamp | null;
+  next_dagrun_data_interval_end: Timestamp | null;
+  next_dagrun_create_after: Timestamp | null;
+}
+
+export interface SerializedDagTable {
+  dag_id: string;
+  fileloc: string;
+  dag_hash: string;
+  data: Json<SerializedDag>;
+  last_updated: DefaultedTimestamp;
+}
+
+export interface ImportErrorTable {
+  filename: string;
+  file_hash: string | null;
+  stacktrace: string;
+  timestamp: DefaultedTimestamp;
 }
 
 export interface DagRunTable {
   dag_id: string;
   run_id: string;
   state: DagRunState;
-  run_type: Generated<string>;
+  run_type: ColumnType<DagRunType, DagRunType | undefined, DagRunType>;
   conf: ColumnType<JsonObject, string | undefined, string>;
   logical_date: DefaultedTimestamp;
+  data_interval_start: Timestamp | null;
+  data_interval_end: Timestamp | null;
   created_at: DefaultedTimestamp;
   start_date: Timestamp | null;
   end_date: Timestamp | null;
@@ -102,6 +132,8 @@ export interface XcomTable {
 export interface Schema {
   dag: DagTable;
   dag_run: DagRunTable;
+  serialized_dag: SerializedDagTable;
+  import_error: ImportErrorTable;
   job: JobTable;
   trigger: TriggerTable;
   task_instance: TaskInstanceTable;

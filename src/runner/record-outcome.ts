@@ -26,7 +26,7 @@ export async function recordOutcome(t: TryRun, outcome: TaskOutcome): Promise<Ta
       const error = describeError(outcome.error);
       t.log.error({ err: outcome.error }, 'task failed');
       if (outcome.retryable && t.tryNumber <= t.row.max_tries) {
-        const readyAt = DateTime.utc().plus(retryDelay(t.task, t.tryNumber)).toJSDate();
+        const readyAt = DateTime.utc().plus(retryDelay(t.task.settings, t.tryNumber)).toJSDate();
         return finish(t, { state: 'up_for_retry', error, readyAt });
       }
       return finish(t, { state: 'failed', error });

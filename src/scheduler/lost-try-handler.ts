@@ -34,7 +34,7 @@ export class LostTryHandler {
     this.#retryAt = (key, tryNumber) => {
       const task = deps.dagOf(key.dagId)?.tasks.get(key.taskId);
       // A task no longer in the DAG folder: Airflow's default retry delay.
-      return DateTime.utc().plus(task ? retryDelay(task, tryNumber) : { minutes: 5 }).toJSDate();
+      return DateTime.utc().plus(task ? retryDelay(task.settings, tryNumber) : { minutes: 5 }).toJSDate();
     };
   }
 

@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import { DateTime, Duration } from 'luxon';
+import { deserializeTimetable } from '../scheduling/deserialize-timetable.ts';
+import type { SerializedTimetable, Timetable } from '../scheduling/timetable.ts';
+import type { Dag } from '../sdk/dag.ts';
+import type { SerializedParams } from '../sdk/params.ts';
+import { startsFromTrigger } from '../sdk/sensors/base-sensor.ts';
+
+/** The format version of `serialized_dag.data`; a reader meeting a newer one says so. */
+export const SERIALIZED_DAG_VERSION = 1;
+
+/** One task as the scheduler needs it: no user code, only what decides when and where it runs. */
+export interface SerializedTask {
+  readonly taskId: string;
+  /** The operator's class name, for display. */
+  readonly operator: string;
+  readonly upstream: readonly string[];
+  readonly downstream: readonly string[];
+  readonly retries: number;
+  readonly retryDelaySeconds: number;
+  readonly retryExponentialBackoff: boolean;
+  readonly maxRetryDelaySeconds: number;
+  readonly executionTimeoutSeconds: number | null;
+  readonly priorityWeight: number;
+  readonly queue: string;
+  /** A sensor whose new tries the scheduler defers itself (Airflow's `start_from_trigger`). */
+  readonly startFromTrigger: boolean;
+}
+
+/**
+ * A DAG as the DAG processor stores it (Airflow's serialized DAG): JSON only, so a scheduler reads
+ * it from the database without importing the DAG file. Dates are ISO strings in UTC.
+ */
+export interface SerializedDag {
+  readonly version: number;
+  readonly dagId: string;
+  readonly fileloc: string;
+  readonly description: string | null;
+  readonly tags: readonly string[];
+  readonly timetable: SerializedTimetable;
+  /** As `dags list` shows it: `'0 0 * * *'`, `'@once'`, `'every 1h'`, `'None'`. */
+  readonly timetableSummary: string;
+  readonly timezone: string;
+  readonly startDate: string | null;
+  readonly endDate: string | null;
+  readonly catchup: boolean;
+  readonly maxActiveRuns: number;
+  readonly maxActiveTasks: number;
+  readonly dagrunTimeoutSeconds: number | null;
+  readonly isPausedUponCreation: boolean;
+  readonly params: SerializedParams;
+  readonly tasks: readonly SerializedTask[];
+}
+
+/** The JSON form of a DAG defined in `fileloc`. */
+export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
+  const iso = (d: DateTime | undefined): string | null => (d ? (d.toUTC().toISO() as string) : null);
+  return {
+    version: SERIALIZED_DAG_VERSION,
+    dagId: dag.dagId,
+    fileloc,
+    description: dag.description ?? null,
+    tags: [...dag.tags],
+    timetable: dag.timetable.serialize(),
+    timetableSummary: dag.timetable.summary,
+    timezone: dag.timezone,
+    startDate: iso(dag.startDate),
+    endDate: iso(dag.endDate),
+    catchup: dag.catchup,
+    maxActiveRuns: dag.maxActiveRuns,
+    maxActiveTasks: dag.maxActiveTasks,
+    dagrunTimeoutSeconds: dag.dagrunTimeout ? dag.dagrunTimeout.as('seconds') : null,
+    isPausedUponCreation: dag.isPausedUponCreation,
+    params: dag.params,
+    tasks: [...dag.tasks.values()].map((task) => ({
+      taskId: task.taskId,
+      operator: task.constructor.name,
+      upstream: [...task.upstreamTaskIds].sort(),
+      downstream: [...task.downstreamTaskIds].sort(),
+      retries: task.settings.retries,
+      retryDelaySeconds: task.settings.retryDelay.as('seconds'),
+      retryExponentialBackoff: task.settings.retryExponentialBackoff,
+      maxRetryDelaySeconds: task.settings.maxRetryDelay.as('seconds'),
+      executionTimeoutSeconds: task.settings.executionTimeout ? task.settings.executionTimeout.as('seconds') : null,
+      priorityWeight: task.settings.priorityWeight,
+      queue: task.settings.queue,
+      startFromTrigger: startsFromTrigger(task),
+    })),
+  };
+}
+
+/** A stable hash of a serialized DAG: the processor skips writing a DAG whose hash has not changed. */
+export function serializedDagHash(dag: SerializedDag): string {
+  return createHash('sha256').update(stableStringify(dag)).digest('hex').slice(0, 32);
+}
+
+function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The settings `retryDelay` needs, from a live operator or a serialized task. */
+export interface RetrySettings {
+  readonly retryDelay: Duration;
+  readonly retryExponentialBackoff: boolean;
+  readonly maxRetryDelay: Duration;
+}
+
+/** A serialized DAG made usable by the scheduler: its timetable rebuilt, its tasks by id. */
+export class DagSpec {
+  readonly data: SerializedDag;
+  readonly timetable: Timetable;
+  readonly tasks: ReadonlyMap<string, SerializedTask>;
+  readonly startDate: DateTime | undefined;
+  readonly endDate: DateTime | undefined;
+
+  constructor(data: SerializedDag) {
+    if (data.version > SERIALIZED_DAG_VERSION) {
+      throw new Error(`serialized DAG '${data.dagId}' has format ${data.version}, newer than this tsflow reads (${SERIALIZED_DAG_VERSION}): upgrade tsflow`);
+    }
+    this.data = data;
+    this.timetable = deserializeTimetable(data.timetable);
+    this.tasks = new Map(data.tasks.map((t) => [t.taskId, t]));
+    this.startDate = data.startDate ? DateTime.fromISO(data.startDate, { zone: 'utc' }) : undefined;
+    this.endDate = data.endDate ? DateTime.fromISO(data.endDate, { zone: 'utc' }) : undefined;
+  }
+
+  get dagId(): string {
+    return this.data.dagId;
+  }
+
+  static retrySettings(task: SerializedTask): RetrySettings {
+    return {
+      retryDelay: Duration.fromMillis(task.retryDelaySeconds * 1000),
+      retryExponentialBackoff: task.retryExponentialBackoff,
+      maxRetryDelay: Duration.fromMillis(task.maxRetryDelaySeconds * 1000),
+    };
+  }
+}

@@ -1,0 +1,167 @@
+import { sql } from 'kysely';
+import { DateTime } from 'luxon';
+import type { DagSpec } from '../dag-bag/serialized-dag.ts';
+import type { DataInterval, RunInfo, TimeRestriction } from '../scheduling/timetable.ts';
+import type { Db } from './database.ts';
+import { Channels, notify } from './protocol.ts';
+import type { DagRunType } from './schema.ts';
+
+/*
+ * Scheduled run creation (Airflow's `_create_dagruns_for_dags` and `calculate_dagrun_date_fields`).
+ * Each `dag` row carries the next run to create; a scheduler locks the due rows (SKIP LOCKED, so
+ * several schedulers share the work and never wait on each other), creates their runs, and stores
+ * the run after. A scheduled run is unique per (dag_id, logical_date), so even a second creator of
+ * the same run would insert nothing.
+ */
+
+/** Airflow's run id: `scheduled__2026-01-01T00:00:00+00:00` (Python's `isoformat` of the UTC logical date). */
+export function runIdFor(runType: DagRunType, logicalDate: DateTime | Date): string {
+  const utc = (logicalDate instanceof Date ? DateTime.fromJSDate(logicalDate) : logicalDate).toUTC();
+  const fraction = utc.millisecond === 0 ? '' : `.${String(utc.millisecond).padStart(3, '0')}000`;
+  return `${runType}__${utc.toFormat("yyyy-MM-dd'T'HH:mm:ss")}${fraction}+00:00`;
+}
+
+export function restrictionOf(spec: DagSpec): TimeRestriction {
+  return {
+    catchup: spec.data.catchup,
+    ...(spec.startDate && { earliest: spec.startDate }),
+    ...(spec.endDate && { latest: spec.endDate }),
+  };
+}
+
+/** The data interval of the DAG's latest scheduled or backfill run (Airflow's last automated run). */
+async function lastAutomatedIntervals(db: Db, dagIds: readonly string[]): Promise<Map<string, DataInterval>> {
+  if (dagIds.length === 0) return new Map();
+  const { rows } = await sql<{ dag_id: string; logical_date: Date; data_interval_start: Date | null; data_interval_end: Date | null }>`
+    SELECT DISTINCT ON (dag_id) dag_id, logical_date, data_interval_start, data_interval_end FROM dag_run
+    WHERE dag_id = ANY(${dagIds}::text[]) AND run_type IN ('scheduled', 'backfill')
+    ORDER BY dag_id, logical_date DESC`.execute(db);
+  const utc = (d: Date): DateTime => DateTime.fromJSDate(d, { zone: 'utc' });
+  return new Map(
+    rows.map((r) => [r.dag_id, { start: utc(r.data_interval_start ?? r.logical_date), end: utc(r.data_interval_end ?? r.logical_date) }]),
+  );
+}
+
+function nextFields(info: RunInfo | undefined): {
+  next_dagrun: Date | null;
+  next_dagrun_data_interval_start: Date | null;
+  next_dagrun_data_interval_end: Date | null;
+  next_dagrun_create_after: Date | null;
+} {
+  return {
+    next_dagrun: info ? info.logicalDate.toJSDate() : null,
+    next_dagrun_data_interval_start: info ? info.dataInterval.start.toJSDate() : null,
+    next_dagrun_data_interval_end: info ? info.dataInterval.end.toJSDate() : null,
+    next_dagrun_create_after: info ? info.runAfter.toJSDate() : null,
+  };
+}
+
+/** Recomputes a DAG's next run from its latest scheduled run (after a parse, a finished run, an unpause). */
+export async function refreshNextDagrun(db: Db, spec: DagSpec, now: DateTime): Promise<RunInfo | undefined> {
+  const last = (await lastAutomatedIntervals(db, [spec.dagId])).get(spec.dagId);
+  const info = spec.timetable.canBeScheduled ? spec.timetable.nextRun(last, restrictionOf(spec), now) : undefined;
+  await db.updateTable('dag').set(nextFields(info)).where('dag_id', '=', spec.dagId).execute();
+  return info;
+}
+
+/** Recomputes the next run of DAGs whose creation stopped (`next_dagrun_create_after` null) at their run limit. */
+export async function refreshStalledDags(db: Db, dagIds: readonly string[], specOf: (dagId: string) => DagSpec | undefined, now: DateTime): Promise<void> {
+  if (dagIds.length === 0) return;
+  const stalled = await db
+    .selectFrom('dag')
+    .select('dag_id')
+    .where('dag_id', 'in', [...new Set(dagIds)])
+    .where('is_active', '=', true)
+    .where('next_dagrun_create_after', 'is', null)
+    .execute();
+  for (const { dag_id } of stalled) {
+    const spec = specOf(dag_id);
+    if (spec?.timetable.canBeScheduled) await refreshNextDagrun(db, spec, now);
+  }
+  if (stalled.length > 0) await notify(db, Channels.dag, 'changed');
+}
+
+export interface CreatedRun {
+  readonly dagId: string;
+  readonly runId: string;
+  readonly logicalDate: Date;
+  /** When the run became due (the end of its interval): lateness is creation time minus this. */
+  readonly runAfter: Date;
+}
+
+/**
+ * Creates the runs of every due, active, unpaused DAG, up to its `maxActiveRuns` (queued + running
+ * runs count), in one transaction: the due `dag` rows are locked SKIP LOCKED, the runs inserted as
+ * `queued`, and each DAG's next run stored (NULL `next_dagrun_create_after` when it reached its
+ * limit: `refreshStalledDags` picks it up again when one of its runs ends). With catchup every
+ * missed interval is created, oldest first; without, only the latest (the timetable decides).
+ */
+export async function createDueRuns(db: Db, specOf: (dagId: string) => DagSpec | undefined, limit = 1000): Promise<CreatedRun[]> {
+  return db.transaction().execute(async (trx) => {
+    const { rows: due } = await sql<{ dag_id: string; now: Date; active: number }>`
+      SELECT d.dag_id, clock_timestamp() AS now,
+        (SELECT count(*) FROM dag_run r WHERE r.dag_id = d.dag_id AND r.state IN ('queued', 'running'))::int AS active
+      FROM dag d
+      WHERE d.is_active AND NOT d.is_paused AND d.next_dagrun_create_after <= clock_timestamp()
+      ORDER BY d.next_dagrun_create_after
+      LIMIT ${limit}
+      FOR UPDATE OF d SKIP LOCKED`.execute(trx);
+    if (due.length === 0) return [];
+    const now = DateTime.fromJSDate((due[0] as { now: Date }).now, { zone: 'utc' });
+    const lasts = await lastAutomatedIntervals(trx, due.map((d) => d.dag_id));
+    const runs: CreatedRun[] = [];
+    const runIntervals: DataInterval[] = [];
+    const updates: { dagId: string; fields: ReturnType<typeof nextFields> }[] = [];
+    for (const row of due) {
+      const spec = specOf(row.dag_id);
+      if (!spec) continue; // not loaded yet: the next pass, after the cache refreshed
+      const restriction = restrictionOf(spec);
+      let last = lasts.get(row.dag_id);
+      let active = row.active;
+      let info: RunInfo | undefined = spec.timetable.canBeScheduled ? spec.timetable.nextRun(last, restriction, now) : undefined;
+      while (info !== undefined && info.runAfter <= now && active < spec.data.maxActiveRuns) {
+        runs.push({ dagId: row.dag_id, runId: runIdFor('scheduled', info.logicalDate), logicalDate: info.logicalDate.toJSDate(), runAfter: info.runAfter.toJSDate() });
+        runIntervals.push(info.dataInterval);
+        active++;
+        last = info.dataInterval;
+        info = spec.timetable.nextRun(last, restriction, now);
+      }
+      // At the limit with a run due: stop looking until one of its runs ends.
+      const stalled = info !== undefined && info.runAfter <= now;
+      updates.push({ dagId: row.dag_id, fields: stalled ? { ...nextFields(info), next_dagrun_create_after: null } : nextFields(info) });
+    }
+    let created: CreatedRun[] = [];
+    if (runs.length > 0) {
+      const { rows: inserted } = await sql<{ dag_id: string; run_id: string }>`
+        INSERT INTO dag_run (dag_id, run_id, state, run_type, conf, logical_date, data_interval_start, data_interval_end)
+        SELECT r.dag_id, r.run_id, 'queued', 'scheduled', '{}'::jsonb, r.logical_date, r.start, r.end_
+        FROM unnest(${runs.map((r) => r.dagId)}::text[], ${runs.map((r) => r.runId)}::text[], ${runs.map((r) => r.logicalDate)}::timestamptz[],
+                    ${runIntervals.map((i) => i.start.toJSDate())}::timestamptz[], ${runIntervals.map((i) => i.end.toJSDate())}::timestamptz[])
+          AS r(dag_id, run_id, logical_date, start, end_)
+        ON CONFLICT DO NOTHING
+        RETURNING dag_id, run_id`.execute(trx);
+      const landed = new Set(inserted.map((r) => `${r.dag_id}\0${r.run_id}`));
+      created = runs.filter((r) => landed.has(`${r.dagId}\0${r.runId}`));
+    }
+    if (updates.length > 0) {
+      const col = <K extends keyof ReturnType<typeof nextFields>>(k: K): (Date | null)[] => updates.map((u) => u.fields[k]);
+      await sql`
+        UPDATE dag d SET next_dagrun = u.next, next_dagrun_data_interval_start = u.start_,
+          next_dagrun_data_interval_end = u.end_, next_dagrun_create_after = u.after
+        FROM unnest(${updates.map((u) => u.dagId)}::text[], ${col('next_dagrun')}::timestamptz[], ${col('next_dagrun_data_interval_start')}::timestamptz[],
+                    ${col('next_dagrun_data_interval_end')}::timestamptz[], ${col('next_dagrun_create_after')}::timestamptz[])
+          AS u(dag_id, next, start_, end_, after)
+        WHERE d.dag_id = u.dag_id`.execute(trx);
+    }
+    if (created.length > 0) await notify(trx, Channels.ti, 'run');
+    return created;
+  });
+}
+
+/** Milliseconds until the earliest next run of any active, unpaused DAG (database clock), or null if none. */
+export async function msUntilNextDagrun(db: Db): Promise<number | null> {
+  const { rows } = await sql<{ ms: number | null }>`
+    SELECT (extract(epoch FROM min(next_dagrun_create_after) - clock_timestamp()) * 1000)::float8 AS ms
+    FROM dag WHERE is_active AND NOT is_paused AND next_dagrun_create_after IS NOT NULL`.execute(db);
+  return rows[0]?.ms ?? null;
+}
