@@ -2,6 +2,12 @@ import { BaseOperator, dag, type JsonObject, type TaskContext } from 'tsflow';
 import { DateTimeTrigger } from 'tsflow/triggers';
 import { StampTrigger } from '../triggers/bench-triggers.ts';
 
+/**
+ * The benchmarks run thousands of runs and tasks of one DAG at once; Airflow's defaults (16 active
+ * runs, 16 active tasks per DAG) would measure the limits, not the engine.
+ */
+const UNLIMITED = { maxActiveRuns: 1_000_000, maxActiveTasks: 1_000_000 };
+
 /** Defers to a StampTrigger: the pickup benchmark times defer commit → trigger running. */
 class PickupProbe extends BaseOperator<JsonObject> {
   override execute(): never {
@@ -41,20 +47,20 @@ class Noop extends BaseOperator<null> {
   }
 }
 
-export const pickupBench = dag({ dagId: 'pickup_bench' }, () => {
+export const pickupBench = dag({ dagId: 'pickup_bench', ...UNLIMITED }, () => {
   new PickupProbe({ taskId: 'probe' });
 });
 
-export const dueBench = dag({ dagId: 'due_bench' }, () => {
+export const dueBench = dag({ dagId: 'due_bench', ...UNLIMITED }, () => {
   new DueProbe({ taskId: 'probe' });
 });
 
-export const resumeBench = dag({ dagId: 'resume_bench' }, () => {
+export const resumeBench = dag({ dagId: 'resume_bench', ...UNLIMITED }, () => {
   new ResumeProbe({ taskId: 'wait' });
 });
 
 /** Started before the resume benchmark so its workers are warm, as in a running deployment. */
-export const warmUp = dag({ dagId: 'warm_up' }, () => {
+export const warmUp = dag({ dagId: 'warm_up', ...UNLIMITED }, () => {
   for (let i = 0; i < 8; i++) new Noop({ taskId: `noop_${i}` });
 });
 
@@ -70,6 +76,6 @@ class ChaosProbe extends BaseOperator<JsonObject> {
   }
 }
 
-export const chaosBench = dag({ dagId: 'chaos_bench' }, () => {
+export const chaosBench = dag({ dagId: 'chaos_bench', ...UNLIMITED }, () => {
   new ChaosProbe({ taskId: 'wait', retries: 3, retryDelay: 1 });
 });

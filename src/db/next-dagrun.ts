@@ -98,17 +98,22 @@ export interface CreatedRun {
  */
 export async function createDueRuns(db: Db, specOf: (dagId: string) => DagSpec | undefined, limit = 1000): Promise<CreatedRun[]> {
   return db.transaction().execute(async (trx) => {
-    const { rows: due } = await sql<{ dag_id: string; now: Date; active: number }>`
-      SELECT d.dag_id, clock_timestamp() AS now,
-        (SELECT count(*) FROM dag_run r WHERE r.dag_id = d.dag_id AND r.state IN ('queued', 'running'))::int AS active
-      FROM dag d
+    const { rows: locked } = await sql<{ dag_id: string; now: Date }>`
+      SELECT d.dag_id, clock_timestamp() AS now FROM dag d
       WHERE d.is_active AND NOT d.is_paused AND d.next_dagrun_create_after <= clock_timestamp()
       ORDER BY d.next_dagrun_create_after
       LIMIT ${limit}
       FOR UPDATE OF d SKIP LOCKED`.execute(trx);
-    if (due.length === 0) return [];
-    const now = DateTime.fromJSDate((due[0] as { now: Date }).now, { zone: 'utc' });
-    const lasts = await lastAutomatedIntervals(trx, due.map((d) => d.dag_id));
+    if (locked.length === 0) return [];
+    const now = DateTime.fromJSDate((locked[0] as { now: Date }).now, { zone: 'utc' });
+    const dagIds = locked.map((d) => d.dag_id);
+    // Counted after locking, in a statement of its own, so it sees every run committed before the lock.
+    const { rows: counts } = await sql<{ dag_id: string; active: number }>`
+      SELECT dag_id, count(*)::int AS active FROM dag_run
+      WHERE dag_id = ANY(${dagIds}::text[]) AND state IN ('queued', 'running') GROUP BY dag_id`.execute(trx);
+    const activeOf = new Map(counts.map((c) => [c.dag_id, c.active]));
+    const due = locked.map((d) => ({ dag_id: d.dag_id, active: activeOf.get(d.dag_id) ?? 0 }));
+    const lasts = await lastAutomatedIntervals(trx, dagIds);
     const runs: CreatedRun[] = [];
     const runIntervals: DataInterval[] = [];
     const updates: { dagId: string; fields: ReturnType<typeof nextFields> }[] = [];

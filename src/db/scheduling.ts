@@ -9,9 +9,38 @@ import { createTaskInstances, type TaskInstanceSpec } from './task-instances.ts'
  * The scheduler's queries: dependency bookkeeping, the enqueue critical section, finishing runs.
  */
 
-/** Starts a queued run: creates its task instances and marks it running, in one transaction. */
+/**
+ * Queued runs that may start now, oldest logical date first: those of unpaused DAGs, at most the
+ * DAG's `max_active_runs` minus its running runs (Airflow's `get_queued_dag_runs_to_set_running`).
+ * `startQueuedRun` checks the limit again under the DAG's lock.
+ */
+export async function listStartableRuns(db: Db, limit = 1000): Promise<{ dag_id: string; run_id: string }[]> {
+  const { rows } = await sql<{ dag_id: string; run_id: string }>`
+    SELECT q.dag_id, q.run_id FROM (
+      SELECT r.dag_id, r.run_id, r.logical_date, r.created_at,
+        row_number() OVER (PARTITION BY r.dag_id ORDER BY r.logical_date, r.created_at, r.run_id) AS rn
+      FROM dag_run r WHERE r.state = 'queued'
+    ) q
+    JOIN dag d ON d.dag_id = q.dag_id AND NOT d.is_paused
+    WHERE q.rn <= d.max_active_runs - (SELECT count(*) FROM dag_run x WHERE x.dag_id = q.dag_id AND x.state = 'running')
+    ORDER BY q.logical_date, q.created_at
+    LIMIT ${limit}`.execute(db);
+  return rows;
+}
+
+/**
+ * Starts a queued run: creates its task instances and marks it running, in one transaction. The
+ * DAG's row is locked first, so schedulers starting runs of one DAG take turns and `max_active_runs`
+ * holds across them; a paused DAG or one at its limit leaves the run queued (false).
+ */
 export async function startQueuedRun(db: Db, dagId: string, runId: string, specs: readonly TaskInstanceSpec[]): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
+    // Lock, then count in a second statement (one that waited for the lock counts with its old snapshot).
+    await sql`SELECT 1 FROM dag WHERE dag_id = ${dagId} FOR UPDATE`.execute(trx);
+    const { rows: room } = await sql<{ ok: boolean }>`
+      SELECT NOT d.is_paused AND d.max_active_runs > (SELECT count(*) FROM dag_run x WHERE x.dag_id = d.dag_id AND x.state = 'running') AS ok
+      FROM dag d WHERE d.dag_id = ${dagId}`.execute(trx);
+    if (room[0]?.ok !== true) return false;
     const run = await trx
       .selectFrom('dag_run')
       .select('state')
@@ -77,23 +106,46 @@ export async function transitionTaskInstances(
 
 /**
  * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs,
- * highest priority first, then longest waiting, and marks them queued by `jobId`. FOR UPDATE SKIP
- * LOCKED, so two schedulers never enqueue the same row and never wait on each other.
+ * highest priority first, then longest waiting, and marks them queued by `jobId` — at most each
+ * DAG's `max_active_tasks` minus its task instances already queued or running. The DAGs' rows are
+ * locked first (in id order, so schedulers never deadlock), so the limit holds across schedulers;
+ * the task instances are taken FOR UPDATE SKIP LOCKED, so two schedulers never enqueue the same row.
  */
 export async function enqueueScheduled(db: Db, jobId: number, limit: number | null): Promise<TaskInstanceRow[]> {
-  const { rows } = await sql<TaskInstanceRow>`
-    UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, updated_at = now()
-    FROM (
-      SELECT t.dag_id, t.run_id, t.task_id FROM task_instance t
-      JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id AND r.state = 'running'
-      WHERE t.state = 'scheduled'
-      ORDER BY t.priority_weight DESC, t.scheduled_at, t.dag_id, t.run_id, t.task_id
-      LIMIT ${limit}
-      FOR UPDATE OF t SKIP LOCKED
-    ) picked
-    WHERE ti.dag_id = picked.dag_id AND ti.run_id = picked.run_id AND ti.task_id = picked.task_id
-    RETURNING ti.*`.execute(db);
-  return rows;
+  return db.transaction().execute(async (trx) => {
+    // Lock, then count in a second statement: a statement that waited for a lock still counts with
+    // the snapshot it started with, which would miss what the lock's previous holder just queued.
+    const { rows: locked } = await sql<{ dag_id: string }>`
+      SELECT d.dag_id FROM dag d
+      WHERE d.dag_id IN (SELECT DISTINCT t.dag_id FROM task_instance t WHERE t.state = 'scheduled')
+      ORDER BY d.dag_id
+      FOR UPDATE OF d`.execute(trx);
+    if (locked.length === 0) return [];
+    const { rows: rooms } = await sql<{ dag_id: string; room: number }>`
+      SELECT d.dag_id, d.max_active_tasks - (
+        SELECT count(*) FROM task_instance x WHERE x.dag_id = d.dag_id AND x.state IN ('queued', 'running'))::int AS room
+      FROM dag d WHERE d.dag_id = ANY(${locked.map((r) => r.dag_id)}::text[])`.execute(trx);
+    const open = rooms.filter((r) => r.room > 0);
+    if (open.length === 0) return [];
+    const { rows } = await sql<TaskInstanceRow>`
+      UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, updated_at = now()
+      FROM (
+        SELECT c.dag_id, c.run_id, c.task_id,
+          row_number() OVER (PARTITION BY c.dag_id ORDER BY c.priority_weight DESC, c.scheduled_at, c.run_id, c.task_id) AS rn
+        FROM (
+          SELECT t.dag_id, t.run_id, t.task_id, t.priority_weight, t.scheduled_at FROM task_instance t
+          JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id AND r.state = 'running'
+          WHERE t.state = 'scheduled' AND t.dag_id = ANY(${open.map((r) => r.dag_id)}::text[])
+          ORDER BY t.priority_weight DESC, t.scheduled_at, t.dag_id, t.run_id, t.task_id
+          LIMIT ${limit}
+          FOR UPDATE OF t SKIP LOCKED
+        ) c
+      ) picked
+      JOIN unnest(${open.map((r) => r.dag_id)}::text[], ${open.map((r) => r.room)}::int[]) AS room(dag_id, room) ON room.dag_id = picked.dag_id
+      WHERE ti.dag_id = picked.dag_id AND ti.run_id = picked.run_id AND ti.task_id = picked.task_id AND picked.rn <= room.room
+      RETURNING ti.*`.execute(trx);
+    return rows;
+  });
 }
 
 /** Retries and reschedules whose time has come (by the database clock) go back to `scheduled`. */

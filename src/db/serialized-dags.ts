@@ -62,52 +62,7 @@ export async function recordParseResult(db: Db, result: FileParseResult, fileExi
     }
     await trx.deleteFrom('import_error').where('filename', '=', result.fileloc).execute();
 
-    const changed: string[] = [];
-    const now = DateTime.utc();
-    for (const dag of result.dags) {
-      const hash = serializedDagHash(dag);
-      const before = await trx
-        .selectFrom('dag')
-        .leftJoin('serialized_dag', 'serialized_dag.dag_id', 'dag.dag_id')
-        .select(['dag.is_active', 'serialized_dag.dag_hash'])
-        .where('dag.dag_id', '=', dag.dagId)
-        .forUpdate('dag')
-        .executeTakeFirst();
-      await trx
-        .insertInto('dag')
-        .values({
-          dag_id: dag.dagId,
-          fileloc: dag.fileloc,
-          description: dag.description,
-          is_paused: dag.isPausedUponCreation,
-          is_active: true,
-          timetable_summary: dag.timetableSummary,
-          max_active_runs: dag.maxActiveRuns,
-          max_active_tasks: dag.maxActiveTasks,
-        })
-        .onConflict((oc) =>
-          oc.column('dag_id').doUpdateSet({
-            fileloc: dag.fileloc,
-            description: dag.description,
-            is_active: true,
-            timetable_summary: dag.timetableSummary,
-            max_active_runs: dag.maxActiveRuns,
-            max_active_tasks: dag.maxActiveTasks,
-            last_parsed_at: sql`now()`,
-          }),
-        )
-        .execute();
-      if (before?.dag_hash === hash && before.is_active) continue;
-      await trx
-        .insertInto('serialized_dag')
-        .values({ dag_id: dag.dagId, fileloc: dag.fileloc, dag_hash: hash, data: JSON.stringify(dag) })
-        .onConflict((oc) =>
-          oc.column('dag_id').doUpdateSet({ fileloc: dag.fileloc, dag_hash: hash, data: JSON.stringify(dag), last_updated: sql`now()` }),
-        )
-        .execute();
-      await refreshNextDagrun(trx, new DagSpec(dag), now);
-      changed.push(dag.dagId);
-    }
+    const changed = await writeDags(trx, [...result.dags].sort((a, b) => a.dagId.localeCompare(b.dagId)));
 
     const gone = await trx
       .updateTable('dag')
@@ -120,6 +75,75 @@ export async function recordParseResult(db: Db, result: FileParseResult, fileExi
     const deactivated = gone.map((g) => g.dag_id);
     if (changed.length > 0 || deactivated.length > 0) await notify(trx, Channels.dag, 'changed');
     return { changed, deactivated };
+  });
+}
+
+/**
+ * Writes DAGs' rows and serialized forms (only those whose hash changed) and recomputes the next run
+ * of each changed one; returns the ids that changed. The caller owns the transaction and the NOTIFY.
+ */
+async function writeDags(trx: Db, dags: readonly SerializedDag[]): Promise<string[]> {
+  const changed: string[] = [];
+  const now = DateTime.utc();
+  for (const dag of dags) {
+    const hash = serializedDagHash(dag);
+    const before = await trx
+      .selectFrom('dag')
+      .leftJoin('serialized_dag', 'serialized_dag.dag_id', 'dag.dag_id')
+      .select(['dag.is_active', 'serialized_dag.dag_hash'])
+      .where('dag.dag_id', '=', dag.dagId)
+      .forUpdate('dag')
+      .executeTakeFirst();
+    await trx
+      .insertInto('dag')
+      .values({
+        dag_id: dag.dagId,
+        fileloc: dag.fileloc,
+        description: dag.description,
+        is_paused: dag.isPausedUponCreation,
+        is_active: true,
+        timetable_summary: dag.timetableSummary,
+        max_active_runs: dag.maxActiveRuns,
+        max_active_tasks: dag.maxActiveTasks,
+      })
+      .onConflict((oc) =>
+        oc.column('dag_id').doUpdateSet({
+          fileloc: dag.fileloc,
+          description: dag.description,
+          is_active: true,
+          timetable_summary: dag.timetableSummary,
+          max_active_runs: dag.maxActiveRuns,
+          max_active_tasks: dag.maxActiveTasks,
+          last_parsed_at: sql`now()`,
+        }),
+      )
+      .execute();
+    if (before?.dag_hash === hash && before.is_active) continue;
+    await trx
+      .insertInto('serialized_dag')
+      .values({ dag_id: dag.dagId, fileloc: dag.fileloc, dag_hash: hash, data: JSON.stringify(dag) })
+      .onConflict((oc) =>
+        oc.column('dag_id').doUpdateSet({ fileloc: dag.fileloc, dag_hash: hash, data: JSON.stringify(dag), last_updated: sql`now()` }),
+      )
+      .execute();
+    await refreshNextDagrun(trx, new DagSpec(dag), now);
+    changed.push(dag.dagId);
+  }
+
+  return changed;
+}
+
+/**
+ * Records DAGs defined in code rather than parsed by a DAG processor (an in-memory DagBag given to
+ * an in-process scheduler, `dags trigger`): their rows and serialized forms, in one transaction,
+ * without touching import errors or deactivating anything. Returns the ids that changed.
+ */
+export async function recordDags(db: Db, dags: readonly SerializedDag[]): Promise<string[]> {
+  if (dags.length === 0) return [];
+  return db.transaction().execute(async (trx) => {
+    const changed = await writeDags(trx, [...dags].sort((a, b) => a.dagId.localeCompare(b.dagId)));
+    if (changed.length > 0) await notify(trx, Channels.dag, 'changed');
+    return changed;
   });
 }
 
@@ -159,13 +183,12 @@ export async function deactivateMissingFiles(db: Db, folder: string, files: read
   });
 }
 
-/** The hash each active DAG's serialized form has now: a scheduler reloads only those that changed. */
+/** The hash each DAG's serialized form has now (inactive ones too: their runs may still be going): a scheduler reloads only those that changed. */
 export async function serializedDagHashes(db: Db): Promise<Map<string, string>> {
   const rows = await db
     .selectFrom('serialized_dag')
     .innerJoin('dag', 'dag.dag_id', 'serialized_dag.dag_id')
     .select(['serialized_dag.dag_id', 'serialized_dag.dag_hash'])
-    .where('dag.is_active', '=', true)
     .execute();
   return new Map(rows.map((r) => [r.dag_id, r.dag_hash]));
 }

@@ -1,7 +1,7 @@
 import type { Db } from '../db/database.ts';
 import type { TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
 import { listUndecidedRunTaskInstances, transitionTaskInstances, type StateChange } from '../db/scheduling.ts';
-import type { Dag } from '../sdk/dag.ts';
+import type { DagSpec } from '../dag-bag/serialized-dag.ts';
 
 /** Skips and upstream failures cascade one level per round; a DAG deeper than this finishes next pass. */
 const DEPENDENCY_ROUNDS = 50;
@@ -16,7 +16,7 @@ const keyString = (dagId: string, runId: string, taskId: string): string => `${d
  */
 export async function evaluateDependencies(
   db: Db,
-  dagOf: (dagId: string) => Dag | undefined,
+  dagOf: (dagId: string) => DagSpec | undefined,
 ): Promise<{ key: TaskInstanceKey; state: TaskInstanceState }[]> {
   const landed: { key: TaskInstanceKey; state: TaskInstanceState }[] = [];
   for (let round = 0; round < DEPENDENCY_ROUNDS; round++) {
@@ -28,7 +28,7 @@ export async function evaluateDependencies(
       if (row.state !== null) continue;
       const task = dagOf(row.dag_id)?.tasks.get(row.task_id);
       if (!task) continue;
-      const upstream = [...task.upstreamTaskIds].map((id) => states.get(keyString(row.dag_id, row.run_id, id)) ?? null);
+      const upstream = task.upstream.map((id) => states.get(keyString(row.dag_id, row.run_id, id)) ?? null);
       const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
       if (upstream.some((s) => s === 'failed' || s === 'upstream_failed')) changes.push({ key, state: 'upstream_failed' });
       else if (upstream.some((s) => s === 'skipped')) changes.push({ key, state: 'skipped' });

@@ -4,13 +4,13 @@ import type { Db } from '../db/database.ts';
 import { failFromExecutor, failStuckQueued, failZombies, type LostTry, type RetryAt } from '../db/lost-tries.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import type { BaseExecutor, ExecutorEvent } from '../executors/base-executor.ts';
-import { retryDelay } from '../runner/task-runner.ts';
-import type { Dag } from '../sdk/dag.ts';
+import { retryDelay } from '../runner/retry-delay.ts';
+import { DagSpec } from '../dag-bag/serialized-dag.ts';
 
 export interface LostTryHandlerDeps {
   db: Db;
   executor: BaseExecutor;
-  dagOf: (dagId: string) => Dag | undefined;
+  dagOf: (dagId: string) => DagSpec | undefined;
   logger: Logger;
   zombieThresholdMs: number;
   queuedTimeoutMs: number;
@@ -34,7 +34,7 @@ export class LostTryHandler {
     this.#retryAt = (key, tryNumber) => {
       const task = deps.dagOf(key.dagId)?.tasks.get(key.taskId);
       // A task no longer in the DAG folder: Airflow's default retry delay.
-      return DateTime.utc().plus(task ? retryDelay(task.settings, tryNumber) : { minutes: 5 }).toJSDate();
+      return DateTime.utc().plus(task ? retryDelay(DagSpec.retrySettings(task), tryNumber) : { minutes: 5 }).toJSDate();
     };
   }
 

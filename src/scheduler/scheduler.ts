@@ -2,30 +2,41 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { Wakeup } from '../common/wakeup.ts';
 import { Daemon, type DaemonState } from '../daemon/daemon.ts';
+import { DateTime } from 'luxon';
 import type { DagBag } from '../dag-bag/dag-bag.ts';
-import { listQueuedRuns } from '../db/dag-runs.ts';
+import { serializeDag, type DagSpec } from '../dag-bag/serialized-dag.ts';
 import type { Database } from '../db/database.ts';
 import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
 import { CANNOT_FINISH_A_RUN, Channels } from '../db/protocol.ts';
 import type { LostTry } from '../db/lost-tries.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
-import { enqueueScheduled, finishCompletedRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
+import { createDueRuns, msUntilNextDagrun, refreshStalledDags } from '../db/next-dagrun.ts';
+import { failTimedOutRuns, msUntilNextRunTimeout } from '../db/run-timeouts.ts';
+import { enqueueScheduled, finishCompletedRuns, listStartableRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
+import { recordDags } from '../db/serialized-dags.ts';
 import { msUntilNextDue } from '../db/task-instances.ts';
 import { deleteUnusedTriggers } from '../db/triggers.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
-import type { Dag } from '../sdk/dag.ts';
 import { TimeoutSweeper } from '../daemon/timeout-sweeper.ts';
 import { evaluateDependencies } from './dependency-evaluator.ts';
 import { LostTryHandler } from './lost-try-handler.ts';
 import { compileSchedulerOptions, type CompiledSchedulerOptions, type SchedulerOptions } from './scheduler-options.ts';
-import { StartFromTrigger } from './start-from-trigger.ts';
+import { DagCache } from './dag-cache.ts';
+import { InProcessStartTriggerBuilder, StartFromTrigger, type StartTriggerBuilder } from './start-from-trigger.ts';
 
 export type { SchedulerOptions } from './scheduler-options.ts';
 
 export interface SchedulerDeps {
   database: Database;
-  dagBag: DagBag;
+  /**
+   * DAGs defined in this process (tests, embedding tsflow): recorded in the database at start, as a
+   * DAG processor would, and used to build `startFromTrigger` triggers. Without it the scheduler
+   * works only from the serialized DAGs a DAG processor wrote.
+   */
+  dagBag?: DagBag;
+  /** Builds `startFromTrigger` sensors' triggers from their code (a child process in `tsflow scheduler`). */
+  startTriggerBuilder?: StartTriggerBuilder;
   executor: BaseExecutor;
   logger: Logger;
   notifier?: Notifier;
@@ -34,6 +45,8 @@ export interface SchedulerDeps {
 export interface SchedulerEvents {
   'ti:state': { key: TaskInstanceKey; state: TaskInstanceState; tryNumber?: number; error?: string };
   'run:state': { dagId: string; runId: string; state: DagRunState };
+  /** A scheduled run was created; `latenessMs` is its creation (database clock) minus the moment it became due. */
+  'run:created': { dagId: string; runId: string; latenessMs: number };
 }
 
 
@@ -53,7 +66,9 @@ export class Scheduler extends Daemon<SchedulerEvents> {
   readonly #sweeper: TimeoutSweeper;
   readonly #lostTries: LostTryHandler;
   readonly #warnedMissing = new Set<string>();
-  readonly #startFromTrigger: StartFromTrigger;
+  readonly #startFromTrigger: StartFromTrigger | undefined;
+  readonly #dags: DagCache;
+  #nextDagrunDue = true;
   #runsMayFinish = true;
   #deadCheckDue = true;
   #jobId: number | undefined;
@@ -67,7 +82,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     this.#lostTries = new LostTryHandler({
       db: deps.database.db,
       executor: deps.executor,
-      dagOf: (dagId) => this.#dag(dagId),
+      dagOf: (dagId) => this.#dags.get(dagId),
       logger: this.log,
       zombieThresholdMs: this.#options.zombieThresholdMs,
       queuedTimeoutMs: this.#options.queuedTimeoutMs,
@@ -77,7 +92,9 @@ export class Scheduler extends Daemon<SchedulerEvents> {
       for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
       this.#wakeup.nudge();
     });
-    this.#startFromTrigger = new StartFromTrigger({ db: deps.database.db, dagBag: deps.dagBag, logger: this.log });
+    this.#dags = new DagCache(deps.database.db, this.log, this.#options.pollIntervalMs);
+    const builder = deps.startTriggerBuilder ?? (deps.dagBag ? new InProcessStartTriggerBuilder(deps.dagBag) : undefined);
+    this.#startFromTrigger = builder && new StartFromTrigger({ db: deps.database.db, dags: () => this.#dags.values(), builder, logger: this.log });
     deps.executor.onChange = () => {
       this.#runsMayFinish = true;
       this.#wakeup.nudge();
@@ -102,6 +119,10 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     const { database, notifier, executor } = this.#deps;
     const db = database.db;
     await assertSchemaCurrent(database);
+    if (this.#deps.dagBag) {
+      const dags = [...this.#deps.dagBag.dags.values()].map((dag) => serializeDag(dag, dag.fileloc ?? ''));
+      await recordDags(db, dags);
+    }
     const jobId = await this.registerJob(db, { jobType: 'scheduler', hostname: os.hostname(), pid: process.pid });
     this.#jobId = jobId;
     this.startHeartbeat(db, jobId, this.#options.heartbeatIntervalMs, () => {
@@ -121,8 +142,15 @@ export class Scheduler extends Daemon<SchedulerEvents> {
           this.#wakeup.nudge();
         }
         if (channel === Channels.trigger && payload === 'new') this.#sweeper.nudge();
+        if (channel === Channels.dag) {
+          this.#dags.invalidate();
+          this.#nextDagrunDue = true;
+          this.#wakeup.nudge();
+        }
       },
       reconnected: () => {
+        this.#dags.invalidate();
+        this.#nextDagrunDue = true;
         this.#runsMayFinish = true;
         this.#wakeup.nudge();
         this.#sweeper.nudge();
@@ -140,18 +168,31 @@ export class Scheduler extends Daemon<SchedulerEvents> {
 
   /** One iteration of the loop; returns how long to sleep before the next. */
   async #loopPass(nudged: boolean): Promise<number> {
-    if (!nudged) this.#runsMayFinish = true; // the safety-net poll checks everything
+    if (!nudged) {
+      this.#runsMayFinish = true; // the safety-net poll checks everything
+      this.#nextDagrunDue = true;
+    }
     await this.#pass();
     await this.#deps.executor.heartbeat();
     await this.#reconcileExecutorEvents();
-    // Trigger timeouts are the sweeper's (it nudges this loop when some fire): only retries here.
+    // Trigger timeouts are the sweeper's (it nudges this loop when some fire): only retries, the
+    // next scheduled run and the next run timeout here.
+    const { db } = this.#deps.database;
     let waitMs = this.#options.pollIntervalMs;
-    const dueInMs = await msUntilNextDue(this.#deps.database.db, 'retries');
-    if (dueInMs !== null) waitMs = Math.min(waitMs, Math.max(10, dueInMs + 1));
+    const dues = [await msUntilNextDue(db, 'retries'), await msUntilNextDagrun(db)];
+    if (this.#dags.anyRunTimeout) dues.push(await msUntilNextRunTimeout(db));
+    for (const dueInMs of dues) if (dueInMs !== null) waitMs = Math.min(waitMs, Math.max(0, dueInMs));
+    if (dues[1] !== null && (dues[1] as number) <= waitMs) this.#nextDagrunDue = true;
     return Math.min(waitMs, Math.max(10, this.#lastZombieCheck + this.#options.zombieCheckIntervalMs - Date.now()));
   }
 
   async #pass(): Promise<void> {
+    await this.#dags.refreshIfNeeded();
+    if (this.state === 'running' && this.#nextDagrunDue) {
+      this.#nextDagrunDue = false;
+      await this.#createDueRuns();
+    }
+    if (this.state === 'running' && this.#dags.anyRunTimeout) await this.#failTimedOutRuns();
     await this.#startQueuedRuns();
     if (this.state === 'running' && this.#deadCheckDue) {
       this.#deadCheckDue = false;
@@ -168,22 +209,54 @@ export class Scheduler extends Daemon<SchedulerEvents> {
       this.emit('ti:state', change);
     }
     // startFromTrigger sensors: scheduled → deferred here, before anything is enqueued.
-    for (const { key, tryNumber } of await this.#startFromTrigger.run()) this.emit('ti:state', { key, state: 'deferred', tryNumber });
+    if (this.#startFromTrigger) {
+      for (const { key, tryNumber } of await this.#startFromTrigger.run()) this.emit('ti:state', { key, state: 'deferred', tryNumber });
+    }
     if (this.state === 'running') await this.#enqueue();
     // A run can only finish when a task instance reached a final state: look only then (or on a
     // poll), not on every notification of a burst of resumes.
     if (this.#runsMayFinish) {
       this.#runsMayFinish = false;
-      for (const run of await finishCompletedRuns(this.#deps.database.db)) {
+      const finished = await finishCompletedRuns(this.#deps.database.db);
+      for (const run of finished) {
         this.log.info(run, 'run finished');
         this.emit('run:state', run);
       }
+      await this.#afterRunsEnded(finished.map((r) => r.dagId));
     }
     if (Date.now() - this.#lastCleanup > this.#options.pollIntervalMs) {
       // Triggers whose task left deferred with no triggerer running to notice (Airflow #34906).
       this.#lastCleanup = Date.now();
       await deleteUnusedTriggers(this.#deps.database.db);
     }
+  }
+
+  /** Creates every scheduled run that is due (Airflow's data-interval semantics; see src/db/next-dagrun.ts). */
+  async #createDueRuns(): Promise<void> {
+    const created = await createDueRuns(this.#deps.database.db, (dagId) => this.#dags.get(dagId));
+    const now = Date.now();
+    for (const run of created) {
+      this.log.info({ dagId: run.dagId, runId: run.runId }, 'scheduled run created');
+      this.emit('run:created', { dagId: run.dagId, runId: run.runId, latenessMs: now - run.runAfter.getTime() });
+    }
+    if (created.length > 0) this.#nextDagrunDue = true; // catchup may have more; the next pass looks
+  }
+
+  /** Fails runs past their DAG's `dagrunTimeout` and stops their unfinished tasks. */
+  async #failTimedOutRuns(): Promise<void> {
+    const runs = await failTimedOutRuns(this.#deps.database.db);
+    for (const run of runs) {
+      this.log.warn({ dagId: run.dagId, runId: run.runId, stoppedTasks: run.stopped }, 'run exceeded its dagrunTimeout: failed');
+      this.emit('run:state', { dagId: run.dagId, runId: run.runId, state: 'failed' });
+    }
+    await this.#afterRunsEnded(runs.map((r) => r.dagId));
+  }
+
+  /** A DAG that stopped creating runs at its maxActiveRuns may create again once one of its runs ended. */
+  async #afterRunsEnded(dagIds: readonly string[]): Promise<void> {
+    if (dagIds.length === 0) return;
+    await refreshStalledDags(this.#deps.database.db, dagIds, (dagId) => this.#dags.get(dagId), DateTime.utc());
+    this.#nextDagrunDue = true;
   }
 
   /** Queued task instances no executor will start (their scheduler died, or an enqueue's reply was lost) go back to scheduled. */
@@ -198,14 +271,14 @@ export class Scheduler extends Daemon<SchedulerEvents> {
 
   async #startQueuedRuns(): Promise<void> {
     const { db } = this.#deps.database;
-    for (const run of await listQueuedRuns(db)) {
+    for (const run of await listStartableRuns(db)) {
       const dag = this.#dag(run.dag_id);
       if (!dag) continue;
       const specs = [...dag.tasks.values()].map((t) => ({
         taskId: t.taskId,
-        maxTries: t.settings.retries,
-        priorityWeight: t.settings.priorityWeight,
-        queue: t.settings.queue,
+        maxTries: t.retries,
+        priorityWeight: t.priorityWeight,
+        queue: t.queue,
       }));
       if (await startQueuedRun(db, run.dag_id, run.run_id, specs)) {
         this.emit('run:state', { dagId: run.dag_id, runId: run.run_id, state: 'running' });
@@ -234,11 +307,11 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     for (const { key, state, tryNumber, reason } of lost) this.emit('ti:state', { key, state, tryNumber, error: reason });
   }
 
-  #dag(dagId: string): Dag | undefined {
-    const dag = this.#deps.dagBag.dags.get(dagId);
+  #dag(dagId: string): DagSpec | undefined {
+    const dag = this.#dags.get(dagId);
     if (!dag && !this.#warnedMissing.has(dagId)) {
       this.#warnedMissing.add(dagId);
-      this.log.warn({ dagId, folder: this.#deps.dagBag.folder }, 'a run exists for a DAG not in the DAG folder; its tasks wait');
+      this.log.warn({ dagId }, 'a run exists for a DAG no DAG processor has recorded (or its serialized form is unusable); its tasks wait');
     }
     return dag;
   }

@@ -1,16 +1,79 @@
 import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import type { DagBag } from '../dag-bag/dag-bag.ts';
+import type { DagSpec } from '../dag-bag/serialized-dag.ts';
 import type { Db } from '../db/database.ts';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
 import { writeDeferral } from '../db/deferral.ts';
 import { listScheduledNewTries } from '../db/task-instances.ts';
 import type { JsonObject } from '../sdk/json.ts';
-import { startsFromTrigger, type StartDeferral, type TriggerStartingSensor } from '../sdk/sensors/base-sensor.ts';
+import { startsFromTrigger, type SensorTriggerContext } from '../sdk/sensors/base-sensor.ts';
+
+/** What the scheduler needs to defer a new try itself: the serialized trigger, the resume method, the timeout. */
+export interface BuiltStartDeferral {
+  readonly classpath: string;
+  readonly kwargs: JsonObject;
+  readonly method: string;
+  readonly timeoutSeconds: number;
+}
+
+/** The run facts a sensor's `trigger()` may use, as plain data (they may cross a process boundary). */
+export interface StartTriggerRequest {
+  readonly dagId: string;
+  readonly runId: string;
+  readonly taskId: string;
+  readonly fileloc: string;
+  readonly tryNumber: number;
+  readonly logicalDate: string;
+  readonly conf: JsonObject;
+}
+
+/**
+ * Builds a sensor's start deferral. The trigger comes from the sensor's own code, so the scheduler
+ * asks whoever has that code loaded: a DAG bag in this process (tests, embedding) or a child process
+ * (`DagCodeHost`), so a DAG file's code never runs in the scheduler's process.
+ */
+export interface StartTriggerBuilder {
+  build(request: StartTriggerRequest, log: Logger): Promise<BuiltStartDeferral | undefined>;
+  close?(): Promise<void>;
+}
+
+/** Builds start deferrals from a DAG bag loaded in this process. */
+export class InProcessStartTriggerBuilder implements StartTriggerBuilder {
+  readonly #bag: DagBag;
+  constructor(bag: DagBag) {
+    this.#bag = bag;
+  }
+
+  build(request: StartTriggerRequest, log: Logger): Promise<BuiltStartDeferral | undefined> {
+    return Promise.resolve(buildStartDeferral(this.#bag.dags.get(request.dagId)?.tasks.get(request.taskId), request, log));
+  }
+}
+
+/** Calls a sensor's `startDeferral` for one new try; shared by the in-process and child-process builders. */
+export function buildStartDeferral(task: unknown, request: StartTriggerRequest, log: Logger): BuiltStartDeferral | undefined {
+  if (!startsFromTrigger(task)) return undefined;
+  const context: SensorTriggerContext = {
+    dagId: request.dagId,
+    runId: request.runId,
+    taskId: request.taskId,
+    tryNumber: request.tryNumber,
+    logicalDate: DateTime.fromISO(request.logicalDate, { zone: 'utc' }),
+    startDate: DateTime.utc(),
+    conf: request.conf,
+    log,
+  };
+  const deferral = task.startDeferral(context);
+  if (!deferral) return undefined;
+  const [classpath, kwargs] = deferral.trigger.serialize();
+  return { classpath, kwargs, method: deferral.method, timeoutSeconds: deferral.timeout.as('seconds') };
+}
 
 export interface StartFromTriggerDeps {
   db: Db;
-  dagBag: DagBag;
+  /** The serialized DAGs the scheduler knows. */
+  dags: () => Iterable<DagSpec>;
+  builder: StartTriggerBuilder;
   logger: Logger;
 }
 
@@ -33,10 +96,12 @@ export class StartFromTrigger {
 
   /** Defers every scheduled new try of such sensors; returns those it deferred. */
   async run(): Promise<{ key: TaskInstanceKey; tryNumber: number }[]> {
-    const sensors = new Map<string, TriggerStartingSensor>();
-    for (const dag of this.#deps.dagBag.dags.values()) {
-      for (const task of dag.tasks.values()) {
-        if (startsFromTrigger(task)) sensors.set(`${dag.dagId}\0${task.taskId}`, task);
+    const sensors = new Map<string, { spec: DagSpec; executionTimeoutSeconds: number | null; priorityWeight: number }>();
+    for (const spec of this.#deps.dags()) {
+      for (const task of spec.tasks.values()) {
+        if (task.startFromTrigger) {
+          sensors.set(`${spec.dagId}\0${task.taskId}`, { spec, executionTimeoutSeconds: task.executionTimeoutSeconds, priorityWeight: task.priorityWeight });
+        }
       }
     }
     if (sensors.size === 0) return [];
@@ -55,37 +120,37 @@ export class StartFromTrigger {
         continue;
       }
       const sensor = sensors.get(`${key.dagId}\0${key.taskId}`);
+      if (!sensor) continue;
       const log = this.#log.child({ dagId: key.dagId, runId: key.runId, taskId: key.taskId });
-      let deferral: StartDeferral | undefined;
-      let serialized: [string, JsonObject];
+      let built: BuiltStartDeferral | undefined;
       try {
-        deferral = sensor?.startDeferral({
-          ...key,
-          tryNumber: candidate.tryNumber + 1,
-          logicalDate: DateTime.fromJSDate(candidate.logicalDate, { zone: 'utc' }),
-          startDate: DateTime.utc(),
-          conf: candidate.conf,
+        built = await this.#deps.builder.build(
+          {
+            ...key,
+            fileloc: sensor.spec.data.fileloc,
+            tryNumber: candidate.tryNumber + 1,
+            logicalDate: candidate.logicalDate.toISOString(),
+            conf: candidate.conf,
+          },
           log,
-        });
-        if (!deferral || !sensor) continue;
-        serialized = deferral.trigger.serialize();
+        );
+        if (!built) continue;
       } catch (error) {
         stillUnbuildable.add(attempt);
         log.error({ err: error }, 'could not build the trigger to start from; the task will run on a worker instead');
         continue;
       }
-      const [classpath, kwargs] = serialized;
-      const { executionTimeout } = sensor.settings;
+      const { executionTimeoutSeconds } = sensor;
       const result = await writeDeferral(this.#deps.db, key, {
         fence: { scheduledNewTry: true },
-        trigger: { classpath, kwargs, priorityWeight: sensor.settings.priorityWeight },
-        nextMethod: deferral.method,
+        trigger: { classpath: built.classpath, kwargs: built.kwargs, priorityWeight: sensor.priorityWeight },
+        nextMethod: built.method,
         nextKwargs: {},
-        timeoutSeconds: deferral.timeout.as('seconds'),
-        executionTimeoutSeconds: executionTimeout ? executionTimeout.as('seconds') : null,
+        timeoutSeconds: built.timeoutSeconds,
+        executionTimeoutSeconds,
       });
       if (!result) continue; // enqueued or changed meanwhile
-      log.info({ triggerId: result.triggerId, classpath, tryNumber: result.tryNumber }, 'started in the triggerer (startFromTrigger)');
+      log.info({ triggerId: result.triggerId, classpath: built.classpath, tryNumber: result.tryNumber }, 'started in the triggerer (startFromTrigger)');
       started.push({ key, tryNumber: result.tryNumber });
     }
     this.#unbuildable = stillUnbuildable;
