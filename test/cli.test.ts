@@ -98,7 +98,7 @@ describe('the tsflow command', () => {
   it('prints task states as JSON', async () => {
     await upsertDags(t.database.db, [{ dagId: 'defer_dag', fileloc: '' }]);
     await createDagRun(t.database.db, { dagId: 'defer_dag', runId: 'json_run', conf: {}, logicalDate: new Date() });
-    await startQueuedRun(t.database.db, 'defer_dag', 'json_run', [{ taskId: 'defer', maxTries: 0, priorityWeight: 1, queue: 'default' }]);
+    await startQueuedRun(t.database.db, 'defer_dag', 'json_run', [{ taskId: 'defer', maxTries: 0, priorityWeight: 1, queue: 'default' }], { checkLimits: false });
     const result = await tsflow(['tasks', 'states', 'defer_dag', 'json_run', '--json'], env);
     expect(result.code, result.stderr).to.equal(0);
     expect(JSON.parse(result.stdout)).to.deep.equal([{ taskId: 'defer', state: null, tryNumber: 0, nextMethod: null }]);

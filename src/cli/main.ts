@@ -5,6 +5,7 @@ import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList 
 import { tasksLogs } from './commands/task-logs.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
 import { workerCommand } from './commands/worker.ts';
+import { dagCodeHostCommand } from './commands/dag-code-host.ts';
 import { overview } from './overview.ts';
 import { readSettings, UsageError, type Settings } from './settings.ts';
 import { commandHelp, groupHelp, type Command } from './usage.ts';
@@ -29,6 +30,7 @@ export const COMMANDS: readonly Command[] = [
   dbStart,
   dbStop,
   workerCommand,
+  dagCodeHostCommand,
 ];
 
 const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg === '-h';

@@ -31,16 +31,18 @@ export async function listStartableRuns(db: Db, limit = 1000): Promise<{ dag_id:
 /**
  * Starts a queued run: creates its task instances and marks it running, in one transaction. The
  * DAG's row is locked first, so schedulers starting runs of one DAG take turns and `max_active_runs`
- * holds across them; a paused DAG or one at its limit leaves the run queued (false).
+ * holds across them; a paused DAG or one at its limit leaves the run queued (false). `checkLimits:
+ * false` is for tools that make a running run directly (tests, benchmarks), not for schedulers.
  */
-export async function startQueuedRun(db: Db, dagId: string, runId: string, specs: readonly TaskInstanceSpec[]): Promise<boolean> {
+export async function startQueuedRun(
+  db: Db,
+  dagId: string,
+  runId: string,
+  specs: readonly TaskInstanceSpec[],
+  options: { checkLimits?: boolean } = {},
+): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
-    // Lock, then count in a second statement (one that waited for the lock counts with its old snapshot).
-    await sql`SELECT 1 FROM dag WHERE dag_id = ${dagId} FOR UPDATE`.execute(trx);
-    const { rows: room } = await sql<{ ok: boolean }>`
-      SELECT NOT d.is_paused AND d.max_active_runs > (SELECT count(*) FROM dag_run x WHERE x.dag_id = d.dag_id AND x.state = 'running') AS ok
-      FROM dag d WHERE d.dag_id = ${dagId}`.execute(trx);
-    if (room[0]?.ok !== true) return false;
+    if (options.checkLimits !== false && !(await mayStartRun(trx, dagId))) return false;
     const run = await trx
       .selectFrom('dag_run')
       .select('state')
@@ -54,6 +56,16 @@ export async function startQueuedRun(db: Db, dagId: string, runId: string, specs
     await setRunState(trx, dagId, runId, 'running');
     return true;
   });
+}
+
+/** Locks the DAG's row and says whether one more of its runs may start (unpaused, under max_active_runs). */
+async function mayStartRun(trx: Db, dagId: string): Promise<boolean> {
+  await sql`SELECT 1 FROM dag WHERE dag_id = ${dagId} FOR UPDATE`.execute(trx);
+  // Counted in a second statement: one that waited for the lock counts with its old snapshot.
+  const { rows } = await sql<{ ok: boolean }>`
+    SELECT NOT d.is_paused AND d.max_active_runs > (SELECT count(*) FROM dag_run x WHERE x.dag_id = d.dag_id AND x.state = 'running') AS ok
+    FROM dag d WHERE d.dag_id = ${dagId}`.execute(trx);
+  return rows[0]?.ok === true;
 }
 
 /** The task instances of every running run: what the scheduler evaluates dependencies on. */

@@ -36,7 +36,7 @@ export async function createRun(db: Database, dag: Dag, runId: string, conf: Jso
   await upsertDags(db.db, [{ dagId: dag.dagId, fileloc: dag.fileloc ?? '' }]);
   await createDagRun(db.db, { dagId: dag.dagId, runId, conf, logicalDate: new Date() });
   const specs = [...dag.tasks.values()].map((t) => ({ taskId: t.taskId, maxTries: t.settings.retries, priorityWeight: t.settings.priorityWeight, queue: 'default' }));
-  await startQueuedRun(db.db, dag.dagId, runId, specs);
+  await startQueuedRun(db.db, dag.dagId, runId, specs, { checkLimits: false });
   return runId;
 }
 
