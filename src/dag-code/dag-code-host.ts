@@ -109,7 +109,8 @@ export class DagCodeHost implements StartTriggerBuilder {
     });
     child.on('error', (error) => this.#options.logger.warn({ err: error }, 'DAG code host error'));
     this.#exited = new Promise((resolve) => {
-      child.once('close', (code, signal) => {
+      // 'exit', not 'close': after the parent disconnects, Node never emits 'close' for an IPC-only child.
+      child.once('exit', (code, signal) => {
         if (this.#child === child) this.#child = undefined;
         for (const [id, pending] of this.#pending) {
           this.#pending.delete(id);

@@ -1,0 +1,105 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { silentLogger } from '../src/common/logger.ts';
+import { DagCodeHost } from '../src/dag-code/dag-code-host.ts';
+import { DagBag } from '../src/dag-bag/dag-bag.ts';
+import { serializeDag } from '../src/dag-bag/serialized-dag.ts';
+import { createDagRun } from '../src/db/dag-runs.ts';
+import { recordDags } from '../src/db/serialized-dags.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { stopAll, track } from './support/daemons.ts';
+import { eventually } from './support/events.ts';
+import { InProcessExecutor } from './support/in-process-executor.ts';
+import { startNotifier, taskInstance } from './support/rig.ts';
+
+const SDK = fileURLToPath(new URL('../src/sdk/index.ts', import.meta.url));
+
+/** A DAG file with a startFromTrigger FileSensor; in the DAG code host (only there) `hang` blocks trigger(). */
+function sensorDagFile(dagId: string, watched: string, options: { hang?: boolean } = {}): string {
+  return `
+import { dag, FileSensor } from ${JSON.stringify(SDK)};
+class Sensor extends FileSensor {
+  trigger(context) {
+    ${options.hang ? "if (process.argv.includes('dag-code-host')) for (;;) {}" : ''}
+    return super.trigger(context);
+  }
+}
+export default dag({ dagId: ${JSON.stringify(dagId)} }, () => {
+  new Sensor({ taskId: 'wait', path: ${JSON.stringify(watched)}, startFromTrigger: true, timeout: 60, pokeInterval: 0.2 });
+});
+`;
+}
+
+describe('DAG code host: startFromTrigger triggers are built outside the scheduler process', () => {
+  let t: TestDatabase;
+  let dir: string;
+  const hosts: DagCodeHost[] = [];
+
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tsflow-code-host-'));
+  });
+  afterEach(async () => {
+    await stopAll();
+    await Promise.all(hosts.splice(0).map((h) => h.close()));
+    await t.drop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function start(file: string, dagId: string, requestTimeoutMs = 20_000) {
+    const bag = await DagBag.load(dir, [file]);
+    await recordDags(t.database.db, [serializeDag(bag.getDag(dagId), file)]);
+    const host = new DagCodeHost({ dagsFolder: dir, logger: silentLogger(), requestTimeoutMs });
+    hosts.push(host);
+    // No dagBag: the scheduler works from the serialized DAG and asks the host for the trigger.
+    const scheduler = track(
+      new Scheduler({
+        database: t.database,
+        executor: new InProcessExecutor(t.database, bag, 2),
+        startTriggerBuilder: host,
+        logger: silentLogger(),
+        notifier: await startNotifier(t.database),
+      }),
+    );
+    await scheduler.start();
+    await createDagRun(t.database.db, { dagId, runId: 'r1', conf: {}, logicalDate: new Date() });
+    scheduler.nudge();
+    return { host, scheduler };
+  }
+
+  it('defers a new try from the sensor code it runs in its child, with no worker involved', async function () {
+    this.timeout(30_000);
+    const file = path.join(dir, 'sft.ts');
+    const watched = path.join(dir, 'never-there.csv');
+    await writeFile(file, sensorDagFile('code_host_sft', watched));
+    await start(file, 'code_host_sft');
+    const key = { dagId: 'code_host_sft', runId: 'r1', taskId: 'wait' };
+    const row = await eventually(async () => {
+      const ti = await taskInstance(t.database, key).catch(() => undefined);
+      return ti?.state === 'deferred' ? ti : undefined;
+    }, 'the sensor to be deferred by the scheduler', 20_000);
+    expect(row).to.deep.include({ try_number: 1, hostname: null, next_method: 'executeComplete' });
+    const trigger = await t.database.db.selectFrom('trigger').selectAll().executeTakeFirstOrThrow();
+    expect(trigger.classpath).to.match(/FileExistsTrigger/);
+    expect(JSON.stringify(trigger.kwargs)).to.contain(watched);
+  });
+
+  it('a DAG file whose trigger() hangs costs the host process, not the scheduler: the task starts on a worker', async function () {
+    this.timeout(30_000);
+    const file = path.join(dir, 'hang.ts');
+    const watched = path.join(dir, 'there.csv');
+    await writeFile(watched, 'x');
+    await writeFile(file, sensorDagFile('code_host_hang', watched, { hang: true }));
+    const { scheduler } = await start(file, 'code_host_hang', 1500);
+    const states: string[] = [];
+    scheduler.on('ti:state', ({ state }) => states.push(state));
+    const finished = new Promise<string>((resolve) => scheduler.on('run:state', (run) => run.state !== 'running' && resolve(run.state)));
+    expect(await finished).to.equal('success');
+    expect(states, 'never deferred by the scheduler; queued for and run by a worker').to.include.members(['queued', 'running']);
+    expect(states).not.to.include('deferred');
+  });
+});
