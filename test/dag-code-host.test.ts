@@ -17,6 +17,7 @@ import { InProcessExecutor } from './support/in-process-executor.ts';
 import { startNotifier, taskInstance } from './support/rig.ts';
 
 const SDK = fileURLToPath(new URL('../src/sdk/index.ts', import.meta.url));
+const LUXON = fileURLToPath(new URL('../node_modules/luxon/build/es6/luxon.mjs', import.meta.url));
 
 /** A DAG file with a startFromTrigger FileSensor; in the DAG code host (only there) `hang` blocks trigger(). */
 function sensorDagFile(dagId: string, watched: string, options: { hang?: boolean } = {}): string {
@@ -50,7 +51,7 @@ describe('DAG code host: startFromTrigger triggers are built outside the schedul
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function start(file: string, dagId: string, requestTimeoutMs = 20_000) {
+  async function start(file: string, dagId: string, requestTimeoutMs = 20_000, trigger = true) {
     const bag = await DagBag.load(dir, [file]);
     await recordDags(t.database.db, [serializeDag(bag.getDag(dagId), file)]);
     const host = new DagCodeHost({ dagsFolder: dir, logger: silentLogger(), requestTimeoutMs });
@@ -66,7 +67,7 @@ describe('DAG code host: startFromTrigger triggers are built outside the schedul
       }),
     );
     await scheduler.start();
-    await createDagRun(t.database.db, { dagId, runId: 'r1', conf: {}, logicalDate: new Date() });
+    if (trigger) await createDagRun(t.database.db, { dagId, runId: 'r1', conf: {}, logicalDate: new Date() });
     scheduler.nudge();
     return { host, scheduler };
   }
@@ -86,6 +87,38 @@ describe('DAG code host: startFromTrigger triggers are built outside the schedul
     const trigger = await t.database.db.selectFrom('trigger').selectAll().executeTakeFirstOrThrow();
     expect(trigger.classpath).to.match(/FileExistsTrigger/);
     expect(JSON.stringify(trigger.kwargs)).to.contain(watched);
+  });
+
+  it("asks a custom timetable's own code for each next run", async function () {
+    this.timeout(30_000);
+    const file = path.join(dir, 'custom.ts');
+    await writeFile(
+      file,
+      `
+import { DateTime } from ${JSON.stringify(LUXON)};
+import { dag, BaseOperator } from ${JSON.stringify(SDK)};
+class Noop extends BaseOperator { execute() {} }
+const every3s = {
+  summary: 'every 3 s', periodic: true, canBeScheduled: true,
+  nextRun(last, restriction, now) {
+    const start = last ? last.end.toMillis() : Math.floor((now.toMillis() - 3000) / 3000) * 3000;
+    const at = (ms) => DateTime.fromMillis(ms, { zone: 'utc' });
+    return { logicalDate: at(start), dataInterval: { start: at(start), end: at(start + 3000) }, runAfter: at(start + 3000) };
+  },
+  inferManualInterval(runAfter) { return { start: runAfter, end: runAfter }; },
+  serialize() { return { kind: 'custom', name: 'every3s', data: null }; },
+};
+export default dag({ dagId: 'code_host_custom', schedule: every3s, startDate: '2026-01-01T00:00:00Z' }, () => { new Noop({ taskId: 'noop' }); });
+`,
+    );
+    await start(file, 'code_host_custom', 20_000, false);
+    await eventually(async () => {
+      const runs = await t.database.db.selectFrom('dag_run').select(['logical_date', 'run_type']).where('dag_id', '=', 'code_host_custom').orderBy('logical_date').execute();
+      return runs.length >= 2 ? runs : undefined;
+    }, 'two scheduled runs of the custom timetable', 10_000).then((runs) => {
+      expect(runs.every((r) => r.run_type === 'scheduled' && r.logical_date.getTime() % 3000 === 0)).to.equal(true);
+      expect(runs[1]!.logical_date.getTime() - runs[0]!.logical_date.getTime()).to.equal(3000);
+    });
   });
 
   it('a DAG file whose trigger() hangs costs the host process, not the scheduler: the task starts on a worker', async function () {

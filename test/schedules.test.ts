@@ -5,6 +5,7 @@ import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { serializeDag } from '../src/dag-bag/serialized-dag.ts';
 import { Channels, notify } from '../src/db/protocol.ts';
 import { recordDags } from '../src/db/serialized-dags.ts';
+import type { DataInterval, RunInfo, SerializedTimetable, TimeRestriction, Timetable } from '../src/scheduling/index.ts';
 import { BaseOperator, dag, TimeDeltaSensor, type Dag, type TaskContext } from '../src/sdk/index.ts';
 import { sleep } from '../src/common/sleep.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
@@ -44,6 +45,30 @@ async function runsOf(t: TestDatabase, dagId: string): Promise<RunRow[]> {
 /** The start of the current second (UTC), minus `seconds`. */
 function secondsAgo(seconds: number): DateTime {
   return DateTime.utc().startOf('second').minus({ seconds });
+}
+
+/** A user's timetable: runs every `seconds`, aligned to the epoch, each covering the period before it. */
+class EveryNSeconds implements Timetable {
+  readonly summary: string;
+  readonly periodic = true;
+  readonly canBeScheduled = true;
+  readonly #ms: number;
+  constructor(seconds: number) {
+    this.#ms = seconds * 1000;
+    this.summary = `every ${seconds} s (custom)`;
+  }
+  nextRun(last: DataInterval | undefined, restriction: TimeRestriction, now: DateTime): RunInfo | undefined {
+    const floor = (ms: number): number => Math.floor(ms / this.#ms) * this.#ms;
+    const start = last ? last.end.toMillis() : floor(Math.max(restriction.earliest?.toMillis() ?? 0, now.toMillis() - this.#ms));
+    const at = (ms: number): DateTime => DateTime.fromMillis(ms, { zone: 'utc' });
+    return { logicalDate: at(start), dataInterval: { start: at(start), end: at(start + this.#ms) }, runAfter: at(start + this.#ms) };
+  }
+  inferManualInterval(runAfter: DateTime): DataInterval {
+    return { start: runAfter, end: runAfter };
+  }
+  serialize(): SerializedTimetable {
+    return { kind: 'custom', name: 'EveryNSeconds', data: { ms: this.#ms } };
+  }
 }
 
 describe('schedules: the scheduler creates runs on time, once, within limits', () => {
@@ -169,6 +194,19 @@ describe('schedules: the scheduler creates runs on time, once, within limits', (
       await notify(trx, Channels.dag, 'paused');
     });
     await eventually(async () => (await runsOf(t, 'pausable')).length > atPause, 'a run after unpausing', 3000);
+  });
+
+  it('schedules a DAG by a custom Timetable, evaluated by its own code', async function () {
+    this.timeout(20_000);
+    const custom = dag({ dagId: 'custom_timetable', schedule: new EveryNSeconds(2), startDate: secondsAgo(60) }, () => new Nap({ taskId: 'nap' }));
+    await schedulers([custom], 1);
+    await eventually(async () => (await runsOf(t, 'custom_timetable')).length >= 2, 'two runs of the custom timetable', 6000);
+    const runs = await runsOf(t, 'custom_timetable');
+    for (const run of runs) {
+      expect(run.logical_date.getTime() % 2000, 'aligned to 2 s').to.equal(0);
+      expect(run.data_interval_end!.getTime() - run.data_interval_start!.getTime()).to.equal(2000);
+    }
+    expect(runs[1]!.logical_date.getTime() - runs[0]!.logical_date.getTime()).to.equal(2000);
   });
 
   it("takes a DAG's new schedule without a restart", async function () {

@@ -40,6 +40,8 @@ export interface SerializedDag {
   readonly timetable: SerializedTimetable;
   /** As `dags list` shows it: `'0 0 * * *'`, `'@once'`, `'every 1h'`, `'None'`. */
   readonly timetableSummary: string;
+  /** False for `schedule: null`: the scheduler never creates its runs. */
+  readonly scheduled: boolean;
   readonly timezone: string;
   readonly startDate: string | null;
   readonly endDate: string | null;
@@ -63,6 +65,7 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
     tags: [...dag.tags],
     timetable: dag.timetable.serialize(),
     timetableSummary: dag.timetable.summary,
+    scheduled: dag.timetable.canBeScheduled,
     timezone: dag.timezone,
     startDate: iso(dag.startDate),
     endDate: iso(dag.endDate),
@@ -111,10 +114,14 @@ export interface RetrySettings {
   readonly maxRetryDelay: Duration;
 }
 
-/** A serialized DAG made usable by the scheduler: its timetable rebuilt, its tasks by id. */
+/**
+ * A serialized DAG made usable by the scheduler: its timetable rebuilt, its tasks by id. A custom
+ * timetable cannot be rebuilt without the DAG's code: `timetable` is then undefined and the
+ * scheduler asks the DAG code host for its next run.
+ */
 export class DagSpec {
   readonly data: SerializedDag;
-  readonly timetable: Timetable;
+  readonly timetable: Timetable | undefined;
   readonly tasks: ReadonlyMap<string, SerializedTask>;
   readonly startDate: DateTime | undefined;
   readonly endDate: DateTime | undefined;
@@ -124,7 +131,7 @@ export class DagSpec {
       throw new Error(`serialized DAG '${data.dagId}' has format ${data.version}, newer than this tsflow reads (${SERIALIZED_DAG_VERSION}): upgrade tsflow`);
     }
     this.data = data;
-    this.timetable = deserializeTimetable(data.timetable);
+    this.timetable = data.timetable.kind === 'custom' ? undefined : deserializeTimetable(data.timetable);
     this.tasks = new Map(data.tasks.map((t) => [t.taskId, t]));
     this.startDate = data.startDate ? DateTime.fromISO(data.startDate, { zone: 'utc' }) : undefined;
     this.endDate = data.endDate ? DateTime.fromISO(data.endDate, { zone: 'utc' }) : undefined;
@@ -132,6 +139,11 @@ export class DagSpec {
 
   get dagId(): string {
     return this.data.dagId;
+  }
+
+  /** False for `schedule: null`. (Older serialized forms lack the flag: judged by the timetable kind.) */
+  get scheduled(): boolean {
+    return (this.data.scheduled as boolean | undefined) ?? this.data.timetable.kind !== 'null';
   }
 
   static retrySettings(task: SerializedTask): RetrySettings {

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { TSFLOW_ENTRY } from '../executors/local-executor.ts';
-import type { BuiltStartDeferral, StartTriggerBuilder, StartTriggerRequest } from '../scheduler/start-from-trigger.ts';
+import type { BuiltStartDeferral, NextRunRequest, PlannedRun, StartTriggerBuilder, StartTriggerRequest } from '../scheduler/start-from-trigger.ts';
 import { isFromDagCode, type ToDagCode } from './protocol.ts';
 
 export interface DagCodeHostOptions {
@@ -13,14 +13,17 @@ export interface DagCodeHostOptions {
   entry?: string;
 }
 
+type Answer = BuiltStartDeferral | PlannedRun | undefined;
+
 interface Pending {
-  resolve: (value: BuiltStartDeferral | undefined) => void;
+  resolve: (value: Answer) => void;
   reject: (error: Error) => void;
   timer: NodeJS.Timeout;
 }
 
 /**
- * Runs DAG code the scheduler needs — today, building `startFromTrigger` sensors' triggers — in a
+ * Runs DAG code the scheduler needs — building `startFromTrigger` sensors' triggers and asking
+ * custom timetables for their next run — in a
  * child process, so a DAG file's code never runs in the scheduler's process: a file that throws,
  * hangs or crashes costs a request (the task then starts on a worker), never the scheduler. The
  * child is started on the first request and replaced when it dies or a request times out.
@@ -37,13 +40,21 @@ export class DagCodeHost implements StartTriggerBuilder {
     this.#options = options;
   }
 
-  async build(request: StartTriggerRequest, log: Logger): Promise<BuiltStartDeferral | undefined> {
+  build(request: StartTriggerRequest, log: Logger): Promise<BuiltStartDeferral | undefined> {
+    return this.#ask({ type: 'start-deferral', request }, log) as Promise<BuiltStartDeferral | undefined>;
+  }
+
+  nextRun(request: NextRunRequest): Promise<PlannedRun | undefined> {
+    return this.#ask({ type: 'next-run', request }, this.#options.logger) as Promise<PlannedRun | undefined>;
+  }
+
+  async #ask(message: Omit<ToDagCode, 'id'>, log: Logger): Promise<Answer> {
     try {
-      return await this.#request(request, log);
+      return await this.#request(message, log);
     } catch (error) {
       if (!(error instanceof StaleHostError)) throw error;
       await this.#restart();
-      return this.#request(request, log);
+      return this.#request(message, log);
     }
   }
 
@@ -54,7 +65,7 @@ export class DagCodeHost implements StartTriggerBuilder {
     await this.#exited;
   }
 
-  #request(request: StartTriggerRequest, log: Logger): Promise<BuiltStartDeferral | undefined> {
+  #request(question: Omit<ToDagCode, 'id'>, log: Logger): Promise<Answer> {
     if (this.#closed) return Promise.reject(new Error('the DAG code host is closed'));
     const child = this.#spawn();
     const id = this.#nextId++;
@@ -62,12 +73,12 @@ export class DagCodeHost implements StartTriggerBuilder {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new Error(`building the trigger took longer than ${timeoutMs / 1000} s (the DAG file hangs?); its process was killed`));
-        log.error({ fileloc: request.fileloc }, 'DAG code host timed out; killing it');
+        reject(new Error(`the DAG code took longer than ${timeoutMs / 1000} s to answer (the DAG file hangs?); its process was killed`));
+        log.error({ fileloc: question.request.fileloc }, 'DAG code host timed out; killing it');
         child.kill('SIGKILL');
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
-      const message: ToDagCode = { type: 'start-deferral', id, request };
+      const message = { ...question, id } as ToDagCode;
       child.send(message, (error) => {
         if (!error) return;
         const pending = this.#pending.get(id);
@@ -115,7 +126,7 @@ export class DagCodeHost implements StartTriggerBuilder {
         for (const [id, pending] of this.#pending) {
           this.#pending.delete(id);
           clearTimeout(pending.timer);
-          pending.reject(new Error(`the DAG code host exited (${signal ?? `code ${code}`}) while building a trigger`));
+          pending.reject(new Error(`the DAG code host exited (${signal ?? `code ${code}`}) before it answered`));
         }
         resolve();
       });

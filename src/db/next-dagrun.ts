@@ -56,10 +56,30 @@ function nextFields(info: RunInfo | undefined): {
   };
 }
 
-/** Recomputes a DAG's next run from its latest scheduled run (after a parse, a finished run, an unpause). */
+/**
+ * The next run of a DAG after `last`. Built-in timetables answer here; a custom one needs the DAG's
+ * code, which a scheduler reaches through its DAG code host (`RunPlanner`).
+ */
+export type RunPlanner = (spec: DagSpec, last: DataInterval | undefined, restriction: TimeRestriction, now: DateTime) => Promise<RunInfo | undefined>;
+
+export const builtInPlanner: RunPlanner = (spec, last, restriction, now) => {
+  if (!spec.scheduled) return Promise.resolve(undefined);
+  if (!spec.timetable) return Promise.reject(new Error(`DAG '${spec.dagId}' has a custom timetable: only a scheduler (through its DAG code host) can evaluate it`));
+  return Promise.resolve(spec.timetable.nextRun(last, restriction, now));
+};
+
+/**
+ * Recomputes a DAG's next run from its latest scheduled run (after a parse, a finished run, an
+ * unpause). A custom timetable is made due now instead: the scheduler, which can run its code,
+ * computes the real next run when it looks (and stores it then).
+ */
 export async function refreshNextDagrun(db: Db, spec: DagSpec, now: DateTime): Promise<RunInfo | undefined> {
+  if (spec.scheduled && !spec.timetable) {
+    await db.updateTable('dag').set({ ...nextFields(undefined), next_dagrun_create_after: now.toJSDate() }).where('dag_id', '=', spec.dagId).execute();
+    return undefined;
+  }
   const last = (await lastAutomatedIntervals(db, [spec.dagId])).get(spec.dagId);
-  const info = spec.timetable.canBeScheduled ? spec.timetable.nextRun(last, restrictionOf(spec), now) : undefined;
+  const info = await builtInPlanner(spec, last, restrictionOf(spec), now);
   await db.updateTable('dag').set(nextFields(info)).where('dag_id', '=', spec.dagId).execute();
   return info;
 }
@@ -76,7 +96,7 @@ export async function refreshStalledDags(db: Db, dagIds: readonly string[], spec
     .execute();
   for (const { dag_id } of stalled) {
     const spec = specOf(dag_id);
-    if (spec?.timetable.canBeScheduled) await refreshNextDagrun(db, spec, now);
+    if (spec?.scheduled) await refreshNextDagrun(db, spec, now);
   }
   if (stalled.length > 0) await notify(db, Channels.dag, 'changed');
 }
@@ -96,7 +116,12 @@ export interface CreatedRun {
  * limit: `refreshStalledDags` picks it up again when one of its runs ends). With catchup every
  * missed interval is created, oldest first; without, only the latest (the timetable decides).
  */
-export async function createDueRuns(db: Db, specOf: (dagId: string) => DagSpec | undefined, limit = 1000): Promise<CreatedRun[]> {
+export async function createDueRuns(
+  db: Db,
+  specOf: (dagId: string) => DagSpec | undefined,
+  options: { limit?: number; planner?: RunPlanner; onPlanError?: (dagId: string, error: unknown) => void } = {},
+): Promise<CreatedRun[]> {
+  const { limit = 1000, planner = builtInPlanner } = options;
   return db.transaction().execute(async (trx) => {
     const { rows: locked } = await sql<{ dag_id: string; now: Date }>`
       SELECT d.dag_id, clock_timestamp() AS now FROM dag d
@@ -123,13 +148,33 @@ export async function createDueRuns(db: Db, specOf: (dagId: string) => DagSpec |
       const restriction = restrictionOf(spec);
       let last = lasts.get(row.dag_id);
       let active = row.active;
-      let info: RunInfo | undefined = spec.timetable.canBeScheduled ? spec.timetable.nextRun(last, restriction, now) : undefined;
+      let info: RunInfo | undefined;
+      let planFailed = false;
+      try {
+        info = await planner(spec, last, restriction, now);
+      } catch (error) {
+        // A custom timetable that throws (or whose code cannot be reached): try again in a minute.
+        options.onPlanError?.(row.dag_id, error);
+        updates.push({ dagId: row.dag_id, fields: { ...nextFields(undefined), next_dagrun_create_after: now.plus({ minutes: 1 }).toJSDate() } });
+        continue;
+      }
       while (info !== undefined && info.runAfter <= now && active < spec.data.maxActiveRuns) {
         runs.push({ dagId: row.dag_id, runId: runIdFor('scheduled', info.logicalDate), logicalDate: info.logicalDate.toJSDate(), runAfter: info.runAfter.toJSDate() });
         runIntervals.push(info.dataInterval);
         active++;
         last = info.dataInterval;
-        info = spec.timetable.nextRun(last, restriction, now);
+        try {
+          info = await planner(spec, last, restriction, now);
+        } catch (error) {
+          options.onPlanError?.(row.dag_id, error);
+          info = undefined;
+          planFailed = true;
+          break;
+        }
+      }
+      if (planFailed) {
+        updates.push({ dagId: row.dag_id, fields: { ...nextFields(undefined), next_dagrun_create_after: now.plus({ minutes: 1 }).toJSDate() } });
+        continue;
       }
       // At the limit with a run due: stop looking until one of its runs ends.
       const stalled = info !== undefined && info.runAfter <= now;

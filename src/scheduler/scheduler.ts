@@ -11,7 +11,7 @@ import type { Notifier } from '../db/notifier.ts';
 import { CANNOT_FINISH_A_RUN, Channels } from '../db/protocol.ts';
 import type { LostTry } from '../db/lost-tries.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
-import { createDueRuns, msUntilNextDagrun, refreshStalledDags } from '../db/next-dagrun.ts';
+import { builtInPlanner, createDueRuns, msUntilNextDagrun, refreshStalledDags, type RunPlanner } from '../db/next-dagrun.ts';
 import { failTimedOutRuns, msUntilNextRunTimeout } from '../db/run-timeouts.ts';
 import { enqueueScheduled, finishCompletedRuns, listStartableRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
 import { recordDags } from '../db/serialized-dags.ts';
@@ -68,6 +68,8 @@ export class Scheduler extends Daemon<SchedulerEvents> {
   readonly #warnedMissing = new Set<string>();
   readonly #startFromTrigger: StartFromTrigger | undefined;
   readonly #dags: DagCache;
+  /** Built-in timetables are evaluated here; a custom one by the DAG's code, through the builder. */
+  readonly #planner: RunPlanner;
   #nextDagrunDue = true;
   #runsMayFinish = true;
   #deadCheckDue = true;
@@ -94,6 +96,21 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     });
     this.#dags = new DagCache(deps.database.db, this.log, this.#options.pollIntervalMs);
     const builder = deps.startTriggerBuilder ?? (deps.dagBag ? new InProcessStartTriggerBuilder(deps.dagBag) : undefined);
+    this.#planner = async (spec, last, restriction, now) => {
+      if (spec.timetable || !spec.scheduled) return builtInPlanner(spec, last, restriction, now);
+      if (!builder?.nextRun) throw new Error(`DAG '${spec.dagId}' has a custom timetable and this scheduler has no DAG code host to evaluate it`);
+      const iso = (d: DateTime | undefined): string | null => (d ? (d.toUTC().toISO() as string) : null);
+      const planned = await builder.nextRun({
+        dagId: spec.dagId,
+        fileloc: spec.data.fileloc,
+        last: last ? { start: iso(last.start) as string, end: iso(last.end) as string } : null,
+        restriction: { earliest: iso(restriction.earliest), latest: iso(restriction.latest), catchup: restriction.catchup },
+        now: iso(now) as string,
+      });
+      if (!planned) return undefined;
+      const utc = (value: string): DateTime => DateTime.fromISO(value, { zone: 'utc' });
+      return { runAfter: utc(planned.runAfter), dataInterval: { start: utc(planned.start), end: utc(planned.end) }, logicalDate: utc(planned.start) };
+    };
     this.#startFromTrigger = builder && new StartFromTrigger({ db: deps.database.db, dags: () => this.#dags.values(), builder, logger: this.log });
     deps.executor.onChange = () => {
       this.#runsMayFinish = true;
@@ -233,7 +250,10 @@ export class Scheduler extends Daemon<SchedulerEvents> {
 
   /** Creates every scheduled run that is due (Airflow's data-interval semantics; see src/db/next-dagrun.ts). */
   async #createDueRuns(): Promise<void> {
-    const created = await createDueRuns(this.#deps.database.db, (dagId) => this.#dags.get(dagId));
+    const created = await createDueRuns(this.#deps.database.db, (dagId) => this.#dags.get(dagId), {
+      planner: this.#planner,
+      onPlanError: (dagId, error) => this.log.error({ dagId, err: error }, 'the DAG\'s custom timetable failed; trying again in a minute'),
+    });
     const now = Date.now();
     for (const run of created) {
       this.log.info({ dagId: run.dagId, runId: run.runId }, 'scheduled run created');

@@ -6,6 +6,7 @@ import type { Db } from '../db/database.ts';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
 import { writeDeferral } from '../db/deferral.ts';
 import { listScheduledNewTries } from '../db/task-instances.ts';
+import type { Dag } from '../sdk/dag.ts';
 import type { JsonObject } from '../sdk/json.ts';
 import { startsFromTrigger, type SensorTriggerContext } from '../sdk/sensors/base-sensor.ts';
 
@@ -28,6 +29,22 @@ export interface StartTriggerRequest {
   readonly conf: JsonObject;
 }
 
+/** A custom timetable's `nextRun` question, as plain data (ISO instants, UTC). */
+export interface NextRunRequest {
+  readonly dagId: string;
+  readonly fileloc: string;
+  readonly last: { start: string; end: string } | null;
+  readonly restriction: { earliest: string | null; latest: string | null; catchup: boolean };
+  readonly now: string;
+}
+
+/** Its answer: a run's interval and when it is due. */
+export interface PlannedRun {
+  readonly start: string;
+  readonly end: string;
+  readonly runAfter: string;
+}
+
 /**
  * Builds a sensor's start deferral. The trigger comes from the sensor's own code, so the scheduler
  * asks whoever has that code loaded: a DAG bag in this process (tests, embedding) or a child process
@@ -35,6 +52,8 @@ export interface StartTriggerRequest {
  */
 export interface StartTriggerBuilder {
   build(request: StartTriggerRequest, log: Logger): Promise<BuiltStartDeferral | undefined>;
+  /** Evaluates a custom timetable (the DAG's own code) for the scheduler. */
+  nextRun?(request: NextRunRequest): Promise<PlannedRun | undefined>;
   close?(): Promise<void>;
 }
 
@@ -48,6 +67,25 @@ export class InProcessStartTriggerBuilder implements StartTriggerBuilder {
   build(request: StartTriggerRequest, log: Logger): Promise<BuiltStartDeferral | undefined> {
     return Promise.resolve(buildStartDeferral(this.#bag.dags.get(request.dagId)?.tasks.get(request.taskId), request, log));
   }
+
+  nextRun(request: NextRunRequest): Promise<PlannedRun | undefined> {
+    return Promise.resolve(planNextRun(this.#bag.dags.get(request.dagId), request));
+  }
+}
+
+/** Asks a DAG's own timetable for its next run; shared by the in-process and child-process hosts. */
+export function planNextRun(dag: Dag | undefined, request: NextRunRequest): PlannedRun | undefined {
+  if (!dag) throw new Error(`DAG '${request.dagId}' is not defined in ${request.fileloc} any more`);
+  const utc = (iso: string): DateTime => DateTime.fromISO(iso, { zone: 'utc' });
+  const { earliest, latest, catchup } = request.restriction;
+  const info = dag.timetable.nextRun(
+    request.last ? { start: utc(request.last.start), end: utc(request.last.end) } : undefined,
+    { catchup, ...(earliest && { earliest: utc(earliest) }), ...(latest && { latest: utc(latest) }) },
+    utc(request.now),
+  );
+  if (!info) return undefined;
+  const iso = (d: DateTime): string => d.toUTC().toISO() as string;
+  return { start: iso(info.dataInterval.start), end: iso(info.dataInterval.end), runAfter: iso(info.runAfter) };
 }
 
 /** Calls a sensor's `startDeferral` for one new try; shared by the in-process and child-process builders. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { silentLogger } from '../../common/logger.ts';
 import { isFromDagCode, isToDagCode, type FromDagCode, type ToDagCode } from '../../dag-code/protocol.ts';
-import { buildStartDeferral } from '../../scheduler/start-from-trigger.ts';
+import { buildStartDeferral, planNextRun } from '../../scheduler/start-from-trigger.ts';
 import { isDag, type Dag } from '../../sdk/dag.ts';
 import { DAGS_FOLDER, dagsFolderOf } from '../common-options.ts';
 import { UsageError } from '../settings.ts';
@@ -44,8 +44,9 @@ export const dagCodeHostCommand = defineCommand(
           entry = { mtimeMs, dags };
           imported.set(file, entry);
         }
-        const task = entry.dags.get(request.dagId)?.tasks.get(request.taskId);
-        reply({ id, ok: true, result: buildStartDeferral(task, request, silentLogger()) ?? null });
+        const dag = entry.dags.get(request.dagId);
+        if (message.type === 'next-run') return reply({ id, ok: true, result: planNextRun(dag, message.request) ?? null });
+        reply({ id, ok: true, result: buildStartDeferral(dag?.tasks.get(message.request.taskId), message.request, silentLogger()) ?? null });
       } catch (error) {
         reply({ id, ok: false, error: error instanceof Error ? error.message : String(error) });
       }
