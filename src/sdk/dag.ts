@@ -101,7 +101,7 @@ export class Dag {
       ...(endDate && { endDate }),
       ...(options.timezone !== undefined && { timezone: options.timezone }),
       ...(options.catchup !== undefined && { catchup: options.catchup }),
-      maxActiveRuns,
+      ...(options.maxActiveRuns !== undefined && { maxActiveRuns }),
     });
     this.timetable = compiled.timetable;
     this.timezone = compiled.timezone;
