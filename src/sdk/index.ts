@@ -2,7 +2,20 @@
  * What a DAG author imports: `import { dag, chain, BaseOperator, TimeDeltaSensor } from 'tsflow'`.
  * Nothing here reaches the database or the daemons.
  */
-export { dag, Dag, type DagOptions, TaskNotFoundError } from './dag.ts';
+export { dag, Dag, type DagOptions, type DateInput, TaskNotFoundError } from './dag.ts';
+export { param, InvalidParamsError, type Param, type ParamsInput } from './params.ts';
+export {
+  CronDataIntervalTimetable,
+  DeltaDataIntervalTimetable,
+  InvalidScheduleError,
+  InvalidTimetableError,
+  type DataInterval,
+  type RunInfo,
+  type ScheduleInput,
+  type SerializedTimetable,
+  type TimeRestriction,
+  type Timetable,
+} from '../scheduling/index.ts';
 export { chain } from './chain.ts';
 export {
   BaseOperator,
