@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { DateTime } from 'luxon';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { serializeDag } from '../src/dag-bag/serialized-dag.ts';
@@ -118,6 +119,42 @@ describe('schedules: the scheduler creates runs on time, once, within limits', (
     }
     expect(lateness.length, 'every creation reported once').to.equal(runs.length);
     expect(createdBy[0]! + createdBy[1]!).to.equal(runs.length);
+  });
+
+  it('two schedulers whose connections are terminated again and again still create each run once, with no interval missed', async function () {
+    this.timeout(40_000);
+    const everySecond = dag({ dagId: 'under_fire', schedule: '* * * * * *', startDate: secondsAgo(1), catchup: true, maxActiveRuns: 1000 }, () => {
+      new Nap({ taskId: 'nap' });
+    });
+    await schedulers([everySecond], 2);
+    const admin = new pg.Client({ connectionString: t.url });
+    await admin.connect();
+    let terminated = 0;
+    try {
+      const deadline = Date.now() + 6000;
+      while (Date.now() < deadline) {
+        const { rows } = await admin.query<{ pid: number }>(
+          `SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity
+           WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+        );
+        terminated += rows.length;
+        await sleep(150); // the pace of the terminations, not a wait for a result
+      }
+    } finally {
+      await admin.end();
+    }
+    expect(terminated, 'connections terminated').to.be.greaterThan(20);
+    // After the storm, the schedulers recover and catch up every second that passed.
+    const until = DateTime.utc().startOf('second').minus({ seconds: 1 }).toMillis();
+    await eventually(async () => {
+      const runs = await runsOf(t, 'under_fire').catch(() => []);
+      return runs.some((r) => r.logical_date.getTime() >= until);
+    }, 'the runs of the storm to be created', 15_000);
+    const runs = (await runsOf(t, 'under_fire')).filter((r) => r.logical_date.getTime() <= until);
+    const seconds = runs.map((r) => r.logical_date.getTime());
+    expect(new Set(seconds).size, 'no run twice').to.equal(seconds.length);
+    for (let i = 1; i < seconds.length; i++) expect(seconds[i]! - seconds[i - 1]!, 'no interval missed').to.equal(1000);
+    expect(seconds.length).to.be.at.least(6);
   });
 
   it('catchup: true creates every missed interval after downtime; catchup: false only the latest', async function () {
