@@ -44,7 +44,7 @@ export interface BackfillEntry {
   readonly outcome: BackfillOutcome;
 }
 
-/** The intervals a backfill of [from, to] covers: logical date within both bounds, interval ended by `now`. */
+/** The intervals a backfill of [from, to] covers: logical date within both bounds and the DAG's start and end dates, interval ended by `now`. */
 export function backfillIntervals(spec: DagSpec, from: DateTime, to: DateTime, now: DateTime): RunInfo[] {
   if (from > to) throw new BackfillError(`--from ${from.toISO()} is after --to ${to.toISO()}: give a range whose start is not after its end`);
   if (!spec.timetable.periodic) {
@@ -52,10 +52,13 @@ export function backfillIntervals(spec: DagSpec, from: DateTime, to: DateTime, n
     throw new BackfillError(`DAG '${spec.dagId}' has ${what}, so it has no intervals to backfill: trigger runs with tsflow dags trigger ${spec.dagId}`);
   }
   if (from >= now && to >= now) throw new BackfillError(`--from and --to are both in the future: a backfill only runs intervals that have already ended`);
-  const restriction = { earliest: from, latest: to, catchup: true };
+  // Within the DAG's own startDate and endDate too: no run is made for a period the DAG does not cover.
+  const earliest = spec.startDate !== undefined && spec.startDate > from ? spec.startDate : from;
+  const latest = spec.endDate !== undefined && spec.endDate < to ? spec.endDate : to;
+  const restriction = { earliest, latest, catchup: true };
   const infos: RunInfo[] = [];
   let info = spec.timetable.nextRun(undefined, restriction, now);
-  while (info !== undefined && info.logicalDate <= to && info.dataInterval.end < now) {
+  while (info !== undefined && info.logicalDate <= latest && info.dataInterval.end < now) {
     if (infos.length >= MAX_BACKFILL_RUNS) {
       throw new BackfillError(`the range holds more than ${MAX_BACKFILL_RUNS} intervals of DAG '${spec.dagId}': backfill a shorter range at a time`);
     }
@@ -64,7 +67,8 @@ export function backfillIntervals(spec: DagSpec, from: DateTime, to: DateTime, n
   }
   if (infos.length === 0) {
     throw new BackfillError(
-      `no interval of DAG '${spec.dagId}' (${spec.data.timetableSummary}) has its logical date between ${from.toISO()} and ${to.toISO()} and has ended: widen the range`,
+      `no interval of DAG '${spec.dagId}' (${spec.data.timetableSummary}) has its logical date between ${from.toISO()} and ${to.toISO()}, ` +
+        `within the DAG's startDate ${spec.data.startDate ?? '(none)'} and endDate ${spec.data.endDate ?? '(none)'}, and has ended: widen the range`,
     );
   }
   return infos;
