@@ -52,7 +52,7 @@ export const dagsPause = pauseCommand(true);
 /** `tsflow dags unpause DAG`. */
 export const dagsUnpause = pauseCommand(false);
 
-/** `tsflow dags list-runs DAG [--state S] [--limit N] [--json]`. */
+/** tsflow dags list-runs DAG [--state S] [--limit N] [--json]. */
 export const dagsListRuns = defineCommand(
   {
     name: 'dags list-runs',
@@ -110,7 +110,7 @@ function printRuns(runs: readonly DagRunRow[]): void {
   for (const row of rows) console.log(line(row));
 }
 
-/** `tsflow dags next-execution DAG [--num N]`. */
+/** tsflow dags next-execution DAG [--num N]. */
 export const dagsNextExecution = defineCommand(
   {
     name: 'dags next-execution',
