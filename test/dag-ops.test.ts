@@ -4,7 +4,9 @@ import path from 'node:path';
 import pg from 'pg';
 import { errorLines, tsflow, type CliResult } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { FIXTURES } from './support/rig.ts';
+import { stopAll } from './support/daemons.ts';
+import { DagBag } from '../src/dag-bag/dag-bag.ts';
+import { FIXTURES, startScheduler } from './support/rig.ts';
 
 const SCHEDULE_DAGS = path.join(FIXTURES, 'schedule-dags');
 
@@ -177,6 +179,26 @@ describe('tsflow dags pause / unpause / list-runs / next-execution / backfill', 
         expect(errorLines(result)[0], args.join(' ')).to.contain(message);
       }
       expect(await totalRuns()).to.equal(before);
+    });
+    it('queues runs a scheduler then carries out', async function () {
+      this.timeout(60_000);
+      const own = await createTestDatabase();
+      try {
+        const ownEnv = { TSFLOW_DATABASE_URL: own.url, TSFLOW_DAGS_FOLDER: SCHEDULE_DAGS };
+        const result = await tsflow(['dags', 'backfill', 'backfill_e2e_dag', '--from', '2026-01-01', '--to', '2026-01-02'], ownEnv);
+        expect(result.code, result.stderr).to.equal(0);
+        await startScheduler(own.database, await DagBag.load(SCHEDULE_DAGS));
+        const runs = () => own.database.db.selectFrom('dag_run').select(['run_id', 'state']).orderBy('logical_date').execute();
+        const until = Date.now() + 30_000;
+        while ((await runs()).some((r) => r.state !== 'success' && r.state !== 'failed') && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+        expect(await runs()).to.deep.equal([
+          { run_id: 'backfill__2026-01-01T00:00:00+00:00', state: 'success' },
+          { run_id: 'backfill__2026-01-02T00:00:00+00:00', state: 'success' },
+        ]);
+      } finally {
+        await stopAll();
+        await own.drop();
+      }
     });
   });
 
