@@ -229,9 +229,22 @@ describe('tsflow dags pause / unpause / list-runs / next-execution / backfill', 
       expect(limited).to.have.length(2);
     });
 
+    it('still lists the runs of a DAG whose file no longer defines it', async () => {
+      await t.database.db.insertInto('dag').values({ dag_id: 'gone_dag', fileloc: '/nowhere/gone.ts', description: null, is_active: false, timetable_summary: null }).execute();
+      await t.database.db
+        .insertInto('dag_run')
+        .values({ dag_id: 'gone_dag', run_id: 'manual__old', state: 'success', run_type: 'manual', conf: '{}', logical_date: day(2) })
+        .execute();
+      const json = JSON.parse((await ok('dags', 'list-runs', 'gone_dag', '--json')).stdout) as { runId: string }[];
+      expect(json.map((r) => r.runId)).to.deep.equal(['manual__old']);
+    });
+
     it('filters by --state and refuses an unknown state, listing the valid ones', async () => {
       const failed = JSON.parse((await ok('dags', 'list-runs', 'runs_dag', '--state', 'failed', '--json')).stdout) as { runId: string }[];
       expect(failed.map((r) => r.runId)).to.deep.equal(['backfill__2026-01-02T00:00:00+00:00']);
+      const unknown = await run('dags', 'list-runs', 'no_such_dag');
+      expect(unknown.code).to.equal(1);
+      expect(errorLines(unknown)[0]).to.contain("DAG 'no_such_dag' not found").and.contain('runs_dag');
       const bad = await run('dags', 'list-runs', 'runs_dag', '--state', 'done');
       expect(bad.code).to.equal(2);
       expect(errorLines(bad)[0]).to.contain("--state 'done' is not a run state: choose one of queued, running, success, failed");

@@ -74,7 +74,8 @@ export const dagsListRuns = defineCommand(
     const limit = parseCount(values.limit, '--limit', 100);
     return withRuntime(settings, {}, async (runtime) => {
       const { db } = runtime.database;
-      await dagSpecFor(db, dagsFolderOf(settings, values['dags-folder']), dagId);
+      // A DAG the database knows (even one whose file is gone) lists its runs; otherwise the folder must define it.
+      if ((await isDagPaused(db, dagId)) === undefined) await dagSpecFor(db, dagsFolderOf(settings, values['dags-folder']), dagId);
       const runs = await listDagRuns(db, dagId, { state: state as DagRunState | undefined, limit });
       if (values.json) console.log(JSON.stringify(runs.map(runJson)));
       else printRuns(runs);
