@@ -156,15 +156,19 @@ describe('tsflow dags pause / unpause / list-runs / next-execution / backfill', 
       const result = await ok('dags', 'backfill', 'backfill_dag', '--from', '2026-01-04', '--to', '2026-01-07', '--dry-run');
       expect(result.stdout).to.contain('2026-01-06T00:00:00Z  [2026-01-06T00:00:00Z, 2026-01-07T00:00:00Z)  would be created: backfill__2026-01-06T00:00:00+00:00');
       expect(result.stdout).to.contain('skipped: run backfill__2026-01-04T00:00:00+00:00 is queued');
-      expect(result.stdout).to.contain('dry run of a backfill of backfill_dag: 2 created, 0 cleared, 2 skipped; nothing was written');
+      expect(result.stdout).to.contain('dry run of a backfill of backfill_dag: 2 to create, 0 to clear, 2 to skip; nothing was written');
       expect(await totalRuns()).to.equal(before);
+      // A DAG the database has not seen yet is parsed, not recorded.
+      const fresh = await ok('dags', 'backfill', 'backfill_e2e_dag', '--from', '2026-01-01', '--to', '2026-01-02', '--dry-run');
+      expect(fresh.stdout).to.contain('2 to create');
+      expect(await t.database.db.selectFrom('dag').select('dag_id').where('dag_id', '=', 'backfill_e2e_dag').executeTakeFirst()).to.equal(undefined);
     });
 
     it('refuses bad input with a clear message and a non-zero exit, and writes nothing', async function () {
       this.timeout(90_000); // eight CLI runs
       const before = await totalRuns();
       const cases: [string[], number, string][] = [
-        [['backfill_dag', '--from', '2026-01-05', '--to', '2026-01-01'], 1, 'is after --to'],
+        [['backfill_dag', '--from', '2026-01-05', '--to', '2026-01-01'], 2, 'is after --to'],
         [['backfill_dag', '--from', '2026-13-01', '--to', '2026-01-01'], 2, "--from '2026-13-01' is not a date"],
         [['backfill_dag', '--to', '2026-01-01'], 2, 'needs --from DATE'],
         [['backfill_dag', '--from', '2026-01-01', '--to', '2026-01-02', '--reprocess-behavior', 'all'], 2, "--reprocess-behavior 'all' is not one of none, failed, completed"],

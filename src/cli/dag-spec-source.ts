@@ -9,9 +9,9 @@ import { recordParseResult } from '../db/serialized-dags.ts';
  * A DAG as the scheduler sees it: its serialized form from the database when a DAG processor (or an
  * earlier command) stored one, else the DAG folder parsed here and its file's DAGs recorded, as a DAG
  * processor would, so commands work on a fresh database. An unknown DAG throws `DagNotFoundError`,
- * naming the DAGs the folder defines.
+ * naming the DAGs the folder defines. `record: false` (a dry run) parses without writing.
  */
-export async function dagSpecFor(db: Db, dagsFolder: string, dagId: string): Promise<DagSpec> {
+export async function dagSpecFor(db: Db, dagsFolder: string, dagId: string, options: { record?: boolean } = {}): Promise<DagSpec> {
   const stored = await db
     .selectFrom('serialized_dag')
     .innerJoin('dag', 'dag.dag_id', 'serialized_dag.dag_id')
@@ -26,7 +26,9 @@ export async function dagSpecFor(db: Db, dagsFolder: string, dagId: string): Pro
   const fileloc = dag.fileloc as string;
   const siblings = [...bag.dags.values()].filter((d) => d.fileloc === fileloc);
   const serialized = siblings.map((d) => serializeDag(d, fileloc));
-  const fileHash = createHash('sha256').update(await readFile(fileloc)).digest('hex');
-  await recordParseResult(db, { fileloc, fileHash, dags: serialized });
+  if (options.record ?? true) {
+    const fileHash = createHash('sha256').update(await readFile(fileloc)).digest('hex');
+    await recordParseResult(db, { fileloc, fileHash, dags: serialized });
+  }
   return new DagSpec(serialized.find((d) => d.dagId === dagId) as (typeof serialized)[number]);
 }

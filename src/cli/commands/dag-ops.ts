@@ -196,9 +196,10 @@ export const dagsBackfill = defineCommand(
     const to = parseDate(values.to, '--to');
     const reprocess = parseReprocess(values['reprocess-behavior']);
     const dryRun = values['dry-run'] ?? false;
+    if (from > to) throw new UsageError(`--from ${iso(from)} is after --to ${iso(to)}: give a range whose start is not after its end`);
     return withRuntime(settings, {}, async (runtime) => {
       const { db } = runtime.database;
-      const spec = await dagSpecFor(db, dagsFolderOf(settings, values['dags-folder']), dagId);
+      const spec = await dagSpecFor(db, dagsFolderOf(settings, values['dags-folder']), dagId, { record: !dryRun });
       const infos = backfillIntervals(spec, from, to, DateTime.utc());
       const entries = await backfill(db, spec, infos, { from, to, reprocess, dryRun });
       printBackfill(dagId, entries, dryRun);
@@ -218,6 +219,9 @@ function printBackfill(dagId: string, entries: readonly BackfillEntry[], dryRun:
     else if (outcome.action === 'cleared') console.log(`${head}  ${would('cleared')}: ${outcome.runId} (was ${outcome.previousState}), queued again`);
     else console.log(`${head}  skipped: ${outcome.reason}`);
   }
-  const summary = `${counts.created} created, ${counts.cleared} cleared, ${counts.skipped} skipped`;
-  console.log(dryRun ? `dry run of a backfill of ${dagId}: ${summary}; nothing was written` : `backfill of ${dagId}: ${summary}`);
+  if (dryRun) {
+    console.log(`dry run of a backfill of ${dagId}: ${counts.created} to create, ${counts.cleared} to clear, ${counts.skipped} to skip; nothing was written`);
+  } else {
+    console.log(`backfill of ${dagId}: ${counts.created} created, ${counts.cleared} cleared, ${counts.skipped} skipped`);
+  }
 }
