@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dagsBackfill, dagsListRuns, dagsNextExecution, dagsPause, dagsUnpause } from './commands/dag-ops.ts';
 import { dagsList, dagsState, dagsTrigger } from './commands/dags.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
@@ -18,6 +19,11 @@ export const COMMANDS: readonly Command[] = [
   dagsList,
   dagsTrigger,
   dagsState,
+  dagsListRuns,
+  dagsPause,
+  dagsUnpause,
+  dagsNextExecution,
+  dagsBackfill,
   tasksRun,
   tasksStates,
   tasksLogs,

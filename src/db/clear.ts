@@ -25,31 +25,43 @@ export interface ClearedTaskInstance extends TaskInstanceKey {
  */
 export async function clearTaskInstances(db: Db, request: ClearRequest): Promise<ClearedTaskInstance[]> {
   return db.transaction().execute(async (trx) => {
-    const taskIds = [...request.taskIds];
-    const retryIds = [...request.retries.keys()];
-    const retryCounts = retryIds.map((id) => request.retries.get(id) ?? 0);
-    const { rows } = await sql<{ task_id: string; previous_state: TaskInstanceState | null; trigger_id: number | null }>`
-      WITH target AS (
-        SELECT task_id, state, trigger_id FROM task_instance
-        WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}
-          AND (cardinality(${taskIds}::text[]) = 0 OR task_id = ANY(${taskIds}::text[]))
-        FOR UPDATE
-      )
-      UPDATE task_instance ti SET
-        state = NULL,
-        max_tries = ti.try_number + coalesce(
-          (SELECT r.retries FROM unnest(${retryIds}::text[], ${retryCounts}::int[]) AS r(task_id, retries) WHERE r.task_id = ti.task_id), 0),
-        next_method = NULL, next_kwargs = NULL, trigger_id = NULL, trigger_timeout = NULL,
-        ready_at = NULL, end_date = NULL, hostname = NULL, pid = NULL, error = NULL, updated_at = now()
-      FROM target
-      WHERE ti.dag_id = ${request.dagId} AND ti.run_id = ${request.runId} AND ti.task_id = target.task_id
-      RETURNING ti.task_id, target.state AS previous_state, target.trigger_id`.execute(trx);
-    if (rows.length === 0) return [];
-    const triggerIds = rows.flatMap((r) => (r.trigger_id === null ? [] : [r.trigger_id]));
-    await deleteTriggersIfUnused(trx, triggerIds);
-    await sql`UPDATE dag_run SET state = 'queued', end_date = NULL WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}`.execute(trx);
-    if (triggerIds.length > 0) await notify(trx, Channels.trigger, 'cancel');
+    const { cleared, cancelledTriggers } = await clearInTransaction(trx, request);
+    if (cleared.length === 0) return [];
+    if (cancelledTriggers) await notify(trx, Channels.trigger, 'cancel');
     await notify(trx, Channels.ti, 'cleared');
-    return rows.map((r) => ({ dagId: request.dagId, runId: request.runId, taskId: r.task_id, previousState: r.previous_state }));
+    return cleared;
   });
+}
+
+/**
+ * The write `clearTaskInstances` makes, inside the caller's transaction and without its NOTIFYs, so
+ * a caller that clears several runs (a backfill) notifies once. `cancelledTriggers`: the caller must
+ * send `tsflow_trigger 'cancel'`.
+ */
+export async function clearInTransaction(trx: Db, request: ClearRequest): Promise<{ cleared: ClearedTaskInstance[]; cancelledTriggers: boolean }> {
+  const taskIds = [...request.taskIds];
+  const retryIds = [...request.retries.keys()];
+  const retryCounts = retryIds.map((id) => request.retries.get(id) ?? 0);
+  const { rows } = await sql<{ task_id: string; previous_state: TaskInstanceState | null; trigger_id: number | null }>`
+    WITH target AS (
+      SELECT task_id, state, trigger_id FROM task_instance
+      WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}
+        AND (cardinality(${taskIds}::text[]) = 0 OR task_id = ANY(${taskIds}::text[]))
+      FOR UPDATE
+    )
+    UPDATE task_instance ti SET
+      state = NULL,
+      max_tries = ti.try_number + coalesce(
+        (SELECT r.retries FROM unnest(${retryIds}::text[], ${retryCounts}::int[]) AS r(task_id, retries) WHERE r.task_id = ti.task_id), 0),
+      next_method = NULL, next_kwargs = NULL, trigger_id = NULL, trigger_timeout = NULL,
+      ready_at = NULL, end_date = NULL, hostname = NULL, pid = NULL, error = NULL, updated_at = now()
+    FROM target
+    WHERE ti.dag_id = ${request.dagId} AND ti.run_id = ${request.runId} AND ti.task_id = target.task_id
+    RETURNING ti.task_id, target.state AS previous_state, target.trigger_id`.execute(trx);
+  if (rows.length === 0) return { cleared: [], cancelledTriggers: false };
+  const triggerIds = rows.flatMap((r) => (r.trigger_id === null ? [] : [r.trigger_id]));
+  await deleteTriggersIfUnused(trx, triggerIds);
+  await sql`UPDATE dag_run SET state = 'queued', end_date = NULL WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}`.execute(trx);
+  const cleared = rows.map((r) => ({ dagId: request.dagId, runId: request.runId, taskId: r.task_id, previousState: r.previous_state }));
+  return { cleared, cancelledTriggers: triggerIds.length > 0 };
 }
