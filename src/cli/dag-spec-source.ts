@@ -19,7 +19,12 @@ export async function dagSpecFor(db: Db, dagsFolder: string, dagId: string, opti
     .where('serialized_dag.dag_id', '=', dagId)
     .where('dag.is_active', '=', true)
     .executeTakeFirst();
-  if (stored) return new DagSpec(stored.data);
+  if (stored && stored.data.timetable.kind !== 'custom') return new DagSpec(stored.data);
+  if (stored) {
+    // A custom timetable needs the DAG's code: a command may run it (a scheduler may not).
+    const bag = await DagBag.load(dagsFolder, [stored.data.fileloc]);
+    return new DagSpec(stored.data, bag.getDag(dagId).timetable);
+  }
 
   const bag = await DagBag.load(dagsFolder);
   const dag = bag.getDag(dagId);
@@ -30,5 +35,5 @@ export async function dagSpecFor(db: Db, dagsFolder: string, dagId: string, opti
     const fileHash = createHash('sha256').update(await readFile(fileloc)).digest('hex');
     await recordParseResult(db, { fileloc, fileHash, dags: serialized });
   }
-  return new DagSpec(serialized.find((d) => d.dagId === dagId) as (typeof serialized)[number]);
+  return new DagSpec(serialized.find((d) => d.dagId === dagId) as (typeof serialized)[number], dag.timetable);
 }

@@ -126,12 +126,13 @@ export class DagSpec {
   readonly startDate: DateTime | undefined;
   readonly endDate: DateTime | undefined;
 
-  constructor(data: SerializedDag) {
+  /** `timetable`: the DAG's own timetable object, when its code is loaded here (CLI commands). */
+  constructor(data: SerializedDag, timetable?: Timetable) {
     if (data.version > SERIALIZED_DAG_VERSION) {
       throw new Error(`serialized DAG '${data.dagId}' has format ${data.version}, newer than this tsflow reads (${SERIALIZED_DAG_VERSION}): upgrade tsflow`);
     }
     this.data = data;
-    this.timetable = data.timetable.kind === 'custom' ? undefined : deserializeTimetable(data.timetable);
+    this.timetable = timetable ?? (data.timetable.kind === 'custom' ? undefined : deserializeTimetable(data.timetable));
     this.tasks = new Map(data.tasks.map((t) => [t.taskId, t]));
     this.startDate = data.startDate ? DateTime.fromISO(data.startDate, { zone: 'utc' }) : undefined;
     this.endDate = data.endDate ? DateTime.fromISO(data.endDate, { zone: 'utc' }) : undefined;
@@ -144,6 +145,12 @@ export class DagSpec {
   /** False for `schedule: null`. (Older serialized forms lack the flag: judged by the timetable kind.) */
   get scheduled(): boolean {
     return (this.data.scheduled as boolean | undefined) ?? this.data.timetable.kind !== 'null';
+  }
+
+  /** The timetable, or an error saying a custom one needs the DAG's code. */
+  requireTimetable(): Timetable {
+    if (this.timetable) return this.timetable;
+    throw new Error(`DAG '${this.dagId}' has a custom timetable (${this.data.timetableSummary}); its code must be loaded to evaluate it`);
   }
 
   static retrySettings(task: SerializedTask): RetrySettings {

@@ -47,8 +47,9 @@ export interface BackfillEntry {
 /** The intervals a backfill of [from, to] covers: logical date within both bounds and the DAG's start and end dates, interval ended by `now`. */
 export function backfillIntervals(spec: DagSpec, from: DateTime, to: DateTime, now: DateTime): RunInfo[] {
   if (from > to) throw new BackfillError(`--from ${from.toISO()} is after --to ${to.toISO()}: give a range whose start is not after its end`);
-  if (!spec.timetable.periodic) {
-    const what = spec.timetable.canBeScheduled ? `a non-periodic schedule (${spec.data.timetableSummary})` : 'no schedule (schedule: null)';
+  const timetable = spec.requireTimetable();
+  if (!timetable.periodic) {
+    const what = timetable.canBeScheduled ? `a non-periodic schedule (${spec.data.timetableSummary})` : 'no schedule (schedule: null)';
     throw new BackfillError(`DAG '${spec.dagId}' has ${what}, so it has no intervals to backfill: trigger runs with tsflow dags trigger ${spec.dagId}`);
   }
   if (from >= now && to >= now) throw new BackfillError(`--from and --to are both in the future: a backfill only runs intervals that have already ended`);
@@ -57,13 +58,13 @@ export function backfillIntervals(spec: DagSpec, from: DateTime, to: DateTime, n
   const latest = spec.endDate !== undefined && spec.endDate < to ? spec.endDate : to;
   const restriction = { earliest, latest, catchup: true };
   const infos: RunInfo[] = [];
-  let info = spec.timetable.nextRun(undefined, restriction, now);
+  let info = timetable.nextRun(undefined, restriction, now);
   while (info !== undefined && info.logicalDate <= latest && info.dataInterval.end < now) {
     if (infos.length >= MAX_BACKFILL_RUNS) {
       throw new BackfillError(`the range holds more than ${MAX_BACKFILL_RUNS} intervals of DAG '${spec.dagId}': backfill a shorter range at a time`);
     }
     infos.push(info);
-    info = spec.timetable.nextRun(info.dataInterval, restriction, now);
+    info = timetable.nextRun(info.dataInterval, restriction, now);
   }
   if (infos.length === 0) {
     throw new BackfillError(

@@ -137,7 +137,8 @@ export const dagsNextExecution = defineCommand(
       const restriction = restrictionOf(spec);
       let last = await lastAutomatedInterval(db, dagId);
       for (let i = 0; i < num; i++) {
-        const info = spec.timetable.canBeScheduled ? spec.timetable.nextRun(last, restriction, now) : undefined;
+        const timetable = spec.requireTimetable();
+        const info = timetable.canBeScheduled ? timetable.nextRun(last, restriction, now) : undefined;
         if (!info) {
           console.log('None');
           break;
