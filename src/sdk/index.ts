@@ -3,6 +3,7 @@
  * Nothing here reaches the database or the daemons.
  */
 export { dag, Dag, type DagOptions, TaskNotFoundError } from './dag.ts';
+export { param, InvalidParamsError, type Param, type ParamsInput } from './params.ts';
 export { chain } from './chain.ts';
 export {
   BaseOperator,

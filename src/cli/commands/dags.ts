@@ -4,12 +4,14 @@ import { DagBag } from '../../dag-bag/dag-bag.ts';
 import { createDagRun, getDagRun, upsertDags } from '../../db/dag-runs.ts';
 import type { Db } from '../../db/database.ts';
 import { aliveJobs } from '../../db/jobs.ts';
+import { runIdFor } from '../../db/next-dagrun.ts';
 import { Channels } from '../../db/protocol.ts';
 import { Wakeup } from '../../common/wakeup.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
 import { createNotifier } from '../components.ts';
 import { parseConf } from '../json-arg.ts';
 import { printWarning } from '../notice.ts';
+import { checkConfAgainstParams, parseLogicalDate } from '../run-args.ts';
 import { withRuntime } from '../runtime.ts';
 import { defineCommand } from '../usage.ts';
 
@@ -47,22 +49,29 @@ export const dagsTrigger = defineCommand(
     summary: 'queue a run of DAG; with --wait, block until it ends',
     positionals: ['DAG'],
     options: {
-      'run-id': { type: 'string', value: 'ID', description: "the new run's id", default: 'manual__<current UTC time>' },
-      conf: { type: 'string', value: 'JSON', description: 'a JSON object the tasks see as context.conf', default: '{}' },
+      'run-id': { type: 'string', value: 'ID', description: "the new run's id", default: 'manual__<logical date>, e.g. manual__2026-01-01T00:00:00+00:00' },
+      'logical-date': { type: 'string', value: 'DATE', description: "the run's logical date, ISO 8601 (no offset means UTC)", default: 'now' },
+      conf: { type: 'string', value: 'JSON', description: "a JSON object the tasks see as context.conf; it overrides the DAG's params, checked first", default: '{}' },
       wait: { type: 'boolean', description: 'wait for the run to end: exit 0 if it succeeded, 1 if it failed' },
       'dags-folder': DAGS_FOLDER,
     },
     details: [
       'A scheduler (tsflow scheduler, or tsflow standalone) runs the queued run; with --wait, a warning',
       'on stderr says so when no scheduler is alive.',
+      "The run's data interval is the one the DAG's schedule infers for a run at the logical date (no",
+      'schedule: zero length at the logical date). A bad date or a conf that does not satisfy the',
+      "DAG's params is refused (exit 2) before anything is written.",
     ],
   },
   async ({ values, positionals }, settings) => {
     const dagId = positionals[0] as string;
     const conf = parseConf(values.conf);
+    const logicalDate = values['logical-date'] === undefined ? DateTime.utc() : parseLogicalDate(values['logical-date']);
     const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
     const dag = bag.getDag(dagId);
-    const runId = values['run-id'] ?? `manual__${DateTime.utc().toISO()}`;
+    checkConfAgainstParams(dag, conf);
+    const interval = dag.timetable.inferManualInterval(logicalDate);
+    const runId = values['run-id'] ?? runIdFor('manual', logicalDate);
     return withRuntime(settings, {}, async (runtime) => {
       const { db } = runtime.database;
       await upsertDags(db, [{ dagId, fileloc: dag.fileloc ?? '', description: dag.description }]);
@@ -71,7 +80,14 @@ export const dagsTrigger = defineCommand(
       notifier?.on('notification', () => wakeup.nudge());
       await notifier?.start();
       try {
-        await createDagRun(db, { dagId, runId, conf, logicalDate: new Date() });
+        await createDagRun(db, {
+          dagId,
+          runId,
+          conf,
+          runType: 'manual',
+          logicalDate: logicalDate.toJSDate(),
+          dataInterval: { start: interval.start.toJSDate(), end: interval.end.toJSDate() },
+        });
         console.log(`triggered ${dagId} run '${runId}'`);
         if (!values.wait) return 0;
         const schedulerWatch = new SchedulerWatch(db);
