@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dagsList, dagsState, dagsTrigger } from './commands/dags.ts';
+import { dagsTest } from './commands/dags-test.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
 import { tasksLogs } from './commands/task-logs.ts';
@@ -17,6 +18,7 @@ export const COMMANDS: readonly Command[] = [
   dagsList,
   dagsTrigger,
   dagsState,
+  dagsTest,
   tasksRun,
   tasksStates,
   tasksLogs,
