@@ -5,6 +5,7 @@ import { schedulerCommand, standaloneCommand, triggererCommand } from './command
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
 import { tasksLogs } from './commands/task-logs.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
+import { tasksTest } from './commands/tasks-test.ts';
 import { workerCommand } from './commands/worker.ts';
 import { overview } from './overview.ts';
 import { readSettings, UsageError, type Settings } from './settings.ts';
@@ -23,6 +24,7 @@ export const COMMANDS: readonly Command[] = [
   tasksStates,
   tasksLogs,
   tasksClear,
+  tasksTest,
   triggersList,
   jobsCheck,
   dbMigrate,
