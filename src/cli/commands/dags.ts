@@ -10,27 +10,53 @@ import { Wakeup } from '../../common/wakeup.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
 import { createNotifier } from '../components.ts';
 import { parseConf } from '../json-arg.ts';
-import { printWarning } from '../notice.ts';
+import { readDagStates } from '../dag-states.ts';
+import { printNotice, printWarning } from '../notice.ts';
 import { checkConfAgainstParams, parseLogicalDate } from '../run-args.ts';
 import { withRuntime } from '../runtime.ts';
 import { defineCommand } from '../usage.ts';
 
-/** `tsflow dags list`: reads the DAG folder (no database needed). Exit 1 if a file failed to import. */
+/** `tsflow dags list`: the DAG folder, with each DAG's paused flag and next run when the database can say. Exit 1 if a file failed to import. */
 export const dagsList = defineCommand(
   {
     name: 'dags list',
-    summary: 'the DAGs in the DAG folder, and the files that failed to import (exit 1 if any did)',
+    summary: 'the DAGs in the DAG folder with their schedules, and the files that failed to import (exit 1 if any did)',
     options: { json: JSON_OUTPUT, 'dags-folder': DAGS_FOLDER },
-    details: ['Reads the DAG folder only; no database is needed.'],
+    details: [
+      'The DAG ids, task counts and schedules come from the DAG folder. Whether each DAG is paused and',
+      'its next scheduled run come from the database when it is reachable (TSFLOW_DATABASE_URL, or the',
+      "embedded server if it is already running: it is never started for this); otherwise they show '-'",
+      '(null in --json) and one line on stderr says why.',
+    ],
   },
   async ({ values }, settings) => {
     const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
     const dags = [...bag.dags.values()].sort((a, b) => a.dagId.localeCompare(b.dagId));
     const errors = [...bag.importErrors].map(([file, error]) => ({ file, error: error.message }));
+    const read = await readDagStates(settings, dags.map((d) => d.dagId));
+    if ('unavailable' in read) printNotice(`dags list: paused state and next run not shown: ${read.unavailable}`);
+    const states = 'states' in read ? read.states : undefined;
+    const rows = dags.map((d) => {
+      const state = states?.get(d.dagId);
+      return {
+        dagId: d.dagId,
+        fileloc: d.fileloc,
+        tasks: [...d.tasks.keys()],
+        schedule: d.timetable.summary,
+        isPaused: state?.isPaused ?? null,
+        nextDagrun: state?.nextDagrun?.toISOString() ?? null,
+        nextDagrunCreateAfter: state?.nextDagrunCreateAfter?.toISOString() ?? null,
+      };
+    });
     if (values.json) {
-      console.log(JSON.stringify({ dags: dags.map((d) => ({ dagId: d.dagId, fileloc: d.fileloc, tasks: [...d.tasks.keys()] })), importErrors: errors }));
+      console.log(JSON.stringify({ dags: rows, importErrors: errors }));
     } else {
-      for (const d of dags) console.log(`${d.dagId.padEnd(30)} ${String(d.tasks.size).padStart(3)} task(s)  ${path.relative(process.cwd(), d.fileloc ?? '')}`);
+      for (const r of rows) {
+        const paused = r.isPaused === null ? '-' : r.isPaused ? 'paused' : 'active';
+        console.log(
+          `${r.dagId.padEnd(30)} ${String(r.tasks.length).padStart(3)} task(s)  ${r.schedule.padEnd(16)} ${paused.padEnd(6)}  next: ${(r.nextDagrun ?? '-').padEnd(24)}  ${path.relative(process.cwd(), r.fileloc ?? '')}`,
+        );
+      }
       for (const e of errors) console.error(`tsflow: error: ${path.relative(process.cwd(), e.file)} failed to import: ${e.error}`);
     }
     return errors.length > 0 ? 1 : 0;
