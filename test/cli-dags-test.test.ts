@@ -2,6 +2,8 @@ import path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { expect } from 'chai';
+import { createDagRun, upsertDags } from '../src/db/dag-runs.ts';
+import { startQueuedRun } from '../src/db/scheduling.ts';
 import { errorLines, tsflow } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { FIXTURES } from './support/rig.ts';
@@ -56,6 +58,18 @@ describe('tsflow dags test', () => {
     expect(result.stdout).to.match(/failing_dag\.boom\s+failed/);
     expect(result.stdout).to.contain('about to fail').and.contain('boom: this task always fails');
     expect(result.stdout).to.contain('finished: failed');
+  });
+
+  it("never fails another DAG's task that it finds scheduled in a shared database", async function () {
+    this.timeout(60_000);
+    await upsertDags(t.database.db, [{ dagId: 'report_dag', fileloc: '' }]);
+    await createDagRun(t.database.db, { dagId: 'report_dag', runId: 'deployment_run', conf: {}, logicalDate: new Date() });
+    await startQueuedRun(t.database.db, 'report_dag', 'deployment_run', [{ taskId: 'report', maxTries: 0, priorityWeight: 1, queue: 'default' }]);
+    await t.database.db.updateTable('task_instance').set({ state: 'scheduled' }).where('run_id', '=', 'deployment_run').execute();
+    const result = await tsflow(['dags', 'test', 'short_defer_dag'], env);
+    expect(result.code, result.stderr + result.stdout).to.equal(0);
+    const other = await t.database.db.selectFrom('task_instance').select(['state', 'error']).where('run_id', '=', 'deployment_run').executeTakeFirstOrThrow();
+    expect(other.state, other.error ?? '').to.be.oneOf(['scheduled', 'queued', 'success']);
   });
 
   it('refuses a bad logical date or invalid params before writing anything', async () => {

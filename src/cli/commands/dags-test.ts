@@ -38,7 +38,8 @@ export const dagsTest = defineCommand(
       'LOGICAL_DATE is ISO 8601 (no offset means UTC); without it, now. Prints each state change and,',
       "whenever a task's code stops (finished, deferred, rescheduled), its log lines. The run and its",
       'task instances are written to the configured database (embedded by default) like any run;',
-      'only DAG from the DAG folder is loaded, and the scheduler and triggerer stop when the run ends.',
+      'the scheduler and triggerer in this process stop when the run ends. The embedded database is',
+      'migrated on first use; a TSFLOW_DATABASE_URL one must be migrated already (tsflow db migrate).',
     ],
   },
   async ({ values, positionals }, settings) => {
@@ -51,10 +52,15 @@ export const dagsTest = defineCommand(
     const interval = dag.timetable.inferManualInterval(logicalDate);
     const runId = values['run-id'] ?? runIdFor('manual', logicalDate);
     const triggersFolders = triggersFoldersOf(settings, values['triggers-folder']);
-    // Only the DAG under test: the in-process scheduler must not run other DAGs' tasks.
+    // The scheduler knows only the DAG under test, so it starts only its runs (and records only it).
+    // Its enqueue is not filtered by DAG, though: on a database a deployment shares, it may claim
+    // another DAG's scheduled task, so the executor gets the whole folder and runs such a task like
+    // any other scheduler of the deployment would, instead of failing it for an unknown DAG.
     const bag = DagBag.of([dag], loaded.folder);
 
-    return withRuntime(settings, { migrate: true, defaultLogLevel: 'warn', applicationName: 'tsflow-dags-test' }, async (runtime) => {
+    // The embedded database is migrated on first use, as standalone does; a configured one must be already.
+    const migrate = settings.databaseUrl === undefined;
+    return withRuntime(settings, { migrate, defaultLogLevel: 'warn', applicationName: 'tsflow-dags-test' }, async (runtime) => {
       const { db } = runtime.database;
       const existing = await getDagRun(db, dagId, runId);
       if (existing) {
@@ -69,7 +75,7 @@ export const dagsTest = defineCommand(
         const notifier = createNotifier(runtime, ALL_CHANNELS);
         await notifier.start();
         cleanup.push('notifier', () => notifier.stop());
-        const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, 'sequential', 1), notifier);
+        const scheduler = createScheduler(runtime, bag, createExecutor(runtime, loaded, 'sequential', 1), notifier);
         const triggerer = await createTriggerer(runtime, notifier, {}, triggersFolders);
         const logs = new TaskLogTail(settings.logsFolder);
         const tries = new Map<string, number>();
