@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { dagsBackfill, dagsListRuns, dagsNextExecution, dagsPause, dagsUnpause } from './commands/dag-ops.ts';
 import { dagsList, dagsState, dagsTrigger } from './commands/dags.ts';
+import { dagsTest } from './commands/dags-test.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
 import { tasksLogs } from './commands/task-logs.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
+import { tasksTest } from './commands/tasks-test.ts';
 import { workerCommand } from './commands/worker.ts';
 import { dagCodeHostCommand } from './commands/dag-code-host.ts';
 import { overview } from './overview.ts';
@@ -24,10 +26,12 @@ export const COMMANDS: readonly Command[] = [
   dagsUnpause,
   dagsNextExecution,
   dagsBackfill,
+  dagsTest,
   tasksRun,
   tasksStates,
   tasksLogs,
   tasksClear,
+  tasksTest,
   triggersList,
   jobsCheck,
   dbMigrate,

@@ -26,6 +26,8 @@ export interface CommandSpec<O extends OptionSpecs = OptionSpecs> {
   readonly summary: string;
   /** Required positional arguments, in order: `['DAG', 'RUN_ID']`. */
   readonly positionals?: readonly string[];
+  /** Positional arguments after the required ones that may be left out: `['LOGICAL_DATE']`. */
+  readonly optionalPositionals?: readonly string[];
   readonly options: O;
   /** Further lines of help (what the exit code means, where the input comes from). */
   readonly details?: readonly string[];
@@ -81,9 +83,16 @@ export function parseCommandArgs<O extends OptionSpecs>(spec: CommandSpec<O>, ar
   }
   if (parsed.values['help'] === true) return 'help';
   const expected = spec.positionals ?? [];
-  if (parsed.positionals.length !== expected.length) {
+  const optional = spec.optionalPositionals ?? [];
+  const count = parsed.positionals.length;
+  if (count < expected.length || count > expected.length + optional.length) {
     const got = parsed.positionals.length === 0 ? 'none' : parsed.positionals.map((p) => `'${p}'`).join(' ');
-    const what = expected.length === 0 ? 'no arguments' : `${expected.length} argument(s), ${expected.join(' ')}`;
+    const what =
+      expected.length + optional.length === 0
+        ? 'no arguments'
+        : optional.length === 0
+          ? `${expected.length} argument(s), ${expected.join(' ')}`
+          : `${expected.length} to ${expected.length + optional.length} arguments, ${usageArgs(spec)}`;
     throw new UsageError(`tsflow ${spec.name} takes ${what}; got ${got}\nusage: ${synopsis(spec)}`);
   }
   const { help: _help, ...values } = parsed.values;
@@ -117,7 +126,7 @@ function joinNegativeValues(argv: readonly string[], options: OptionSpecs): stri
 
 /** `tsflow dags trigger DAG [options]`. */
 export function synopsis(spec: CommandSpec): string {
-  const parts = [`tsflow ${spec.name}`, ...(spec.positionals ?? [])];
+  const parts = [`tsflow ${spec.name}`, usageArgs(spec)].filter((p) => p !== '');
   if (Object.keys(spec.options).length > 0) parts.push('[options]');
   return parts.join(' ');
 }
@@ -149,7 +158,12 @@ export function groupHelp(group: string, commands: readonly Command[]): string {
 
 /** `dags trigger DAG` — the name and positionals, as the overview lists a command. */
 export function usageLine(spec: CommandSpec): string {
-  return [spec.name, ...(spec.positionals ?? [])].join(' ');
+  return [spec.name, usageArgs(spec)].filter((p) => p !== '').join(' ');
+}
+
+/** `DAG TASK [LOGICAL_DATE]`. */
+function usageArgs(spec: CommandSpec): string {
+  return [...(spec.positionals ?? []), ...(spec.optionalPositionals ?? []).map((p) => `[${p}]`)].join(' ');
 }
 
 /** Two columns; a first column too wide for the page puts its description on the next line. */

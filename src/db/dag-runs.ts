@@ -87,3 +87,21 @@ export async function setRunState(db: Db, dagId: string, runId: string, state: D
     .where('run_id', '=', runId)
     .execute();
 }
+
+/** What `dags list` shows from the `dag` table: paused, and the next scheduled run. */
+export interface DagState {
+  dagId: string;
+  isPaused: boolean;
+  nextDagrun: Date | null;
+  nextDagrunCreateAfter: Date | null;
+}
+
+export async function listDagStates(db: Db, dagIds: readonly string[]): Promise<Map<string, DagState>> {
+  if (dagIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('dag')
+    .select(['dag_id', 'is_paused', 'next_dagrun', 'next_dagrun_create_after'])
+    .where('dag_id', 'in', [...dagIds])
+    .execute();
+  return new Map(rows.map((r) => [r.dag_id, { dagId: r.dag_id, isPaused: r.is_paused, nextDagrun: r.next_dagrun, nextDagrunCreateAfter: r.next_dagrun_create_after }]));
+}

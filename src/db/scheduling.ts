@@ -14,15 +14,21 @@ import { createTaskInstances, type TaskInstanceSpec } from './task-instances.ts'
  * DAG's `max_active_runs` minus its running runs (Airflow's `get_queued_dag_runs_to_set_running`).
  * `startQueuedRun` checks the limit again under the DAG's lock.
  */
-export async function listStartableRuns(db: Db, limit = 1000): Promise<{ dag_id: string; run_id: string }[]> {
+export async function listStartableRuns(
+  db: Db,
+  options: { limit?: number; dagIds?: readonly string[] | undefined; ignoreLimits?: boolean } = {},
+): Promise<{ dag_id: string; run_id: string }[]> {
+  const { limit = 1000, ignoreLimits = false } = options;
+  const dagIds = options.dagIds ? [...options.dagIds] : null;
   const { rows } = await sql<{ dag_id: string; run_id: string }>`
     SELECT q.dag_id, q.run_id FROM (
       SELECT r.dag_id, r.run_id, r.logical_date, r.created_at,
         row_number() OVER (PARTITION BY r.dag_id ORDER BY r.logical_date, r.created_at, r.run_id) AS rn
-      FROM dag_run r WHERE r.state = 'queued'
+      FROM dag_run r WHERE r.state = 'queued' AND (${dagIds}::text[] IS NULL OR r.dag_id = ANY(${dagIds}::text[]))
     ) q
-    JOIN dag d ON d.dag_id = q.dag_id AND NOT d.is_paused
-    WHERE q.rn <= d.max_active_runs - (SELECT count(*) FROM dag_run x WHERE x.dag_id = q.dag_id AND x.state = 'running')
+    JOIN dag d ON d.dag_id = q.dag_id
+    WHERE ${ignoreLimits} OR (NOT d.is_paused
+      AND q.rn <= d.max_active_runs - (SELECT count(*) FROM dag_run x WHERE x.dag_id = q.dag_id AND x.state = 'running'))
     ORDER BY q.logical_date, q.created_at
     LIMIT ${limit}`.execute(db);
   return rows;
@@ -123,13 +129,14 @@ export async function transitionTaskInstances(
  * locked first (in id order, so schedulers never deadlock), so the limit holds across schedulers;
  * the task instances are taken FOR UPDATE SKIP LOCKED, so two schedulers never enqueue the same row.
  */
-export async function enqueueScheduled(db: Db, jobId: number, limit: number | null): Promise<TaskInstanceRow[]> {
+export async function enqueueScheduled(db: Db, jobId: number, limit: number | null, onlyDagIds?: readonly string[]): Promise<TaskInstanceRow[]> {
   return db.transaction().execute(async (trx) => {
     // Lock, then count in a second statement: a statement that waited for a lock still counts with
     // the snapshot it started with, which would miss what the lock's previous holder just queued.
     const { rows: locked } = await sql<{ dag_id: string }>`
       SELECT d.dag_id FROM dag d
       WHERE d.dag_id IN (SELECT DISTINCT t.dag_id FROM task_instance t WHERE t.state = 'scheduled')
+        AND (${onlyDagIds ? [...onlyDagIds] : null}::text[] IS NULL OR d.dag_id = ANY(${onlyDagIds ? [...onlyDagIds] : null}::text[]))
       ORDER BY d.dag_id
       FOR UPDATE OF d`.execute(trx);
     if (locked.length === 0) return [];

@@ -3,6 +3,7 @@ import type { JsonObject } from '../sdk/json.ts';
 import type { Db } from './database.ts';
 import { Channels, FAIL_METHOD, notify, pgNotify } from './protocol.ts';
 import type { TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
+import { prevSuccessJoin, runInfoColumns, splitRunInfo, type RunInfoColumns, type TryRunInfo } from './run-info.ts';
 import { deleteTriggersIfUnused } from './triggers.ts';
 
 export interface TaskInstanceSpec {
@@ -48,8 +49,8 @@ export interface StartedTry {
   row: TaskInstanceRow;
   /** True when this run continues a deferred or rescheduled try (same try number). */
   resuming: boolean;
-  /** The run's conf and logical date, read in the same statement. */
-  run: { conf: JsonObject; logicalDate: Date };
+  /** The run's conf, dates and previous success, read in the same statement. */
+  run: TryRunInfo;
 }
 
 export class TaskInstanceStateError extends Error {
@@ -67,7 +68,7 @@ export async function startTry(
   who: { hostname: string; pid: number },
   allowed: readonly TaskInstanceState[] = ['queued', 'scheduled'],
 ): Promise<StartedTry> {
-  const { rows } = await sql<TaskInstanceRow & { run_conf: JsonObject; run_logical_date: Date }>`
+  const { rows } = await sql<TaskInstanceRow & RunInfoColumns>`
     WITH started AS (
       UPDATE task_instance SET
         state = 'running',
@@ -78,12 +79,12 @@ export async function startTry(
       WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state = ANY(${[...allowed]}::text[])
       RETURNING *
     )
-    SELECT s.*, r.conf AS run_conf, r.logical_date AS run_logical_date
-    FROM started s JOIN dag_run r ON r.dag_id = s.dag_id AND r.run_id = s.run_id`.execute(db);
+    SELECT s.*, ${runInfoColumns}
+    FROM started s JOIN dag_run r ON r.dag_id = s.dag_id AND r.run_id = s.run_id ${prevSuccessJoin}`.execute(db);
   const started = rows[0];
   if (started) {
-    const { run_conf, run_logical_date, ...row } = started;
-    return { row, resuming: row.next_method !== null, run: { conf: run_conf, logicalDate: run_logical_date } };
+    const [row, run] = splitRunInfo(started);
+    return { row, resuming: row.next_method !== null, run };
   }
   const current = await getTaskInstance(db, key);
   if (!current) {

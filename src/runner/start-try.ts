@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { getDagRun } from '../db/dag-runs.ts';
 import { withRetry } from '../db/retry.ts';
+import { getRunInfo } from '../db/run-info.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import { getTaskInstance, startTry, TaskInstanceStateError, type StartedTry } from '../db/task-instances.ts';
 import { describeError } from './task-outcome.ts';
@@ -48,7 +48,7 @@ export async function startTryRetrying(deps: TaskRunnerDeps, key: TaskInstanceKe
 async function adoptStartedTry(deps: TaskRunnerDeps, key: TaskInstanceKey): Promise<StartedTry | undefined> {
   const row = await getTaskInstance(deps.db, key);
   if (!row || row.state !== 'running' || row.hostname !== deps.hostname || row.pid !== deps.pid) return undefined;
-  const run = await getDagRun(deps.db, key.dagId, key.runId);
+  const run = await getRunInfo(deps.db, key.dagId, key.runId);
   if (!run) return undefined;
-  return { row, resuming: row.next_method !== null, run: { conf: run.conf, logicalDate: run.logical_date } };
+  return { row, resuming: row.next_method !== null, run };
 }

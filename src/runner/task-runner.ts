@@ -5,10 +5,12 @@ import type { StartedTry } from '../db/task-instances.ts';
 import type { BaseOperator, TaskCallback } from '../sdk/base-operator.ts';
 import type { TaskContext } from '../sdk/context.ts';
 import type { Dag } from '../sdk/dag.ts';
+import type { JsonObject } from '../sdk/json.ts';
+import { resolveParams } from '../sdk/params.ts';
 import { recordOutcome } from './record-outcome.ts';
 import { startTryRetrying } from './start-try.ts';
 import { openTaskLog, type TaskLog } from './task-log.ts';
-import { invoke, type TaskOutcome } from './task-outcome.ts';
+import { invoke, type Invocation, type TaskOutcome } from './task-outcome.ts';
 import { taskStop } from './task-stop.ts';
 import { buildContext } from './try-context.ts';
 import { startHeartbeat } from './try-heartbeat.ts';
@@ -62,8 +64,9 @@ async function runTry(t: TryRun): Promise<TaskRunResult> {
   const stop = taskStop(t);
   const heartbeat = startHeartbeat(t, (lost) => stop.abort(lost));
   try {
-    const context = buildContext(t, stop.signal);
-    const invocation = invoke(t.task, context, t.row, stop.signal);
+    const params = runParams(t);
+    const context = buildContext(t, stop.signal, params.ok ? params.value : {});
+    const invocation = params.ok ? invoke(t.task, context, t.row, stop.signal) : refused(params.error);
     const outcome = await invocation.outcome;
     const result = await recordOutcome(t, outcome);
     heartbeat.stop();
@@ -77,6 +80,22 @@ async function runTry(t: TryRun): Promise<TaskRunResult> {
     heartbeat.stop();
     stop.dispose();
   }
+}
+
+/**
+ * The DAG's params with the run's conf over them. Invalid ones fail the try before the task's code
+ * runs (a retry would meet the same conf), with the error naming the field.
+ */
+function runParams(t: TryRun): { ok: true; value: JsonObject } | { ok: false; error: unknown } {
+  try {
+    return { ok: true, value: resolveParams(t.task.dag.params, t.run.conf) };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+function refused(error: unknown): Invocation {
+  return { outcome: Promise.resolve({ kind: 'failed', error, retryable: false }), settled: true };
 }
 
 function describeTry(

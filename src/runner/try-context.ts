@@ -1,11 +1,14 @@
-import { DateTime } from 'luxon';
 import { getXcom, setXcom } from '../db/xcom.ts';
 import type { TaskContext } from '../sdk/context.ts';
-import { toJsonValue, type JsonValue } from '../sdk/json.ts';
+import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
+import { runContextFields } from './run-context.ts';
 import type { TryRun } from './try-run.ts';
 
-/** What the task's code sees: Airflow's `context`, with XCom reads and writes on this run. */
-export function buildContext(t: TryRun, signal: AbortSignal): TaskContext {
+/**
+ * What the task's code sees: Airflow's `context`, with XCom reads and writes on this run. `params`
+ * are resolved by the caller, since a run whose conf makes them invalid fails before the task runs.
+ */
+export function buildContext(t: TryRun, signal: AbortSignal, params: JsonObject): TaskContext {
   const { deps, key } = t;
   return {
     dagId: key.dagId,
@@ -13,9 +16,9 @@ export function buildContext(t: TryRun, signal: AbortSignal): TaskContext {
     taskId: key.taskId,
     tryNumber: t.tryNumber,
     maxTries: t.row.max_tries,
-    logicalDate: DateTime.fromJSDate(t.run.logicalDate, { zone: 'utc' }),
+    ...runContextFields(t.run),
+    params,
     startDate: t.startDate,
-    conf: t.run.conf,
     log: t.log,
     signal,
     defaults: deps.defaults,

@@ -37,6 +37,12 @@ export interface SchedulerDeps {
   dagBag?: DagBag;
   /** Builds `startFromTrigger` sensors' triggers from their code (a child process in `tsflow scheduler`). */
   startTriggerBuilder?: StartTriggerBuilder;
+  /**
+   * A scheduler for these DAGs' runs only (`tsflow dags test`): it creates no scheduled runs, starts
+   * and enqueues only these DAGs' runs and tasks, and starts their runs even when paused or at their
+   * limit. The rest of the database's work is left to the deployment's schedulers.
+   */
+  only?: { readonly dagIds: readonly string[] };
   executor: BaseExecutor;
   logger: Logger;
   notifier?: Notifier;
@@ -111,7 +117,9 @@ export class Scheduler extends Daemon<SchedulerEvents> {
       const utc = (value: string): DateTime => DateTime.fromISO(value, { zone: 'utc' });
       return { runAfter: utc(planned.runAfter), dataInterval: { start: utc(planned.start), end: utc(planned.end) }, logicalDate: utc(planned.start) };
     };
-    this.#startFromTrigger = builder && new StartFromTrigger({ db: deps.database.db, dags: () => this.#dags.values(), builder, logger: this.log });
+    const mine = (spec: DagSpec): boolean => deps.only === undefined || deps.only.dagIds.includes(spec.dagId);
+    this.#startFromTrigger =
+      builder && new StartFromTrigger({ db: deps.database.db, dags: () => [...this.#dags.values()].filter(mine), builder, logger: this.log });
     deps.executor.onChange = () => {
       this.#runsMayFinish = true;
       this.#wakeup.nudge();
@@ -205,7 +213,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
 
   async #pass(): Promise<void> {
     await this.#dags.refreshIfNeeded();
-    if (this.state === 'running' && this.#nextDagrunDue) {
+    if (this.state === 'running' && this.#nextDagrunDue && !this.#deps.only) {
       this.#nextDagrunDue = false;
       await this.#createDueRuns();
     }
@@ -291,7 +299,8 @@ export class Scheduler extends Daemon<SchedulerEvents> {
 
   async #startQueuedRuns(): Promise<void> {
     const { db } = this.#deps.database;
-    for (const run of await listStartableRuns(db)) {
+    const { only } = this.#deps;
+    for (const run of await listStartableRuns(db, { dagIds: only?.dagIds, ignoreLimits: only !== undefined })) {
       const dag = this.#dag(run.dag_id);
       if (!dag) continue;
       const specs = [...dag.tasks.values()].map((t) => ({
@@ -300,7 +309,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
         priorityWeight: t.priorityWeight,
         queue: t.queue,
       }));
-      if (await startQueuedRun(db, run.dag_id, run.run_id, specs)) {
+      if (await startQueuedRun(db, run.dag_id, run.run_id, specs, { checkLimits: only === undefined })) {
         this.emit('run:state', { dagId: run.dag_id, runId: run.run_id, state: 'running' });
       }
     }
@@ -310,7 +319,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     const { executor } = this.#deps;
     const room = executor.openSlots - executor.queuedCount;
     if (room <= 0) return;
-    const rows = await enqueueScheduled(this.#deps.database.db, this.#jobId as number, Number.isFinite(room) ? room : null);
+    const rows = await enqueueScheduled(this.#deps.database.db, this.#jobId as number, Number.isFinite(room) ? room : null, this.#deps.only?.dagIds);
     for (const row of rows) {
       const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
       this.emit('ti:state', { key, state: 'queued', tryNumber: row.try_number });

@@ -10,11 +10,35 @@ export interface TaskContext {
   /** 1 for the first try; unchanged when a deferred task resumes. */
   readonly tryNumber: number;
   readonly maxTries: number;
+  /** The run's logical date (Airflow's `logical_date`), UTC: the start of its data interval. */
   readonly logicalDate: DateTime;
+  /** How the run was created: `'manual'` (`dags trigger`, `dags test`), `'scheduled'`, `'backfill'`. */
+  readonly runType: string;
+  /** The run's data interval, UTC; a run stored without one has a zero-length interval at its logical date. */
+  readonly dataIntervalStart: DateTime;
+  readonly dataIntervalEnd: DateTime;
+  /** The logical date as `YYYY-MM-DD` (Airflow's `ds`). */
+  readonly ds: string;
+  /** The logical date as `YYYYMMDD` (`ds_nodash`). */
+  readonly dsNodash: string;
+  /** The logical date as Python's isoformat, `2026-01-01T00:00:00+00:00` (`ts`). */
+  readonly ts: string;
+  /** The logical date as `20260101T000000` (`ts_nodash`). */
+  readonly tsNodash: string;
+  /**
+   * From the latest successful run of this DAG whose logical date is before this run's (Airflow's
+   * `prev_*_success`); undefined when there is none.
+   */
+  readonly prevDataIntervalStartSuccess: DateTime | undefined;
+  readonly prevDataIntervalEndSuccess: DateTime | undefined;
+  readonly prevStartDateSuccess: DateTime | undefined;
+  readonly prevEndDateSuccess: DateTime | undefined;
   /** When this try first started; kept across deferrals and reschedules of the same try. */
   readonly startDate: DateTime;
   /** The JSON given with `tsflow dags trigger --conf`. */
   readonly conf: JsonObject;
+  /** The DAG's params, overridden by the run's `conf` and checked against their schemas. */
+  readonly params: JsonObject;
   readonly log: Logger;
   /** Aborted when the task passes its `executionTimeout` or the worker is told to stop. */
   readonly signal: AbortSignal;

@@ -4,31 +4,59 @@ import { DagBag } from '../../dag-bag/dag-bag.ts';
 import { createDagRun, getDagRun, upsertDags } from '../../db/dag-runs.ts';
 import type { Db } from '../../db/database.ts';
 import { aliveJobs } from '../../db/jobs.ts';
+import { runIdFor } from '../../db/next-dagrun.ts';
 import { Channels } from '../../db/protocol.ts';
 import { Wakeup } from '../../common/wakeup.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
 import { createNotifier } from '../components.ts';
 import { parseConf } from '../json-arg.ts';
-import { printWarning } from '../notice.ts';
+import { readDagStates } from '../dag-states.ts';
+import { printNotice, printWarning } from '../notice.ts';
+import { checkConfAgainstParams, parseLogicalDate } from '../run-args.ts';
 import { withRuntime } from '../runtime.ts';
 import { defineCommand } from '../usage.ts';
 
-/** `tsflow dags list`: reads the DAG folder (no database needed). Exit 1 if a file failed to import. */
+/** `tsflow dags list`: the DAG folder, with each DAG's paused flag and next run when the database can say. Exit 1 if a file failed to import. */
 export const dagsList = defineCommand(
   {
     name: 'dags list',
-    summary: 'the DAGs in the DAG folder, and the files that failed to import (exit 1 if any did)',
+    summary: 'the DAGs in the DAG folder with their schedules, and the files that failed to import (exit 1 if any did)',
     options: { json: JSON_OUTPUT, 'dags-folder': DAGS_FOLDER },
-    details: ['Reads the DAG folder only; no database is needed.'],
+    details: [
+      'The DAG ids, task counts and schedules come from the DAG folder. Whether each DAG is paused and',
+      'its next scheduled run come from the database when it is reachable (TSFLOW_DATABASE_URL, or the',
+      "embedded server if it is already running: it is never started for this); otherwise they show '-'",
+      '(null in --json) and one line on stderr says why.',
+    ],
   },
   async ({ values }, settings) => {
     const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
     const dags = [...bag.dags.values()].sort((a, b) => a.dagId.localeCompare(b.dagId));
     const errors = [...bag.importErrors].map(([file, error]) => ({ file, error: error.message }));
+    const read = await readDagStates(settings, dags.map((d) => d.dagId));
+    if ('unavailable' in read) printNotice(`dags list: paused state and next run not shown: ${read.unavailable}`);
+    const states = 'states' in read ? read.states : undefined;
+    const rows = dags.map((d) => {
+      const state = states?.get(d.dagId);
+      return {
+        dagId: d.dagId,
+        fileloc: d.fileloc,
+        tasks: [...d.tasks.keys()],
+        schedule: d.timetable.summary,
+        isPaused: state?.isPaused ?? null,
+        nextDagrun: state?.nextDagrun?.toISOString() ?? null,
+        nextDagrunCreateAfter: state?.nextDagrunCreateAfter?.toISOString() ?? null,
+      };
+    });
     if (values.json) {
-      console.log(JSON.stringify({ dags: dags.map((d) => ({ dagId: d.dagId, fileloc: d.fileloc, tasks: [...d.tasks.keys()] })), importErrors: errors }));
+      console.log(JSON.stringify({ dags: rows, importErrors: errors }));
     } else {
-      for (const d of dags) console.log(`${d.dagId.padEnd(30)} ${String(d.tasks.size).padStart(3)} task(s)  ${path.relative(process.cwd(), d.fileloc ?? '')}`);
+      for (const r of rows) {
+        const paused = r.isPaused === null ? '-' : r.isPaused ? 'paused' : 'active';
+        console.log(
+          `${r.dagId.padEnd(30)} ${String(r.tasks.length).padStart(3)} task(s)  ${r.schedule.padEnd(16)} ${paused.padEnd(6)}  next: ${(r.nextDagrun ?? '-').padEnd(24)}  ${path.relative(process.cwd(), r.fileloc ?? '')}`,
+        );
+      }
       for (const e of errors) console.error(`tsflow: error: ${path.relative(process.cwd(), e.file)} failed to import: ${e.error}`);
     }
     return errors.length > 0 ? 1 : 0;
@@ -47,22 +75,29 @@ export const dagsTrigger = defineCommand(
     summary: 'queue a run of DAG; with --wait, block until it ends',
     positionals: ['DAG'],
     options: {
-      'run-id': { type: 'string', value: 'ID', description: "the new run's id", default: 'manual__<current UTC time>' },
-      conf: { type: 'string', value: 'JSON', description: 'a JSON object the tasks see as context.conf', default: '{}' },
+      'run-id': { type: 'string', value: 'ID', description: "the new run's id", default: 'manual__<logical date>, e.g. manual__2026-01-01T00:00:00+00:00' },
+      'logical-date': { type: 'string', value: 'DATE', description: "the run's logical date, ISO 8601 (no offset means UTC)", default: 'now' },
+      conf: { type: 'string', value: 'JSON', description: "a JSON object the tasks see as context.conf; it overrides the DAG's params, checked first", default: '{}' },
       wait: { type: 'boolean', description: 'wait for the run to end: exit 0 if it succeeded, 1 if it failed' },
       'dags-folder': DAGS_FOLDER,
     },
     details: [
       'A scheduler (tsflow scheduler, or tsflow standalone) runs the queued run; with --wait, a warning',
       'on stderr says so when no scheduler is alive.',
+      "The run's data interval is the one the DAG's schedule infers for a run at the logical date (no",
+      'schedule: zero length at the logical date). A bad date or a conf that does not satisfy the',
+      "DAG's params is refused (exit 2) before anything is written.",
     ],
   },
   async ({ values, positionals }, settings) => {
     const dagId = positionals[0] as string;
     const conf = parseConf(values.conf);
+    const logicalDate = values['logical-date'] === undefined ? DateTime.utc() : parseLogicalDate(values['logical-date']);
     const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
     const dag = bag.getDag(dagId);
-    const runId = values['run-id'] ?? `manual__${DateTime.utc().toISO()}`;
+    checkConfAgainstParams(dag, conf);
+    const interval = dag.timetable.inferManualInterval(logicalDate);
+    const runId = values['run-id'] ?? runIdFor('manual', logicalDate);
     return withRuntime(settings, {}, async (runtime) => {
       const { db } = runtime.database;
       await upsertDags(db, [{ dagId, fileloc: dag.fileloc ?? '', description: dag.description }]);
@@ -71,7 +106,14 @@ export const dagsTrigger = defineCommand(
       notifier?.on('notification', () => wakeup.nudge());
       await notifier?.start();
       try {
-        await createDagRun(db, { dagId, runId, conf, logicalDate: new Date() });
+        await createDagRun(db, {
+          dagId,
+          runId,
+          conf,
+          runType: 'manual',
+          logicalDate: logicalDate.toJSDate(),
+          dataInterval: { start: interval.start.toJSDate(), end: interval.end.toJSDate() },
+        });
         console.log(`triggered ${dagId} run '${runId}'`);
         if (!values.wait) return 0;
         const schedulerWatch = new SchedulerWatch(db);
