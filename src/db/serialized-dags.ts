@@ -38,6 +38,9 @@ export interface ParseWriteResult {
  */
 export async function recordParseResult(db: Db, result: FileParseResult, fileExists: (fileloc: string) => boolean = () => true): Promise<ParseWriteResult> {
   return db.transaction().execute(async (trx) => {
+    // Two processors writing the same file's result take turns (one file's write is short), and the
+    // DAG rows are locked in id order, so writers of different files cannot deadlock on them.
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${result.fileloc}, 0))`.execute(trx);
     if (result.error !== undefined) {
       await upsertImportError(trx, result.fileloc, result.fileHash, result.error);
       await notify(trx, Channels.dag, 'import-error');
@@ -64,7 +67,7 @@ export async function recordParseResult(db: Db, result: FileParseResult, fileExi
 
     const changed: string[] = [];
     const now = DateTime.utc();
-    for (const dag of result.dags) {
+    for (const dag of [...result.dags].sort((a, b) => (a.dagId < b.dagId ? -1 : a.dagId > b.dagId ? 1 : 0))) {
       const hash = serializedDagHash(dag);
       const before = await trx
         .selectFrom('dag')
@@ -174,6 +177,14 @@ export async function loadSerializedDags(db: Db, dagIds: readonly string[]): Pro
   if (dagIds.length === 0) return [];
   const rows = await db.selectFrom('serialized_dag').select(['dag_id', 'dag_hash', 'data']).where('dag_id', 'in', dagIds).execute();
   return rows.map((r) => ({ dagId: r.dag_id, hash: r.dag_hash, data: r.data }));
+}
+
+/** The files under `folder` that have an import error now. */
+export async function importErrorFiles(db: Db, folder: string): Promise<string[]> {
+  const prefix = folder.endsWith('/') ? folder : `${folder}/`;
+  const like = `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  const rows = await db.selectFrom('import_error').select('filename').where('filename', 'like', like).execute();
+  return rows.map((r) => r.filename);
 }
 
 export interface ImportErrorRow {
