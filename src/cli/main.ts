@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { dagsList, dagsState, dagsTrigger } from './commands/dags.ts';
+import { dagParserCommand, dagProcessorCommand } from './commands/dag-processor.ts';
+import { dagsList, dagsListImportErrors, dagsState, dagsTrigger } from './commands/dags.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
 import { tasksLogs } from './commands/task-logs.ts';
@@ -14,7 +15,9 @@ export const COMMANDS: readonly Command[] = [
   standaloneCommand,
   schedulerCommand,
   triggererCommand,
+  dagProcessorCommand,
   dagsList,
+  dagsListImportErrors,
   dagsTrigger,
   dagsState,
   tasksRun,
@@ -29,6 +32,7 @@ export const COMMANDS: readonly Command[] = [
   dbStart,
   dbStop,
   workerCommand,
+  dagParserCommand,
 ];
 
 const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg === '-h';
