@@ -92,7 +92,8 @@ function runChild(files: string[], options: ParseFilesOptions, collect: (parse: 
       }, ms);
     };
     const onAbort = (): void => void child.kill('SIGKILL');
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
     arm(START_TIMEOUT_MS, () => `the parse process did not start within ${START_TIMEOUT_MS / 1000} s`);
 
     child.on('message', (message: unknown) => {
