@@ -35,7 +35,7 @@ describe('a warm worker process and a changed DAG file', () => {
   });
   afterEach(stopAll);
 
-  it('runs the code the file holds now, on the same worker process', async function () {
+  it('runs the code the file holds now, on the same worker process, also after the file was broken and fixed', async function () {
     this.timeout(40_000);
     const file = path.join(folder, 'reload.ts');
     await writeFile(file, versionDag('v1'));
@@ -61,7 +61,26 @@ describe('a warm worker process and a changed DAG file', () => {
     scheduler.nudge();
     expect((await ended).state).to.equal('success');
     expect(await xcom('second')).to.equal('v2');
-    expect(started, 'both runs on one warm worker').to.have.length(1);
+
+    // Broken, then fixed: Node caches a module whose evaluation threw, so the fix needs a new URL too.
+    const touch = async (seconds: number): Promise<void> => {
+      const at = new Date(Date.now() + seconds * 1000);
+      await utimes(file, at, at);
+    };
+    await writeFile(file, "throw new Error('broken for a while');\n");
+    await touch(10);
+    ended = runEnded(scheduler, 'broken');
+    await createRun(t.database, bag.getDag('reload_dag'), 'broken');
+    scheduler.nudge();
+    expect((await ended).state).to.equal('failed');
+    await writeFile(file, versionDag('v3'));
+    await touch(15);
+    ended = runEnded(scheduler, 'fixed');
+    await createRun(t.database, bag.getDag('reload_dag'), 'fixed');
+    scheduler.nudge();
+    expect((await ended).state).to.equal('success');
+    expect(await xcom('fixed')).to.equal('v3');
+    expect(started, 'every run on one warm worker').to.have.length(1);
   });
 
   it('a CommonJS DAG file cannot be re-imported: the worker runs the old code once, then a new worker runs the new', async function () {

@@ -38,6 +38,8 @@ export class TaskWorker {
   #current: { abort: AbortController; done: Promise<void> } | undefined;
   /** A DAG file changed that this process cannot re-import: it exits after the task it runs. */
   #recycle = false;
+  /** DAGs whose last load failed: the next one imports their file afresh. */
+  readonly #failedLoads = new Set<string>();
 
   constructor(send: (message: FromWorker) => void) {
     this.#send = send;
@@ -164,18 +166,27 @@ export class TaskWorker {
     const loading = (async (): Promise<CachedDag> => {
       // The stamp is read before the import: a change made while importing is seen next time.
       const stamp = cached ? await fileStamp(cached.dag.fileloc) : undefined;
-      const loaded = await withRetry(() => loadDagVersion(database.db, config.dagsFolder, dagId, cached ? stamp ?? String(Date.now()) : undefined), {
+      // After a change, or after a load that failed (Node caches a module whose evaluation threw),
+      // the file is imported under a new URL.
+      const fresh = cached !== undefined || this.#failedLoads.has(dagId);
+      const loaded = await withRetry(() => loadDagVersion(database.db, config.dagsFolder, dagId, fresh ? stamp ?? String(Date.now()) : undefined), {
         maxAttempts: 30,
         capMs: 2000,
         signal,
       });
       if (loaded.stale) {
-        this.#log?.warn({ dagId, file: loaded.dag.fileloc }, 'the DAG file changed, but it loads as CommonJS and cannot be re-imported in a running worker: this task runs the version imported before; this worker exits after it');
+        this.#log?.warn({ dagId, file: loaded.dag.fileloc }, 'the DAG file changed, but it loads as CommonJS and cannot be re-imported in a running worker: this task runs the version imported before, and this worker exits after it');
         this.#recycle = true;
       }
       return { dag: loaded.dag, stamp: stamp ?? (await fileStamp(loaded.dag.fileloc)) };
     })();
-    loading.catch(() => this.#dags.delete(dagId));
+    loading.then(
+      () => this.#failedLoads.delete(dagId),
+      () => {
+        this.#dags.delete(dagId);
+        this.#failedLoads.add(dagId);
+      },
+    );
     this.#dags.set(dagId, loading);
     return (await loading).dag;
   }
