@@ -191,6 +191,17 @@ describe('DAG processor', function () {
     expect(logs.lines).to.deep.equal([]);
   });
 
+  it('tsflow dag-processor refuses a bad option or a missing folder, naming it', async function () {
+    this.timeout(30_000);
+    const timeout = await tsflow(['dag-processor', '--parse-timeout', '0'], { TSFLOW_DATABASE_URL: t.url });
+    expect(timeout.code).to.equal(2);
+    expect(timeout.stderr).to.contain("--parse-timeout must be a number of seconds > 0, got '0'");
+    const missing = path.join(root, 'no-such-folder');
+    const folderless = await tsflow(['dag-processor', '--dags-folder', missing], { TSFLOW_DATABASE_URL: t.url });
+    expect(folderless.code).to.equal(1);
+    expect(folderless.stderr).to.contain(`DAG folder ${missing} does not exist`);
+  });
+
   it('tsflow dag-processor stops on SIGTERM with exit 0, its parse process killed', async function () {
     this.timeout(40_000);
     const folder = path.join(root, 'cli');

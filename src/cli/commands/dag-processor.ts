@@ -71,6 +71,10 @@ export const dagParserCommand = defineCommand(
       throw new UsageError('tsflow dag-parser is started by the DAG processor over an IPC channel, not by hand; run tsflow dag-processor, or tsflow dags list to import the folder once');
     }
     process.on('disconnect', () => process.exit(0));
+    // A Ctrl-C, or a SIGTERM sent to the whole process group, must not kill the parser mid-file: the
+    // file would be blamed for it. The DAG processor stops its parsers itself (SIGKILL).
+    process.on('SIGINT', () => undefined);
+    process.on('SIGTERM', () => undefined);
     const request = await new Promise<ParseRequest>((resolve) => {
       const onMessage = (message: unknown): void => {
         if (!isParseRequest(message)) return;
