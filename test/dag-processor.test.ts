@@ -213,6 +213,8 @@ describe('DAG processor', function () {
     await daemon.waitFor(async () => (await serialized('cli_dag')) !== undefined, 'cli_dag parsed', 30_000, 200);
     const job = await db().selectFrom('job').select(['id', 'state']).where('job_type', '=', 'dag_processor').where('pid', '=', daemon.pid).executeTakeFirstOrThrow();
     expect(job.state).to.equal('running');
+    const probe = await tsflow(['jobs', 'check', '--job-type', 'dag_processor'], { TSFLOW_DATABASE_URL: t.url });
+    expect(probe.code, probe.stderr).to.equal(0);
     // The parse process is now stuck on z_hangs.ts.
     const children = await childPids(daemon.pid);
     expect(children).to.have.length.greaterThan(0);
