@@ -131,11 +131,11 @@ describe('DAG processor', function () {
     it('picks up an edited schedule without a restart (the watch), and clears a fixed file\'s import error', async () => {
       await writeFile(path.join(folder, 'good_a.ts'), dagSource('good_a', '0 3 * * *'));
       await writeFile(path.join(folder, 'throws.ts'), dagSource('was_broken', null));
-      await waitUntil(async () => (await serialized('good_a'))?.timetableSummary === '0 3 * * *', 'new schedule in serialized_dag', 10_000);
+      await waitUntil(async () => (await serialized('good_a'))?.timetableSummary === '0 3 * * *', 'new schedule in serialized_dag', 15_000);
       const timetable = (await serialized('good_a'))?.timetable;
       expect(timetable).to.deep.include({ kind: 'cron' });
       expect(JSON.stringify(timetable)).to.contain('0 3 * * *');
-      await waitUntil(async () => (await serialized('was_broken')) !== undefined && !(await importErrors(folder)).has(path.join(folder, 'throws.ts')), 'the fixed file parsed', 10_000);
+      await waitUntil(async () => (await serialized('was_broken')) !== undefined && !(await importErrors(folder)).has(path.join(folder, 'throws.ts')), 'the fixed file parsed', 15_000);
     });
 
     it('deactivates the DAGs of a deleted file and drops a deleted file\'s import error', async () => {
