@@ -5,6 +5,7 @@ import { due } from '../bench/scenarios/due.ts';
 import { eventWrite } from '../bench/scenarios/event-write.ts';
 import { failover } from '../bench/scenarios/failover.ts';
 import { hold } from '../bench/scenarios/hold.ts';
+import { parse } from '../bench/scenarios/parse.ts';
 import { pickup } from '../bench/scenarios/pickup.ts';
 import { resume } from '../bench/scenarios/resume.ts';
 import { spread } from '../bench/scenarios/spread.ts';
@@ -75,5 +76,11 @@ describe('benchmarks, smoke mode', function () {
     const { figures } = await runSmoke(failover);
     expect(figures['resumedTwice']).to.equal(0);
     expect(figures['stillDeferred']).to.equal(0);
+  });
+
+  it('parse', async () => {
+    const { figures } = await runSmoke(parse);
+    expect(figures['firstParseMs']).to.be.greaterThan(0);
+    expect(figures['editToRowP50Ms']).to.be.greaterThan(0);
   });
 });

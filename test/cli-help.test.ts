@@ -98,7 +98,7 @@ describe('tsflow --help', () => {
     for (const file of files) {
       const text = await readFile(path.join(src, file), 'utf8');
       // What a message tells the user to run: "run tsflow db migrate", "(tsflow tasks clear …)", "`tsflow db stop`".
-      for (const match of text.matchAll(/(?:run |with |use |[(`])tsflow ([a-z]+)(?: ([a-z]+))?/g)) {
+      for (const match of text.matchAll(/(?:run |with |use |[(`])tsflow ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?/g)) {
         const [, first, second] = match as unknown as [string, string, string | undefined];
         if (prose.has(first)) continue;
         const name = second !== undefined && names.has(`${first} ${second}`) ? `${first} ${second}` : first;

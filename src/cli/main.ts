@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { dagsBackfill, dagsListRuns, dagsNextExecution, dagsPause, dagsUnpause } from './commands/dag-ops.ts';
-import { dagsList, dagsState, dagsTrigger } from './commands/dags.ts';
 import { dagsTest } from './commands/dags-test.ts';
+import { dagParserCommand, dagProcessorCommand } from './commands/dag-processor.ts';
+import { dagsList, dagsListImportErrors, dagsState, dagsTrigger } from './commands/dags.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
 import { tasksLogs } from './commands/task-logs.ts';
@@ -18,7 +19,9 @@ export const COMMANDS: readonly Command[] = [
   standaloneCommand,
   schedulerCommand,
   triggererCommand,
+  dagProcessorCommand,
   dagsList,
+  dagsListImportErrors,
   dagsTrigger,
   dagsState,
   dagsListRuns,
@@ -41,6 +44,7 @@ export const COMMANDS: readonly Command[] = [
   dbStop,
   workerCommand,
   dagCodeHostCommand,
+  dagParserCommand,
 ];
 
 const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg === '-h';

@@ -2,7 +2,7 @@ import { columnWidth, table, usageLine, type Command } from './usage.ts';
 
 /** Which section of the overview a command's first word belongs to. */
 const SECTIONS: readonly (readonly [string, readonly string[]])[] = [
-  ['daemons', ['standalone', 'scheduler', 'triggerer']],
+  ['daemons', ['standalone', 'scheduler', 'triggerer', 'dag-processor']],
   ['dags and tasks', ['dags', 'tasks', 'triggers']],
   ['operations', ['jobs', 'db']],
 ];

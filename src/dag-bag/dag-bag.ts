@@ -21,14 +21,21 @@ export class DagBag {
   readonly folder: string;
   readonly #dags = new Map<string, Dag>();
   readonly #importErrors = new Map<string, Error>();
+  readonly #staleFiles = new Set<string>();
+  #version: string | undefined;
 
   private constructor(folder: string) {
     this.folder = folder;
   }
 
-  /** Loads every module in `folder`; with `only`, loads just those files (a worker running one task). */
-  static async load(folder: string, only?: readonly string[]): Promise<DagBag> {
+  /**
+   * Loads every module in `folder`; with `only`, loads just those files (a worker running one task).
+   * With `version`, each file is imported afresh (`?v=version` on its URL), not from the module cache:
+   * a warm worker picking up a DAG file that changed.
+   */
+  static async load(folder: string, only?: readonly string[], options: { version?: string } = {}): Promise<DagBag> {
     const bag = new DagBag(path.resolve(folder));
+    bag.#version = options.version;
     const isDir = await stat(bag.folder).then((s) => s.isDirectory(), () => false);
     if (!isDir) {
       throw new DagFolderError(`DAG folder ${bag.folder} does not exist: create it, or point --dags-folder / TSFLOW_DAGS_FOLDER at your DAG files`);
@@ -57,6 +64,14 @@ export class DagBag {
     return this.#importErrors;
   }
 
+  /**
+   * Files a `version`ed load could not import afresh, so their cached version was used: Node loads
+   * CommonJS modules (a DAG folder without `"type": "module"`) by file name, and cannot re-evaluate them.
+   */
+  get staleFiles(): ReadonlySet<string> {
+    return this.#staleFiles;
+  }
+
   getDag(dagId: string): Dag {
     const found = this.#dags.get(dagId);
     if (found) return found;
@@ -71,8 +86,15 @@ export class DagBag {
 
   async #import(file: string): Promise<void> {
     let module: Record<string, unknown>;
+    const href = pathToFileURL(file).href;
     try {
-      module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+      try {
+        module = (await import(this.#version === undefined ? href : `${href}?v=${encodeURIComponent(this.#version)}`)) as Record<string, unknown>;
+      } catch (error) {
+        if (this.#version === undefined || !isQueryNotFound(error)) throw error;
+        this.#staleFiles.add(file);
+        module = (await import(href)) as Record<string, unknown>;
+      }
     } catch (error) {
       this.#importErrors.set(file, error instanceof Error ? error : new Error(String(error)));
       return;
@@ -88,4 +110,10 @@ export class DagBag {
       this.#dags.set(value.dagId, value);
     }
   }
+}
+
+/** The CommonJS loader takes `file.ts?v=…` for a file name, and finds no such file. */
+function isQueryNotFound(error: unknown): boolean {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND' || code === 'ENOENT') && typeof message === 'string' && message.includes('?v=');
 }

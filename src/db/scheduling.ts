@@ -137,7 +137,7 @@ export async function enqueueScheduled(db: Db, jobId: number, limit: number | nu
       SELECT d.dag_id FROM dag d
       WHERE d.dag_id IN (SELECT DISTINCT t.dag_id FROM task_instance t WHERE t.state = 'scheduled')
         AND (${onlyDagIds ? [...onlyDagIds] : null}::text[] IS NULL OR d.dag_id = ANY(${onlyDagIds ? [...onlyDagIds] : null}::text[]))
-      ORDER BY d.dag_id
+      ORDER BY d.dag_id COLLATE "C"
       FOR UPDATE OF d`.execute(trx);
     if (locked.length === 0) return [];
     const { rows: rooms } = await sql<{ dag_id: string; room: number }>`

@@ -38,6 +38,9 @@ export interface ParseWriteResult {
  */
 export async function recordParseResult(db: Db, result: FileParseResult, fileExists: (fileloc: string) => boolean = () => true): Promise<ParseWriteResult> {
   return db.transaction().execute(async (trx) => {
+    // Two processors writing the same file's result take turns (one file's write is short), and the
+    // DAG rows are locked in id order, so writers of different files cannot deadlock on them.
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${result.fileloc}, 0))`.execute(trx);
     if (result.error !== undefined) {
       await upsertImportError(trx, result.fileloc, result.fileHash, result.error);
       await notify(trx, Channels.dag, 'import-error');
@@ -62,7 +65,7 @@ export async function recordParseResult(db: Db, result: FileParseResult, fileExi
     }
     await trx.deleteFrom('import_error').where('filename', '=', result.fileloc).execute();
 
-    const changed = await writeDags(trx, [...result.dags].sort((a, b) => a.dagId.localeCompare(b.dagId)));
+    const changed = await writeDags(trx, [...result.dags].sort(byDagId));
 
     const gone = await trx
       .updateTable('dag')
@@ -141,10 +144,18 @@ async function writeDags(trx: Db, dags: readonly SerializedDag[]): Promise<strin
 export async function recordDags(db: Db, dags: readonly SerializedDag[]): Promise<string[]> {
   if (dags.length === 0) return [];
   return db.transaction().execute(async (trx) => {
-    const changed = await writeDags(trx, [...dags].sort((a, b) => a.dagId.localeCompare(b.dagId)));
+    const changed = await writeDags(trx, [...dags].sort(byDagId));
     if (changed.length > 0) await notify(trx, Channels.dag, 'changed');
     return changed;
   });
+}
+
+/**
+ * Code-point order, the order enqueueScheduled locks `dag` rows in (`ORDER BY dag_id COLLATE "C"`):
+ * every writer that locks several DAG rows takes them in the same order, so none deadlock.
+ */
+function byDagId(a: SerializedDag, b: SerializedDag): number {
+  return a.dagId < b.dagId ? -1 : a.dagId > b.dagId ? 1 : 0;
 }
 
 async function upsertImportError(db: Db, filename: string, fileHash: string, stacktrace: string): Promise<void> {
@@ -197,6 +208,14 @@ export async function loadSerializedDags(db: Db, dagIds: readonly string[]): Pro
   if (dagIds.length === 0) return [];
   const rows = await db.selectFrom('serialized_dag').select(['dag_id', 'dag_hash', 'data']).where('dag_id', 'in', dagIds).execute();
   return rows.map((r) => ({ dagId: r.dag_id, hash: r.dag_hash, data: r.data }));
+}
+
+/** The files under `folder` that have an import error now. */
+export async function importErrorFiles(db: Db, folder: string): Promise<string[]> {
+  const prefix = folder.endsWith('/') ? folder : `${folder}/`;
+  const like = `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  const rows = await db.selectFrom('import_error').select('filename').where('filename', 'like', like).execute();
+  return rows.map((r) => r.filename);
 }
 
 export interface ImportErrorRow {

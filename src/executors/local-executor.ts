@@ -197,6 +197,8 @@ export class LocalExecutor extends BaseExecutor {
       if (idleAt >= 0) this.#idle.splice(idleAt, 1);
       if (this.#state === 'running' && exit.reason === undefined) this.log.warn({ ...exit }, 'worker process exited unexpectedly; a new one starts when needed');
       this.events.emit('worker:exited', exit);
+      // Its slot is free (a worker retiring after its task leaves while tasks may wait for a slot).
+      if (this.#state === 'running') this.#assign();
     });
     return worker;
   }

@@ -1,13 +1,19 @@
 import os from 'node:os';
 import { createLogger, type Logger } from '../common/logger.ts';
 import { withTimeout } from '../common/sleep.ts';
-import { loadDag } from '../dag-bag/load-dag.ts';
+import { fileStamp, loadDagVersion } from '../dag-bag/load-dag.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import { withRetry } from '../db/retry.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import { OutcomeNotRecordedError, runTaskInstance } from '../runner/task-runner.ts';
 import type { Dag } from '../sdk/dag.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.ts';
+
+interface CachedDag {
+  readonly dag: Dag;
+  /** The file's stamp when it was imported. */
+  readonly stamp: string | undefined;
+}
 
 export type TaskWorkerState = 'created' | 'ready' | 'busy' | 'stopping' | 'stopped';
 
@@ -22,7 +28,7 @@ const ABANDON_GRACE_MS = 10_000;
  */
 export class TaskWorker {
   readonly #send: (message: FromWorker) => void;
-  readonly #dags = new Map<string, Promise<Dag>>();
+  readonly #dags = new Map<string, Promise<CachedDag>>();
   readonly #stopped: Promise<void>;
   #markStopped: () => void = () => undefined;
   #state: TaskWorkerState = 'created';
@@ -30,6 +36,10 @@ export class TaskWorker {
   #database: Database | undefined;
   #log: Logger | undefined;
   #current: { abort: AbortController; done: Promise<void> } | undefined;
+  /** A DAG file changed that this process cannot re-import: it exits after the task it runs. */
+  #recycle = false;
+  /** DAGs whose last load failed: the next one imports their file afresh. */
+  readonly #failedLoads = new Set<string>();
 
   constructor(send: (message: FromWorker) => void) {
     this.#send = send;
@@ -134,7 +144,8 @@ export class TaskWorker {
         key,
         { signal },
       );
-      this.#send({ type: 'done', result });
+      this.#send({ type: 'done', result, ...(this.#recycle ? { retire: true } : {}) });
+      if (this.#recycle) void this.stop('a DAG file it had imported changed and cannot be re-imported (CommonJS)');
     } catch (error) {
       // The runner has already said why it could not record the outcome, in this log and the task's.
       if (!(error instanceof OutcomeNotRecordedError)) log.error({ err: error, task: key }, 'task run failed outside the task');
@@ -143,17 +154,40 @@ export class TaskWorker {
   }
 
   /**
-   * A DAG loads once per worker (module imports are cached anyway); a failed load is retried next
-   * time. Looking up its file meets the database: a dropped connection there is retried (the try has
-   * not started, so failing it would cost a try for nothing); a DAG file that throws is not.
+   * A DAG loads once per worker and is reused while its file is unchanged (same mtime, size and
+   * inode); when the file changed, it is imported afresh, so a task runs the code its file holds now.
+   * A failed load is retried next time. Looking up its file meets the database: a dropped connection
+   * there is retried (the try has not started, so failing it would cost a try for nothing); a DAG
+   * file that throws is not.
    */
-  #dag(database: Database, config: WorkerConfig, dagId: string, signal: AbortSignal): Promise<Dag> {
-    let loading = this.#dags.get(dagId);
-    if (!loading) {
-      loading = withRetry(() => loadDag(database.db, config.dagsFolder, dagId), { maxAttempts: 30, capMs: 2000, signal });
-      loading.catch(() => this.#dags.delete(dagId));
-      this.#dags.set(dagId, loading);
-    }
-    return loading;
+  async #dag(database: Database, config: WorkerConfig, dagId: string, signal: AbortSignal): Promise<Dag> {
+    const cached = await this.#dags.get(dagId)?.catch(() => undefined);
+    if (cached && (await fileStamp(cached.dag.fileloc)) === cached.stamp) return cached.dag;
+    const loading = (async (): Promise<CachedDag> => {
+      // The stamp is read before the import: a change made while importing is seen next time.
+      const stamp = cached ? await fileStamp(cached.dag.fileloc) : undefined;
+      // After a change, or after a load that failed (Node caches a module whose evaluation threw),
+      // the file is imported under a new URL.
+      const fresh = cached !== undefined || this.#failedLoads.has(dagId);
+      const loaded = await withRetry(() => loadDagVersion(database.db, config.dagsFolder, dagId, fresh ? stamp ?? String(Date.now()) : undefined), {
+        maxAttempts: 30,
+        capMs: 2000,
+        signal,
+      });
+      if (loaded.stale) {
+        this.#log?.warn({ dagId, file: loaded.dag.fileloc }, 'the DAG file changed, but it loads as CommonJS and cannot be re-imported in a running worker: this task runs the version imported before, and this worker exits after it');
+        this.#recycle = true;
+      }
+      return { dag: loaded.dag, stamp: stamp ?? (await fileStamp(loaded.dag.fileloc)) };
+    })();
+    loading.then(
+      () => this.#failedLoads.delete(dagId),
+      () => {
+        this.#dags.delete(dagId);
+        this.#failedLoads.add(dagId);
+      },
+    );
+    this.#dags.set(dagId, loading);
+    return (await loading).dag;
   }
 }

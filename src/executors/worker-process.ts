@@ -18,7 +18,7 @@ export interface WorkerProcessOptions {
 /** How a run on a worker ended, when the worker itself survived it. */
 export type RunOutcome = { kind: 'done'; result: TaskRunResult } | { kind: 'error'; message: string };
 
-export type WorkerProcessState = 'starting' | 'idle' | 'busy' | 'exited';
+export type WorkerProcessState = 'starting' | 'idle' | 'busy' | 'retiring' | 'exited';
 
 export interface WorkerExit {
   pid: number;
@@ -214,6 +214,11 @@ export class WorkerProcess {
         clearTimeout(run.deadlineTimer);
         this.#run = undefined;
         this.#state = 'idle';
+        if (message.type === 'done' && message.retire) {
+          // It exits by itself; it takes no further task, and its exit is expected.
+          this.#state = 'retiring';
+          this.#stopReason ??= 'retired: a DAG file it had imported changed and cannot be re-imported';
+        }
         run.resolve(message.type === 'done' ? { kind: 'done', result: message.result } : { kind: 'error', message: message.message });
         return;
     }

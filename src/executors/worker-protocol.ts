@@ -33,8 +33,8 @@ export type FromWorker =
   | { type: 'init-failed'; message: string }
   /** A state the runner committed (after the commit). */
   | { type: 'state'; change: TaskStateChange }
-  /** The run ended and recorded its outcome. */
-  | { type: 'done'; result: TaskRunResult }
+  /** The run ended and recorded its outcome; with `retire`, the worker exits now (a DAG file it cannot re-import changed). */
+  | { type: 'done'; result: TaskRunResult; retire?: boolean }
   /** The run broke outside the task (its DAG would not load, the task instance was not queued, …). */
   | { type: 'error'; message: string };
 

@@ -5,6 +5,7 @@ import { createDagRun, getDagRun, upsertDags } from '../../db/dag-runs.ts';
 import type { Db } from '../../db/database.ts';
 import { aliveJobs } from '../../db/jobs.ts';
 import { runIdFor } from '../../db/next-dagrun.ts';
+import { listImportErrors } from '../../db/serialized-dags.ts';
 import { Channels } from '../../db/protocol.ts';
 import { Wakeup } from '../../common/wakeup.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
@@ -61,6 +62,28 @@ export const dagsList = defineCommand(
     }
     return errors.length > 0 ? 1 : 0;
   },
+);
+
+/** `tsflow dags list-import-errors [--json]`: the DAG files the DAG processor could not import. */
+export const dagsListImportErrors = defineCommand(
+  {
+    name: 'dags list-import-errors',
+    summary: 'the DAG files the DAG processor could not import, with their errors',
+    options: { json: JSON_OUTPUT },
+    details: ['Reads the database (what tsflow dag-processor recorded); exit 0 whether or not there are errors.'],
+  },
+  async ({ values }, settings) =>
+    withRuntime(settings, {}, async (runtime) => {
+      const errors = await listImportErrors(runtime.database.db);
+      if (values.json) {
+        console.log(JSON.stringify(errors.map((e) => ({ filename: e.filename, error: e.stacktrace, timestamp: e.timestamp.toISOString() }))));
+      } else if (errors.length === 0) {
+        console.log('no import errors');
+      } else {
+        for (const e of errors) console.log(`${e.filename}  (${e.timestamp.toISOString()})\n  ${e.stacktrace.split('\n').join('\n  ')}`);
+      }
+      return 0;
+    }),
 );
 
 /** A scheduler whose heartbeat is older than this is taken for dead (the scheduler's health threshold). */

@@ -86,7 +86,7 @@ export const jobsCheck = defineCommand(
     name: 'jobs check',
     summary: 'liveness probe: exit 0 if a live job of the type exists, 1 if none',
     options: {
-      'job-type': { type: 'string', value: 'TYPE', description: 'triggerer or scheduler (required)' },
+      'job-type': { type: 'string', value: 'TYPE', description: 'triggerer, scheduler or dag_processor (required)' },
       hostname: { type: 'string', value: 'H', description: 'only jobs on this host', default: 'any host' },
       limit: { type: 'string', value: 'N', description: 'list up to N live jobs (above 1 needs --allow-multiple)', default: '1' },
       'allow-multiple': { type: 'boolean', description: 'allow --limit above 1' },
@@ -95,8 +95,8 @@ export const jobsCheck = defineCommand(
   },
   async ({ values }, settings) => {
     const jobType = values['job-type'];
-    if (jobType !== 'triggerer' && jobType !== 'scheduler') {
-      throw new UsageError(`--job-type must be triggerer or scheduler, got ${jobType === undefined ? 'nothing' : `'${jobType}'`}`);
+    if (jobType !== 'triggerer' && jobType !== 'scheduler' && jobType !== 'dag_processor') {
+      throw new UsageError(`--job-type must be triggerer, scheduler or dag_processor, got ${jobType === undefined ? 'nothing' : `'${jobType}'`}`);
     }
     const limit = parseCount(values.limit, '--limit', 1);
     if (limit > 1 && !values['allow-multiple']) throw new UsageError('--limit above 1 needs --allow-multiple');
