@@ -1,10 +1,12 @@
 import os from 'node:os';
-import path from 'node:path';
 import { DateTime } from 'luxon';
+import type { CleanupStack } from '../common/cleanup-stack.ts';
 import type { LogLevel } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
-import { DagBag } from '../dag-bag/dag-bag.ts';
-import { upsertDags } from '../db/dag-runs.ts';
+import type { DagBag } from '../dag-bag/dag-bag.ts';
+import { fileStamp, loadDag } from '../dag-bag/load-dag.ts';
+import { DagCodeHost } from '../dag-code/dag-code-host.ts';
+import { DagProcessor } from '../dag-processor/dag-processor.ts';
 import { Notifier } from '../db/notifier.ts';
 import { Channels, type Channel } from '../db/protocol.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
@@ -13,6 +15,7 @@ import { LocalExecutor } from '../executors/local-executor.ts';
 import { SequentialExecutor } from '../executors/sequential-executor.ts';
 import { runTaskInstance } from '../runner/task-runner.ts';
 import { Scheduler, type SchedulerOptions } from '../scheduler/scheduler.ts';
+import type { Dag } from '../sdk/dag.ts';
 import { TriggerRegistry } from '../triggerer/trigger-registry.ts';
 import { Triggerer } from '../triggerer/triggerer.ts';
 import type { TriggererOptions } from '../triggerer/triggerer-options.ts';
@@ -21,14 +24,40 @@ import { UsageError } from './settings.ts';
 
 export const EXECUTORS = ['local', 'sequential'] as const;
 
-/** Loads the DAG folder and records its DAGs in the `dag` table. */
-export async function loadDagBag(runtime: Runtime, folder: string): Promise<DagBag> {
-  const bag = await DagBag.load(folder);
-  for (const [file, error] of bag.importErrors) {
-    runtime.logger.error({ file, err: error }, `DAG file failed to import: ${path.relative(process.cwd(), file)}`);
-  }
-  await upsertDags(runtime.database.db, [...bag.dags.values()].map((d) => ({ dagId: d.dagId, fileloc: d.fileloc ?? '', description: d.description })));
-  return bag;
+/**
+ * The scheduler as `tsflow scheduler` and `standalone` run it: it reads serialized DAGs from the
+ * database, and the DAG code it needs (startFromTrigger triggers, custom timetables) runs in a DAG
+ * code host child process, closed when the scheduler stops.
+ */
+export function createCliScheduler(
+  runtime: Runtime,
+  folder: string,
+  executor: BaseExecutor,
+  notifier: Notifier,
+  cleanup: CleanupStack,
+  options: SchedulerOptions = {},
+): Scheduler {
+  const host = new DagCodeHost({ dagsFolder: folder, logger: runtime.logger.child({ component: 'dag-code-host' }) });
+  cleanup.push('DAG code host', () => host.close());
+  return new Scheduler({ database: runtime.database, executor, logger: runtime.logger, notifier, startTriggerBuilder: host }, options);
+}
+
+/**
+ * The DAG processor a `scheduler` or `standalone` runs inside (unless `--no-dag-processor`): started,
+ * and its first pass over the folder written, before the scheduler starts.
+ */
+export async function startEmbeddedDagProcessor(runtime: Runtime, folder: string, notifier: Notifier, cleanup: CleanupStack): Promise<DagProcessor> {
+  const processor = new DagProcessor({ database: runtime.database, folder, logger: runtime.logger.child({ component: 'dag-processor' }), notifier });
+  const firstPass = new Promise<void>((resolve) => {
+    const off = processor.on('pass', () => {
+      off();
+      resolve();
+    });
+  });
+  cleanup.push('DAG processor', () => processor.stop());
+  await processor.start();
+  await firstPass;
+  return processor;
 }
 
 export function createNotifier(runtime: Runtime, channels: readonly Channel[]): Notifier {
@@ -46,7 +75,15 @@ export function executorName(name: string): (typeof EXECUTORS)[number] {
  * The executor named by `--executor` / `TSFLOW_EXECUTOR`: `local` (worker processes, up to
  * `parallelism` at once) or `sequential` (one task at a time, in this process).
  */
-export function createExecutor(runtime: Runtime, bag: DagBag, name: string, parallelism: number): BaseExecutor {
+export function createExecutor(runtime: Runtime, source: DagBag | string, name: string, parallelism: number): BaseExecutor {
+  const folder = typeof source === 'string' ? source : source.folder;
+  // The sequential executor runs tasks in this process: from the given bag, else each task's DAG
+  // file is imported here when its first task runs (its stamp checked, as a warm worker does).
+  const dagOf = async (dagId: string): Promise<Dag> => {
+    if (typeof source !== 'string') return source.getDag(dagId);
+    const row = await runtime.database.db.selectFrom('dag').select('fileloc').where('dag_id', '=', dagId).executeTakeFirst();
+    return loadDag(runtime.database.db, folder, dagId, await fileStamp(row?.fileloc));
+  };
   const { settings } = runtime;
   switch (executorName(name)) {
     case 'local':
@@ -55,7 +92,7 @@ export function createExecutor(runtime: Runtime, bag: DagBag, name: string, para
         logger: runtime.logger,
         worker: {
           databaseUrl: runtime.database.url,
-          dagsFolder: bag.folder,
+          dagsFolder: folder,
           logsFolder: settings.logsFolder,
           logLevel: runtime.logger.level as LogLevel,
           defaultDeferrable: settings.defaultDeferrable,
@@ -64,7 +101,7 @@ export function createExecutor(runtime: Runtime, bag: DagBag, name: string, para
     case 'sequential':
       return new SequentialExecutor({
         logger: runtime.logger,
-        runTask: (key, signal, onState) =>
+        runTask: async (key, signal, onState) =>
           runTaskInstance(
             {
               db: runtime.database.db,
@@ -75,7 +112,7 @@ export function createExecutor(runtime: Runtime, bag: DagBag, name: string, para
               logsFolder: settings.logsFolder,
               onState,
             },
-            bag.getDag(key.dagId),
+            await dagOf(key.dagId),
             key,
             { signal },
           ),
@@ -83,9 +120,6 @@ export function createExecutor(runtime: Runtime, bag: DagBag, name: string, para
   }
 }
 
-export function createScheduler(runtime: Runtime, bag: DagBag, executor: BaseExecutor, notifier: Notifier, options: SchedulerOptions = {}): Scheduler {
-  return new Scheduler({ database: runtime.database, dagBag: bag, executor, logger: runtime.logger, notifier }, options);
-}
 
 export async function createTriggerer(
   runtime: Runtime,

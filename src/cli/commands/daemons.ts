@@ -10,14 +10,15 @@ import { compileSchedulerOptions, type SchedulerOptions } from '../../scheduler/
 import { DAGS_FOLDER, dagsFolderOf, STARTUP_TIMEOUT, TRIGGERS_FOLDER, triggersFoldersOf } from '../common-options.ts';
 import {
   ALL_CHANNELS,
+  createCliScheduler,
   createExecutor,
   executorName,
   createNotifier,
-  createScheduler,
   createTriggerer,
-  loadDagBag,
   printState,
+  startEmbeddedDagProcessor,
 } from '../components.ts';
+import { activeDagsIn, manualRunOf, requireActiveDag } from '../active-dags.ts';
 import { startDaemon } from '../daemon-startup.ts';
 import { parseConf } from '../json-arg.ts';
 import { parseCount, parsePort, parseSeconds, UsageError } from '../settings.ts';
@@ -34,6 +35,11 @@ const SHUTDOWN_TIMEOUT_MS = 30_000;
 const TRIGGERER_CONNECTIONS = 4;
 /** The scheduling loop, the heartbeat and the timeout sweep. */
 const SCHEDULER_CONNECTIONS = 3;
+
+const NO_DAG_PROCESSOR = {
+  type: 'boolean',
+  description: 'do not run a DAG processor inside: another process (tsflow dag-processor) keeps the serialized DAGs current',
+} as const;
 
 const executorOptions = {
   executor: { type: 'string', value: 'NAME', description: 'local (worker processes) or sequential (one task at a time, in this process)', default: 'TSFLOW_EXECUTOR, else local' },
@@ -52,9 +58,13 @@ export const standaloneCommand = defineCommand(
       'dags-folder': DAGS_FOLDER,
       'triggers-folder': TRIGGERS_FOLDER,
       ...executorOptions,
+      'no-dag-processor': NO_DAG_PROCESSOR,
       'startup-timeout': STARTUP_TIMEOUT,
     },
-    details: ['Without TSFLOW_DATABASE_URL it runs on the embedded PostgreSQL under TSFLOW_HOME. Logs at warn unless TSFLOW_LOG_LEVEL says otherwise.'],
+    details: [
+      'Without TSFLOW_DATABASE_URL it runs on the embedded PostgreSQL under TSFLOW_HOME. Logs at warn unless TSFLOW_LOG_LEVEL says otherwise.',
+      'A DAG processor runs inside (its first pass is written before anything is scheduled) unless --no-dag-processor.',
+    ],
   },
   async ({ values }, settings) => {
     const dagsFolder = dagsFolderOf(settings, values['dags-folder']);
@@ -70,12 +80,12 @@ export const standaloneCommand = defineCommand(
       runtime: { migrate: true, defaultLogLevel: 'warn', applicationName: 'tsflow-standalone', keepOpen: SCHEDULER_CONNECTIONS + TRIGGERER_CONNECTIONS },
       shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS,
       start: async (runtime, cleanup) => {
-        const bag = await loadDagBag(runtime, dagsFolder);
-        if (values.run) bag.getDag(values.run);
         const notifier = createNotifier(runtime, ALL_CHANNELS);
         await notifier.start();
         cleanup.push('notifier', () => notifier.stop());
-        const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier);
+        if (!values['no-dag-processor']) await startEmbeddedDagProcessor(runtime, dagsFolder, notifier, cleanup);
+        if (values.run) await requireActiveDag(runtime.database.db, dagsFolder, values.run);
+        const scheduler = createCliScheduler(runtime, dagsFolder, createExecutor(runtime, dagsFolder, executor, parallelism), notifier, cleanup);
         const triggerer = await createTriggerer(runtime, notifier, {}, triggersFolders);
         scheduler.on('ti:state', ({ key, state, tryNumber }) => printState(key, state, tryNumber));
         triggerer.on('trigger:fired', ({ task, result }) => task && result === 'applied' && printState(task, 'scheduled (trigger fired)'));
@@ -84,22 +94,23 @@ export const standaloneCommand = defineCommand(
         await scheduler.start();
         cleanup.push('triggerer', () => triggerer.stop());
         await triggerer.start();
-        return { bag, scheduler };
+        return { scheduler, dagCount: (await activeDagsIn(runtime.database.db, dagsFolder)).length };
       },
     });
     if (!started) return 0;
-    const { runtime, received, value: { bag, scheduler } } = started;
+    const { runtime, received, value: { dagCount, scheduler } } = started;
     try {
-      console.log(`tsflow standalone: ${bag.dags.size} DAG(s) from ${dagsFolder}; database ${redactUrl(runtime.database.url)}`);
+      console.log(`tsflow standalone: ${dagCount} DAG(s) from ${dagsFolder}; database ${redactUrl(runtime.database.url)}`);
       if (!values.run) {
         const signal = await received;
         console.log(`tsflow standalone: ${signal} received, shutting down`);
         return 0;
       }
       const dagId = values.run;
-      const runId = values['run-id'] ?? `manual__${DateTime.utc().toISO()}`;
+      const run = await manualRunOf(runtime.database.db, dagId, DateTime.utc(), conf);
+      const runId = values['run-id'] ?? run.runId;
       const finished = runFinished(scheduler, dagId, runId);
-      await createDagRun(runtime.database.db, { dagId, runId, conf, logicalDate: new Date() });
+      await createDagRun(runtime.database.db, { ...run, runId });
       console.log(`tsflow standalone: triggered ${dagId} run '${runId}'`);
       const outcome = await Promise.race([finished, received.then(() => 'interrupted' as const)]);
       console.log(`tsflow standalone: run '${runId}' of ${dagId} ${outcome === 'interrupted' ? 'interrupted' : `finished: ${outcome}`}`);
@@ -158,9 +169,14 @@ export const schedulerCommand = defineCommand(
       'dags-folder': DAGS_FOLDER,
       ...executorOptions,
       ...schedulerOptions,
+      'no-dag-processor': NO_DAG_PROCESSOR,
       'startup-timeout': STARTUP_TIMEOUT,
     },
-    details: ['Refuses an unmigrated database (run tsflow db migrate). Logs are JSON lines on stderr (TSFLOW_LOG_LEVEL).'],
+    details: [
+      'Refuses an unmigrated database (run tsflow db migrate). Logs are JSON lines on stderr (TSFLOW_LOG_LEVEL).',
+      'It schedules from the serialized DAGs in the database, never importing DAG files itself; a DAG processor',
+      'runs inside (in child processes) unless --no-dag-processor.',
+    ],
   },
   async ({ values }, settings) => {
     const dagsFolder = dagsFolderOf(settings, values['dags-folder']);
@@ -173,11 +189,11 @@ export const schedulerCommand = defineCommand(
       runtime: { applicationName: 'tsflow-scheduler', keepOpen: SCHEDULER_CONNECTIONS },
       shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS,
       start: async (runtime, cleanup) => {
-        const bag = await loadDagBag(runtime, dagsFolder);
         const notifier = createNotifier(runtime, ALL_CHANNELS);
         await notifier.start();
         cleanup.push('notifier', () => notifier.stop());
-        const scheduler = createScheduler(runtime, bag, createExecutor(runtime, bag, executor, parallelism), notifier, timings);
+        if (!values['no-dag-processor']) await startEmbeddedDagProcessor(runtime, dagsFolder, notifier, cleanup);
+        const scheduler = createCliScheduler(runtime, dagsFolder, createExecutor(runtime, dagsFolder, executor, parallelism), notifier, cleanup, timings);
         cleanup.push('scheduler', () => scheduler.stop());
         await scheduler.start();
       },

@@ -1,11 +1,12 @@
 import path from 'node:path';
 import { DateTime } from 'luxon';
 import { DagBag } from '../../dag-bag/dag-bag.ts';
-import { createDagRun, getDagRun, upsertDags } from '../../db/dag-runs.ts';
+import { serializeDag } from '../../dag-bag/serialized-dag.ts';
+import { createDagRun, getDagRun } from '../../db/dag-runs.ts';
 import type { Db } from '../../db/database.ts';
 import { aliveJobs } from '../../db/jobs.ts';
 import { runIdFor } from '../../db/next-dagrun.ts';
-import { listImportErrors } from '../../db/serialized-dags.ts';
+import { listImportErrors, recordDags } from '../../db/serialized-dags.ts';
 import { Channels } from '../../db/protocol.ts';
 import { Wakeup } from '../../common/wakeup.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
@@ -123,7 +124,9 @@ export const dagsTrigger = defineCommand(
     const runId = values['run-id'] ?? runIdFor('manual', logicalDate);
     return withRuntime(settings, {}, async (runtime) => {
       const { db } = runtime.database;
-      await upsertDags(db, [{ dagId, fileloc: dag.fileloc ?? '', description: dag.description }]);
+      // Recorded as a DAG processor would (a no-op when it already has this version), so a scheduler
+      // can run the run even before a DAG processor has seen a new file.
+      await recordDags(db, [serializeDag(dag, dag.fileloc ?? '')]);
       const notifier = values.wait ? createNotifier(runtime, [Channels.ti]) : undefined;
       const wakeup = new Wakeup();
       notifier?.on('notification', () => wakeup.nudge());
