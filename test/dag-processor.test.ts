@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdir, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,6 +13,7 @@ import { tsflow } from './support/cli.ts';
 import { CliProcess, stopAllProcesses } from './support/cli-process.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { track } from './support/daemons.ts';
+import { childPids } from './support/processes.ts';
 
 /*
  * The DAG processor on real files, real parse processes and a real PostgreSQL: what lands in
@@ -41,18 +42,6 @@ async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs 
   }
 }
 
-/** The pids of `pid`'s child processes, from /proc. */
-async function childPids(pid: number): Promise<number[]> {
-  const children: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    // pid (comm) state ppid …: comm may hold spaces, so read after the last ')'.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (ppid === pid) children.push(Number(entry));
-  }
-  return children;
-}
 
 /** A logger that keeps its error lines, to check a run logged none. */
 function errorCollector(): { logger: pino.Logger; lines: string[] } {

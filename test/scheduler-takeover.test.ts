@@ -36,7 +36,8 @@ describe('a SIGKILLed scheduler with queued task instances', function () {
       TSFLOW_TEST_HANG_WORKER: '1',
     });
     const job = await eventually(
-      async () => (await t.database.db.selectFrom('job').select('id').where('pid', '=', victim.child.pid!).executeTakeFirst()) ?? false,
+      async () =>
+        (await t.database.db.selectFrom('job').select('id').where('pid', '=', victim.child.pid!).where('job_type', '=', 'scheduler').executeTakeFirst()) ?? false,
       'the victim scheduler to register',
       30_000,
     );

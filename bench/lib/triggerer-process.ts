@@ -10,11 +10,14 @@ export const BENCH_DAGS = fileURLToPath(new URL('../dags/', import.meta.url));
 /** A real `tsflow triggerer` (or scheduler) process, measured from outside through /proc. */
 export class DaemonProcess {
   readonly child: ChildProcess;
+  /** The job row it registers (a scheduler's process also holds its DAG processor's row). */
+  readonly jobType: 'triggerer' | 'scheduler';
   readonly #exited: Promise<void>;
   #stderr = '';
 
-  private constructor(child: ChildProcess) {
+  private constructor(child: ChildProcess, jobType: 'triggerer' | 'scheduler') {
     this.child = child;
+    this.jobType = jobType;
     child.stderr?.on('data', (chunk: Buffer) => {
       this.#stderr = (this.#stderr + chunk.toString()).slice(-20_000);
     });
@@ -26,7 +29,7 @@ export class DaemonProcess {
       env: { ...process.env, TSFLOW_DATABASE_URL: url, TSFLOW_LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    return new DaemonProcess(child);
+    return new DaemonProcess(child, command);
   }
 
   get pid(): number {
@@ -41,7 +44,13 @@ export class DaemonProcess {
   async ready(db: Database, timeoutMs = 60_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const row = await db.db.selectFrom('job').select('id').where('pid', '=', this.pid).where('state', '=', 'running').executeTakeFirst();
+      const row = await db.db
+        .selectFrom('job')
+        .select('id')
+        .where('pid', '=', this.pid)
+        .where('job_type', '=', this.jobType)
+        .where('state', '=', 'running')
+        .executeTakeFirst();
       if (row) return row.id;
       if (this.child.exitCode !== null) throw new Error(`daemon exited with ${this.child.exitCode}: ${this.#stderr}`);
       if (Date.now() > deadline) throw new Error(`daemon not ready after ${timeoutMs} ms: ${this.#stderr}`);

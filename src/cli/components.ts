@@ -7,6 +7,7 @@ import type { DagBag } from '../dag-bag/dag-bag.ts';
 import { fileStamp, loadDag } from '../dag-bag/load-dag.ts';
 import { DagCodeHost } from '../dag-code/dag-code-host.ts';
 import { DagProcessor } from '../dag-processor/dag-processor.ts';
+import type { DagProcessorOptions } from '../dag-processor/dag-processor-options.ts';
 import { Notifier } from '../db/notifier.ts';
 import { Channels, type Channel } from '../db/protocol.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
@@ -46,8 +47,14 @@ export function createCliScheduler(
  * The DAG processor a `scheduler` or `standalone` runs inside (unless `--no-dag-processor`): started,
  * and its first pass over the folder written, before the scheduler starts.
  */
-export async function startEmbeddedDagProcessor(runtime: Runtime, folder: string, notifier: Notifier, cleanup: CleanupStack): Promise<DagProcessor> {
-  const processor = new DagProcessor({ database: runtime.database, folder, logger: runtime.logger.child({ component: 'dag-processor' }), notifier });
+export async function startEmbeddedDagProcessor(
+  runtime: Runtime,
+  folder: string,
+  notifier: Notifier,
+  cleanup: CleanupStack,
+  options: DagProcessorOptions = {},
+): Promise<DagProcessor> {
+  const processor = new DagProcessor({ database: runtime.database, folder, logger: runtime.logger.child({ component: 'dag-processor' }), notifier }, options);
   const firstPass = new Promise<void>((resolve) => {
     const off = processor.on('pass', () => {
       off();

@@ -19,6 +19,7 @@ import {
   startEmbeddedDagProcessor,
 } from '../components.ts';
 import { activeDagsIn, manualRunOf, requireActiveDag } from '../active-dags.ts';
+import { DAG_PROCESSOR_OPTIONS, dagProcessorOptions } from './dag-processor.ts';
 import { startDaemon } from '../daemon-startup.ts';
 import { parseConf } from '../json-arg.ts';
 import { parseCount, parsePort, parseSeconds, UsageError } from '../settings.ts';
@@ -59,6 +60,7 @@ export const standaloneCommand = defineCommand(
       'triggers-folder': TRIGGERS_FOLDER,
       ...executorOptions,
       'no-dag-processor': NO_DAG_PROCESSOR,
+      ...DAG_PROCESSOR_OPTIONS,
       'startup-timeout': STARTUP_TIMEOUT,
     },
     details: [
@@ -72,6 +74,7 @@ export const standaloneCommand = defineCommand(
     const conf = parseConf(values.conf);
     const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
     const executor = executorName(values.executor ?? settings.executor);
+    const processorOptions = dagProcessorOptions(values);
     if ((values['run-id'] || values.conf) && !values.run) throw new UsageError('--run-id and --conf need --run DAG_ID');
 
     const started = await startDaemon({
@@ -83,7 +86,7 @@ export const standaloneCommand = defineCommand(
         const notifier = createNotifier(runtime, ALL_CHANNELS);
         await notifier.start();
         cleanup.push('notifier', () => notifier.stop());
-        if (!values['no-dag-processor']) await startEmbeddedDagProcessor(runtime, dagsFolder, notifier, cleanup);
+        if (!values['no-dag-processor']) await startEmbeddedDagProcessor(runtime, dagsFolder, notifier, cleanup, processorOptions);
         if (values.run) await requireActiveDag(runtime.database.db, dagsFolder, values.run);
         const scheduler = createCliScheduler(runtime, dagsFolder, createExecutor(runtime, dagsFolder, executor, parallelism), notifier, cleanup);
         const triggerer = await createTriggerer(runtime, notifier, {}, triggersFolders);
@@ -170,6 +173,7 @@ export const schedulerCommand = defineCommand(
       ...executorOptions,
       ...schedulerOptions,
       'no-dag-processor': NO_DAG_PROCESSOR,
+      ...DAG_PROCESSOR_OPTIONS,
       'startup-timeout': STARTUP_TIMEOUT,
     },
     details: [
@@ -183,6 +187,7 @@ export const schedulerCommand = defineCommand(
     const parallelism = parseCount(values.parallelism, '--parallelism', settings.parallelism, 0);
     const executor = executorName(values.executor ?? settings.executor);
     const timings = schedulerTimings(values);
+    const processorOptions = dagProcessorOptions(values);
     const started = await startDaemon({
       settings,
       startupTimeout: values['startup-timeout'],
@@ -192,7 +197,7 @@ export const schedulerCommand = defineCommand(
         const notifier = createNotifier(runtime, ALL_CHANNELS);
         await notifier.start();
         cleanup.push('notifier', () => notifier.stop());
-        if (!values['no-dag-processor']) await startEmbeddedDagProcessor(runtime, dagsFolder, notifier, cleanup);
+        if (!values['no-dag-processor']) await startEmbeddedDagProcessor(runtime, dagsFolder, notifier, cleanup, processorOptions);
         const scheduler = createCliScheduler(runtime, dagsFolder, createExecutor(runtime, dagsFolder, executor, parallelism), notifier, cleanup, timings);
         cleanup.push('scheduler', () => scheduler.stop());
         await scheduler.start();

@@ -9,6 +9,19 @@ import { defineCommand } from '../usage.ts';
 /** After SIGTERM: the parse child is killed and the job row ended well within this. */
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
+/** The DAG processor's options; `scheduler` and `standalone` take them for the processor they run inside. */
+export const DAG_PROCESSOR_OPTIONS = {
+  'parse-timeout': { type: 'string', value: 'S', description: 'a file taking longer to import gets an import error (its parse process is killed)', default: '30' },
+  'scan-interval': { type: 'string', value: 'S', description: 'seconds between full scans of the folder (changes are also watched for)', default: '30' },
+} as const;
+
+export function dagProcessorOptions(values: { 'parse-timeout'?: string | undefined; 'scan-interval'?: string | undefined }): { parseTimeoutMs: number; scanIntervalMs: number } {
+  return {
+    parseTimeoutMs: parseSeconds(values['parse-timeout'], '--parse-timeout', 30_000),
+    scanIntervalMs: parseSeconds(values['scan-interval'], '--scan-interval', 30_000),
+  };
+}
+
 /** `tsflow dag-processor`. */
 export const dagProcessorCommand = defineCommand(
   {
@@ -16,8 +29,7 @@ export const dagProcessorCommand = defineCommand(
     summary: 'parses the DAG files in child processes; stores serialized DAGs and import errors',
     options: {
       'dags-folder': DAGS_FOLDER,
-      'parse-timeout': { type: 'string', value: 'S', description: 'a file taking longer to import gets an import error (its parse process is killed)', default: '30' },
-      'scan-interval': { type: 'string', value: 'S', description: 'seconds between full scans of the folder (changes are also watched for)', default: '30' },
+      ...DAG_PROCESSOR_OPTIONS,
       'startup-timeout': STARTUP_TIMEOUT,
     },
     details: [
@@ -27,10 +39,7 @@ export const dagProcessorCommand = defineCommand(
   },
   async ({ values }, settings) => {
     const folder = dagsFolderOf(settings, values['dags-folder']);
-    const options = {
-      parseTimeoutMs: parseSeconds(values['parse-timeout'], '--parse-timeout', 30_000),
-      scanIntervalMs: parseSeconds(values['scan-interval'], '--scan-interval', 30_000),
-    };
+    const options = dagProcessorOptions(values);
     const started = await startDaemon({
       settings,
       startupTimeout: values['startup-timeout'],
