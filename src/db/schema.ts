@@ -102,6 +102,9 @@ export interface TaskInstanceTable {
   max_tries: Generated<number>;
   priority_weight: Generated<number>;
   queue: Generated<string>;
+  /** The pool whose slots it occupies while queued, running (or deferred, if the pool counts those). */
+  pool: Generated<string>;
+  pool_slots: Generated<number>;
   hostname: string | null;
   pid: number | null;
   start_date: Timestamp | null;
@@ -118,6 +121,16 @@ export interface TaskInstanceTable {
   next_kwargs: Json<JsonObject> | null;
   trigger_id: number | null;
   trigger_timeout: Timestamp | null;
+}
+
+/** Airflow's `slot_pool`. */
+export interface PoolTable {
+  pool: string;
+  /** -1: unlimited. */
+  slots: number;
+  description: string | null;
+  /** Deferred task instances occupy slots too (Airflow's `include_deferred`). */
+  include_deferred: Generated<boolean>;
 }
 
 export interface XcomTable {
@@ -137,12 +150,14 @@ export interface Schema {
   job: JobTable;
   trigger: TriggerTable;
   task_instance: TaskInstanceTable;
+  pool: PoolTable;
   xcom: XcomTable;
 }
 
 export type TaskInstanceRow = Selectable<TaskInstanceTable>;
 export type DagRunRow = Selectable<DagRunTable>;
 export type JobRow = Selectable<JobTable>;
+export type PoolRow = Selectable<PoolTable>;
 
 /** Identifies one task instance. */
 export interface TaskInstanceKey {
