@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { DateTime, Duration } from 'luxon';
 import { deserializeTimetable } from '../scheduling/deserialize-timetable.ts';
 import type { SerializedTimetable, Timetable } from '../scheduling/timetable.ts';
+import { DEFAULT_POOL } from '../sdk/base-operator.ts';
 import type { Dag } from '../sdk/dag.ts';
 import type { SerializedParams } from '../sdk/params.ts';
 import { startsFromTrigger } from '../sdk/sensors/base-sensor.ts';
@@ -23,6 +24,9 @@ export interface SerializedTask {
   readonly executionTimeoutSeconds: number | null;
   readonly priorityWeight: number;
   readonly queue: string;
+  /** Absent in DAGs serialized before pools: read as 'default_pool' and 1 (`DagSpec`). */
+  readonly pool: string;
+  readonly poolSlots: number;
   /** A sensor whose new tries the scheduler defers itself (Airflow's `start_from_trigger`). */
   readonly startFromTrigger: boolean;
 }
@@ -87,9 +91,17 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
       executionTimeoutSeconds: task.settings.executionTimeout ? task.settings.executionTimeout.as('seconds') : null,
       priorityWeight: task.settings.priorityWeight,
       queue: task.settings.queue,
+      pool: task.settings.pool,
+      poolSlots: task.settings.poolSlots,
       startFromTrigger: startsFromTrigger(task),
     })),
   };
+}
+
+/** A task serialized before pools existed has no pool fields: it takes the defaults. */
+function withPoolDefaults(task: SerializedTask): SerializedTask {
+  const { pool, poolSlots } = task as Partial<SerializedTask>;
+  return pool !== undefined && poolSlots !== undefined ? task : { ...task, pool: pool ?? DEFAULT_POOL, poolSlots: poolSlots ?? 1 };
 }
 
 /** A stable hash of a serialized DAG: the processor skips writing a DAG whose hash has not changed. */
@@ -133,7 +145,7 @@ export class DagSpec {
     }
     this.data = data;
     this.timetable = timetable ?? (data.timetable.kind === 'custom' ? undefined : deserializeTimetable(data.timetable));
-    this.tasks = new Map(data.tasks.map((t) => [t.taskId, t]));
+    this.tasks = new Map(data.tasks.map((t) => [t.taskId, withPoolDefaults(t)]));
     this.startDate = data.startDate ? DateTime.fromISO(data.startDate, { zone: 'utc' }) : undefined;
     this.endDate = data.endDate ? DateTime.fromISO(data.endDate, { zone: 'utc' }) : undefined;
   }

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import { setRunState } from './dag-runs.ts';
+import { lockPoolRooms } from './pools.ts';
 import { Channels, notify } from './protocol.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
 import { createTaskInstances, type TaskInstanceSpec } from './task-instances.ts';
@@ -122,20 +123,36 @@ export async function transitionTaskInstances(
   return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
 }
 
+/** Why scheduled task instances wait however free the scheduler is; the scheduler warns once per pool. */
+export type PoolWait =
+  /** Their pool does not exist (Airflow: "not scheduled"). */
+  | { kind: 'missing'; pool: string }
+  /** Some need more slots than the pool has in all (Airflow: "starved"): they wait until it grows. */
+  | { kind: 'too-small'; pool: string; slots: number; poolSlots: number };
+
 /**
- * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs,
- * highest priority first, then longest waiting, and marks them queued by `jobId` — at most each
- * DAG's `max_active_tasks` minus its task instances already queued or running. The DAGs' rows are
- * locked first (in id order, so schedulers never deadlock), so the limit holds across schedulers;
- * the task instances are taken FOR UPDATE SKIP LOCKED, so two schedulers never enqueue the same row.
+ * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs of
+ * unpaused DAGs — resumed deferrals first, then highest priority, then longest waiting — and marks
+ * them queued by `jobId`, within each DAG's `max_active_tasks` and each pool's open slots.
+ * Locks, always in this order so schedulers never deadlock: the DAGs' rows (by id), then the rows of
+ * the pools their scheduled task instances name (by name, `lockPoolRooms`); so the limits hold
+ * across schedulers. The task instances are taken FOR UPDATE SKIP LOCKED, so two schedulers never
+ * enqueue the same row. `onPoolWait` hears of task instances no free slot would help.
  */
-export async function enqueueScheduled(db: Db, jobId: number, limit: number | null, onlyDagIds?: readonly string[]): Promise<TaskInstanceRow[]> {
+export async function enqueueScheduled(
+  db: Db,
+  jobId: number,
+  limit: number | null,
+  onlyDagIds?: readonly string[],
+  onPoolWait?: (wait: PoolWait) => void,
+): Promise<TaskInstanceRow[]> {
   return db.transaction().execute(async (trx) => {
     // Lock, then count in a second statement: a statement that waited for a lock still counts with
     // the snapshot it started with, which would miss what the lock's previous holder just queued.
+    // A paused DAG's task instances are not queued (Airflow's candidate query: `not is_paused`).
     const { rows: locked } = await sql<{ dag_id: string }>`
       SELECT d.dag_id FROM dag d
-      WHERE d.dag_id IN (SELECT DISTINCT t.dag_id FROM task_instance t WHERE t.state = 'scheduled')
+      WHERE d.dag_id IN (SELECT DISTINCT t.dag_id FROM task_instance t WHERE t.state = 'scheduled') AND NOT d.is_paused
         AND (${onlyDagIds ? [...onlyDagIds] : null}::text[] IS NULL OR d.dag_id = ANY(${onlyDagIds ? [...onlyDagIds] : null}::text[]))
       ORDER BY d.dag_id COLLATE "C"
       FOR UPDATE OF d`.execute(trx);
@@ -144,27 +161,61 @@ export async function enqueueScheduled(db: Db, jobId: number, limit: number | nu
       SELECT d.dag_id, d.max_active_tasks - (
         SELECT count(*) FROM task_instance x WHERE x.dag_id = d.dag_id AND x.state IN ('queued', 'running'))::int AS room
       FROM dag d WHERE d.dag_id = ANY(${locked.map((r) => r.dag_id)}::text[])`.execute(trx);
-    const open = rooms.filter((r) => r.room > 0);
-    if (open.length === 0) return [];
+    const dagRoom = new Map(rooms.filter((r) => r.room > 0).map((r) => [r.dag_id, r.room]));
+    if (dagRoom.size === 0) return [];
+    const poolOpen = await lockOpenPools(trx, [...dagRoom.keys()], onPoolWait);
+    if (poolOpen.size === 0) return [];
+    // Candidates only from pools with room for them on their own; the walk below then fits them
+    // together. Resumed deferrals (next_method set) first, so a fired trigger never waits behind
+    // tasks that have not started until it times out (Airflow #44759).
+    const open = [...poolOpen];
+    const { rows: candidates } = await sql<{ dag_id: string; run_id: string; task_id: string; pool: string; pool_slots: number }>`
+      SELECT t.dag_id, t.run_id, t.task_id, t.pool, t.pool_slots FROM task_instance t
+      JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id AND r.state = 'running'
+      JOIN unnest(${open.map(([p]) => p)}::text[], ${open.map(([, o]) => o)}::int[]) AS p(pool, open)
+        ON p.pool = t.pool AND (p.open IS NULL OR t.pool_slots <= p.open)
+      WHERE t.state = 'scheduled' AND t.dag_id = ANY(${[...dagRoom.keys()]}::text[])
+      ORDER BY (t.next_method IS NOT NULL) DESC, t.priority_weight DESC, t.scheduled_at, t.dag_id, t.run_id, t.task_id
+      LIMIT ${limit}
+      FOR UPDATE OF t SKIP LOCKED`.execute(trx);
+    // In that order, each task instance that still fits its DAG's room and its pool's open slots
+    // goes; one that does not is skipped, and lower-priority ones that fit may still go (Airflow's).
+    const chosen = candidates.filter((c) => {
+      const room = dagRoom.get(c.dag_id) ?? 0;
+      const slots = poolOpen.get(c.pool);
+      if (room <= 0 || (slots !== null && (slots === undefined || c.pool_slots > slots))) return false;
+      dagRoom.set(c.dag_id, room - 1);
+      if (slots !== null) poolOpen.set(c.pool, slots - c.pool_slots);
+      return true;
+    });
+    if (chosen.length === 0) return [];
     const { rows } = await sql<TaskInstanceRow>`
       UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, updated_at = now()
-      FROM (
-        SELECT c.dag_id, c.run_id, c.task_id,
-          row_number() OVER (PARTITION BY c.dag_id ORDER BY c.priority_weight DESC, c.scheduled_at, c.run_id, c.task_id) AS rn
-        FROM (
-          SELECT t.dag_id, t.run_id, t.task_id, t.priority_weight, t.scheduled_at FROM task_instance t
-          JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id AND r.state = 'running'
-          WHERE t.state = 'scheduled' AND t.dag_id = ANY(${open.map((r) => r.dag_id)}::text[])
-          ORDER BY t.priority_weight DESC, t.scheduled_at, t.dag_id, t.run_id, t.task_id
-          LIMIT ${limit}
-          FOR UPDATE OF t SKIP LOCKED
-        ) c
-      ) picked
-      JOIN unnest(${open.map((r) => r.dag_id)}::text[], ${open.map((r) => r.room)}::int[]) AS room(dag_id, room) ON room.dag_id = picked.dag_id
-      WHERE ti.dag_id = picked.dag_id AND ti.run_id = picked.run_id AND ti.task_id = picked.task_id AND picked.rn <= room.room
+      FROM unnest(${chosen.map((c) => c.dag_id)}::text[], ${chosen.map((c) => c.run_id)}::text[], ${chosen.map((c) => c.task_id)}::text[])
+        AS c(dag_id, run_id, task_id)
+      WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id
       RETURNING ti.*`.execute(trx);
     return rows;
   });
+}
+
+/**
+ * Locks and counts the pools that the scheduled task instances of `dagIds` name; returns each pool
+ * with open slots (null: unlimited). Reports pools that do not exist and task instances bigger
+ * than their whole pool, which no amount of waiting for slots would queue.
+ */
+async function lockOpenPools(trx: Db, dagIds: readonly string[], onPoolWait?: (wait: PoolWait) => void): Promise<Map<string, number | null>> {
+  const { rows: wanted } = await sql<{ pool: string; pool_slots: number }>`
+    SELECT t.pool, max(t.pool_slots)::int AS pool_slots FROM task_instance t
+    WHERE t.state = 'scheduled' AND t.dag_id = ANY(${[...dagIds]}::text[])
+    GROUP BY t.pool`.execute(trx);
+  const rooms = new Map((await lockPoolRooms(trx, wanted.map((w) => w.pool))).map((r) => [r.pool, r]));
+  for (const w of wanted) {
+    const room = rooms.get(w.pool);
+    if (!room) onPoolWait?.({ kind: 'missing', pool: w.pool });
+    else if (room.slots !== -1 && w.pool_slots > room.slots) onPoolWait?.({ kind: 'too-small', pool: w.pool, slots: room.slots, poolSlots: w.pool_slots });
+  }
+  return new Map([...rooms.values()].filter((r) => r.open === null || r.open > 0).map((r) => [r.pool, r.open]));
 }
 
 /** Retries and reschedules whose time has come (by the database clock) go back to `scheduled`. */

@@ -11,6 +11,10 @@ export interface TaskInstanceSpec {
   maxTries: number;
   priorityWeight: number;
   queue: string;
+  /** @default 'default_pool' (the column's default) */
+  pool?: string;
+  /** @default 1 */
+  poolSlots?: number;
 }
 
 /** The primary-key columns of a task instance (and of its XComs), for `eb.and(...)`. */
@@ -31,6 +35,8 @@ export async function createTaskInstances(db: Db, dagId: string, runId: string, 
         max_tries: s.maxTries,
         priority_weight: s.priorityWeight,
         queue: s.queue,
+        pool: s.pool,
+        pool_slots: s.poolSlots,
       })),
     )
     .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id']).doNothing())

@@ -13,7 +13,7 @@ import type { LostTry } from '../db/lost-tries.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
 import { builtInPlanner, createDueRuns, msUntilNextDagrun, refreshStalledDags, type RunPlanner } from '../db/next-dagrun.ts';
 import { failTimedOutRuns, msUntilNextRunTimeout } from '../db/run-timeouts.ts';
-import { enqueueScheduled, finishCompletedRuns, listStartableRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
+import { enqueueScheduled, finishCompletedRuns, type PoolWait, listStartableRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
 import { recordDags } from '../db/serialized-dags.ts';
 import { msUntilNextDue } from '../db/task-instances.ts';
 import { deleteUnusedTriggers } from '../db/triggers.ts';
@@ -72,6 +72,8 @@ export class Scheduler extends Daemon<SchedulerEvents> {
   readonly #sweeper: TimeoutSweeper;
   readonly #lostTries: LostTryHandler;
   readonly #warnedMissing = new Set<string>();
+  /** Pool problems already logged (a missing pool, one too small for a task), so each warns once. */
+  readonly #warnedPools = new Set<string>();
   readonly #startFromTrigger: StartFromTrigger | undefined;
   readonly #dags: DagCache;
   /** Built-in timetables are evaluated here; a custom one by the DAG's code, through the builder. */
@@ -308,6 +310,8 @@ export class Scheduler extends Daemon<SchedulerEvents> {
         maxTries: t.retries,
         priorityWeight: t.priorityWeight,
         queue: t.queue,
+        pool: t.pool,
+        poolSlots: t.poolSlots,
       }));
       if (await startQueuedRun(db, run.dag_id, run.run_id, specs, { checkLimits: only === undefined })) {
         this.emit('run:state', { dagId: run.dag_id, runId: run.run_id, state: 'running' });
@@ -319,7 +323,9 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     const { executor } = this.#deps;
     const room = executor.openSlots - executor.queuedCount;
     if (room <= 0) return;
-    const rows = await enqueueScheduled(this.#deps.database.db, this.#jobId as number, Number.isFinite(room) ? room : null, this.#deps.only?.dagIds);
+    const rows = await enqueueScheduled(this.#deps.database.db, this.#jobId as number, Number.isFinite(room) ? room : null, this.#deps.only?.dagIds, (wait) =>
+      this.#warnPoolWait(wait),
+    );
     for (const row of rows) {
       const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
       this.emit('ti:state', { key, state: 'queued', tryNumber: row.try_number });
@@ -334,6 +340,17 @@ export class Scheduler extends Daemon<SchedulerEvents> {
   #announceLost(lost: readonly LostTry[]): void {
     if (lost.length > 0) this.#runsMayFinish = true;
     for (const { key, state, tryNumber, reason } of lost) this.emit('ti:state', { key, state, tryNumber, error: reason });
+  }
+
+  #warnPoolWait(wait: PoolWait): void {
+    const key = wait.kind === 'missing' ? `missing\0${wait.pool}` : `too-small\0${wait.pool}\0${wait.slots}\0${wait.poolSlots}`;
+    if (this.#warnedPools.has(key)) return;
+    this.#warnedPools.add(key);
+    if (wait.kind === 'missing') {
+      this.log.warn({ pool: wait.pool }, 'tasks name a pool that does not exist; they are not queued until it is created (tsflow pools set)');
+    } else {
+      this.log.warn(wait, 'tasks need more slots than their pool has in all; they are not queued until the pool grows');
+    }
   }
 
   #dag(dagId: string): DagSpec | undefined {

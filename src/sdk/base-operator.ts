@@ -9,6 +9,9 @@ import { TaskDeferred, type DeferOptions } from './task-deferred.ts';
 
 export { FAIL_METHOD };
 
+/** The pool of tasks that name none (Airflow's `default_pool`). */
+export const DEFAULT_POOL = 'default_pool';
+
 export type TaskCallback = (context: TaskContext, error?: Error) => void | Promise<void>;
 
 /** Options every operator accepts; a DAG's `defaultArgs` may set any of them. */
@@ -27,6 +30,13 @@ export interface TaskDefaults {
   priorityWeight?: number;
   /** @default 'default' */
   queue?: string;
+  /**
+   * The pool whose slots the task occupies while queued or running (`tsflow pools set`); a task
+   * naming a pool that does not exist waits, and the scheduler warns. @default 'default_pool'
+   */
+  pool?: string;
+  /** How many of the pool's slots the task takes: a whole number ≥ 1. @default 1 */
+  poolSlots?: number;
   onSuccessCallback?: TaskCallback;
   onFailureCallback?: TaskCallback;
   onRetryCallback?: TaskCallback;
@@ -47,6 +57,8 @@ export interface TaskSettings {
   readonly executionTimeout: Duration | undefined;
   readonly priorityWeight: number;
   readonly queue: string;
+  readonly pool: string;
+  readonly poolSlots: number;
 }
 
 /**
@@ -153,6 +165,14 @@ function resolveSettings(taskId: string, options: TaskDefaults): TaskSettings {
   if (!Number.isInteger(priorityWeight)) {
     throw new RangeError(`task '${taskId}': priorityWeight must be a whole number, got ${priorityWeight}`);
   }
+  const pool = options.pool ?? DEFAULT_POOL;
+  if (typeof pool !== 'string' || pool.length === 0) {
+    throw new TypeError(`task '${taskId}': pool must be a non-empty pool name, got ${JSON.stringify(pool)}`);
+  }
+  const poolSlots = options.poolSlots ?? 1;
+  if (!Number.isInteger(poolSlots) || poolSlots < 1) {
+    throw new RangeError(`task '${taskId}': poolSlots must be a whole number ≥ 1, got ${poolSlots}`);
+  }
   return {
     retries,
     retryDelay: toDuration(options.retryDelay ?? 300, `task '${taskId}' retryDelay`),
@@ -164,5 +184,7 @@ function resolveSettings(taskId: string, options: TaskDefaults): TaskSettings {
         : toDuration(options.executionTimeout, `task '${taskId}' executionTimeout`),
     priorityWeight,
     queue: options.queue ?? 'default',
+    pool,
+    poolSlots,
   };
 }

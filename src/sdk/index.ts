@@ -19,6 +19,7 @@ export {
 export { chain } from './chain.ts';
 export {
   BaseOperator,
+  DEFAULT_POOL,
   FAIL_METHOD,
   type BaseOperatorOptions,
   type TaskCallback,

@@ -35,7 +35,7 @@ export function loadFixtureDags(): Promise<DagBag> {
 export async function createRun(db: Database, dag: Dag, runId: string, conf: JsonObject = {}): Promise<string> {
   await upsertDags(db.db, [{ dagId: dag.dagId, fileloc: dag.fileloc ?? '' }]);
   await createDagRun(db.db, { dagId: dag.dagId, runId, conf, logicalDate: new Date() });
-  const specs = [...dag.tasks.values()].map((t) => ({ taskId: t.taskId, maxTries: t.settings.retries, priorityWeight: t.settings.priorityWeight, queue: 'default' }));
+  const specs = [...dag.tasks.values()].map((t) => ({ taskId: t.taskId, maxTries: t.settings.retries, priorityWeight: t.settings.priorityWeight, queue: 'default', pool: t.settings.pool, poolSlots: t.settings.poolSlots }));
   await startQueuedRun(db.db, dag.dagId, runId, specs, { checkLimits: false });
   return runId;
 }
