@@ -5,6 +5,7 @@ import { dagParserCommand, dagProcessorCommand } from './commands/dag-processor.
 import { dagsList, dagsListImportErrors, dagsState, dagsTrigger } from './commands/dags.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
+import { poolsDelete, poolsGet, poolsList, poolsSet } from './commands/pools.ts';
 import { tasksLogs } from './commands/task-logs.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
 import { tasksTest } from './commands/tasks-test.ts';
@@ -36,6 +37,10 @@ export const COMMANDS: readonly Command[] = [
   tasksClear,
   tasksTest,
   triggersList,
+  poolsSet,
+  poolsList,
+  poolsGet,
+  poolsDelete,
   jobsCheck,
   dbMigrate,
   dbReset,

@@ -4,7 +4,7 @@ import { columnWidth, table, usageLine, type Command } from './usage.ts';
 const SECTIONS: readonly (readonly [string, readonly string[]])[] = [
   ['daemons', ['standalone', 'scheduler', 'triggerer', 'dag-processor']],
   ['dags and tasks', ['dags', 'tasks', 'triggers']],
-  ['operations', ['jobs', 'db']],
+  ['operations', ['pools', 'jobs', 'db']],
 ];
 
 /** `tsflow help`: every command (from the same specs as each `--help`), then where settings come from. */

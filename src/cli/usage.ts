@@ -76,17 +76,19 @@ export function parseCommandArgs<O extends OptionSpecs>(spec: CommandSpec<O>, ar
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = { help: { type: 'boolean', short: 'h' } };
   for (const [name, option] of Object.entries(spec.options)) options[name] = { type: option.type, multiple: option.multiple ?? false };
   let parsed;
+  const { args, negatives } = shieldNegativePositionals(joinNegativeValues(argv, spec.options));
   try {
-    parsed = parseArgs({ args: joinNegativeValues(argv, spec.options), options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
     throw new UsageError(`${(error as Error).message.replace(/\. To specify.*$/s, '')}\nusage: ${synopsis(spec)}\n(tsflow ${spec.name} --help lists the options)`);
   }
   if (parsed.values['help'] === true) return 'help';
   const expected = spec.positionals ?? [];
   const optional = spec.optionalPositionals ?? [];
-  const count = parsed.positionals.length;
+  const positionals = parsed.positionals.map((p) => negatives.get(p) ?? p);
+  const count = positionals.length;
   if (count < expected.length || count > expected.length + optional.length) {
-    const got = parsed.positionals.length === 0 ? 'none' : parsed.positionals.map((p) => `'${p}'`).join(' ');
+    const got = positionals.length === 0 ? 'none' : positionals.map((p) => `'${p}'`).join(' ');
     const what =
       expected.length + optional.length === 0
         ? 'no arguments'
@@ -96,7 +98,7 @@ export function parseCommandArgs<O extends OptionSpecs>(spec: CommandSpec<O>, ar
     throw new UsageError(`tsflow ${spec.name} takes ${what}; got ${got}\nusage: ${synopsis(spec)}`);
   }
   const { help: _help, ...values } = parsed.values;
-  return { values: values as ParsedArgs<O>['values'], positionals: parsed.positionals };
+  return { values: values as ParsedArgs<O>['values'], positionals };
 }
 
 /**
@@ -122,6 +124,22 @@ function joinNegativeValues(argv: readonly string[], options: OptionSpecs): stri
     }
   }
   return out;
+}
+
+/**
+ * A positional that reads as a negative number (`pools set NAME -1`) would be taken for an option:
+ * it passes parseArgs as a placeholder and is put back in the positionals afterwards.
+ */
+function shieldNegativePositionals(argv: readonly string[]): { args: string[]; negatives: Map<string, string> } {
+  const negatives = new Map<string, string>();
+  const end = argv.indexOf('--');
+  const args = argv.map((arg, i) => {
+    if ((end !== -1 && i > end) || !/^-(\d|\.\d)/.test(arg)) return arg;
+    const token = `\u0000negative-${i}`;
+    negatives.set(token, arg);
+    return token;
+  });
+  return { args, negatives };
 }
 
 /** `tsflow dags trigger DAG [options]`. */
