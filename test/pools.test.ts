@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { setPool } from '../src/db/pools.ts';
 import { enqueueScheduled, type PoolWait } from '../src/db/scheduling.ts';
@@ -7,8 +8,9 @@ import { sleep } from '../src/common/sleep.ts';
 import { BaseOperator, dag, type Dag, type TaskContext } from '../src/sdk/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
+import { eventually } from './support/events.ts';
 import { InProcessExecutor } from './support/in-process-executor.ts';
-import { createRun, runEnded, startScheduler } from './support/rig.ts';
+import { createRun, startScheduler } from './support/rig.ts';
 
 class Nap extends BaseOperator {
   readonly ms: number;
@@ -54,29 +56,67 @@ describe('pools: the scheduler queues within each pool’s open slots', () => {
   it('a pool of 3 slots never has more than 3 task instances queued or running across two schedulers', async function () {
     this.timeout(40_000);
     await setPool(t.database.db, { pool: 'three', slots: 3 });
-    const pooled = dag({ dagId: 'pooled', schedule: null, maxActiveTasks: 16 }, () => {
-      for (let i = 0; i < 12; i++) new Nap({ taskId: `nap_${String(i).padStart(2, '0')}`, ms: 150, pool: 'three' });
-    });
-    const bag = DagBag.of([pooled]);
-    const second = t.open(5);
-    const started = await Promise.all(
-      [t.database, second].map((db) => startScheduler(db, bag, { pollIntervalMs: 1000 }, new InProcessExecutor(db, bag, 8))),
+    // Three DAGs share the pool, so the DAG row locks alone would not keep the schedulers apart.
+    const dags = [0, 1, 2].map((d) =>
+      dag({ dagId: `pooled_${d}`, schedule: null, maxActiveTasks: 16 }, () => {
+        for (let i = 0; i < 4; i++) new Nap({ taskId: `nap_${i}`, ms: 150, pool: 'three' });
+      }),
     );
-    const runId = await createRun(t.database, pooled, 'pooled_run');
+    const bag = DagBag.of(dags);
+    const second = t.open(5);
+    await Promise.all([t.database, second].map((db) => startScheduler(db, bag, { pollIntervalMs: 1000 }, new InProcessExecutor(db, bag, 8))));
+    for (const d of dags) await createRun(t.database, d, 'pooled_run');
     let max = 0;
     let samples = 0;
-    const ended = runEnded(started[0]!.scheduler, runId, 30_000);
-    let done = false;
-    void ended.finally(() => (done = true));
-    while (!done) {
+    const deadline = Date.now() + 30_000;
+    const queuedBy = new Set<number>();
+    for (;;) {
       max = Math.max(max, await occupied('three'));
       samples++;
+      const rows = await t.database.db.selectFrom('task_instance').select(['state', 'queued_by_job_id']).execute();
+      for (const r of rows) if (r.queued_by_job_id !== null) queuedBy.add(r.queued_by_job_id);
+      if (rows.every((r) => r.state === 'success') || Date.now() > deadline) break;
       await sleep(5);
     }
-    const states = await t.database.db.selectFrom('task_instance').select('state').where('run_id', '=', runId).execute();
-    expect(states.every((s) => s.state === 'success'), 'every task ran').to.equal(true);
+    const states = await t.database.db.selectFrom('task_instance').select('state').execute();
+    expect(states.map((s) => s.state)).to.deep.equal(Array(12).fill('success'));
     expect(samples, 'the pool was sampled often').to.be.above(20);
     expect(max, 'slots taken at once').to.equal(3);
+    expect(queuedBy.size, 'both schedulers queued tasks').to.equal(2);
+  });
+
+  it('an enqueue that waited for a pool counts what the other scheduler queued meanwhile', async function () {
+    // Deterministic form of the race above: "another scheduler" (a raw connection) holds the pool's
+    // row while it queues 3 task instances of its DAG; our enqueue, for another DAG, must wait for
+    // it and then see the pool full — not count with the snapshot it had before the wait.
+    await setPool(t.database.db, { pool: 'three', slots: 3 });
+    const dags = [0, 1].map((d) =>
+      dag({ dagId: `racing_${d}`, schedule: null }, () => {
+        for (let i = 0; i < 3; i++) new Nap({ taskId: `nap_${i}`, pool: 'three' });
+      }),
+    );
+    for (const d of dags) await createRun(t.database, d, 'race');
+    await sql`UPDATE task_instance SET state = 'scheduled', scheduled_at = now()`.execute(t.database.db);
+    const watcher = t.open(2);
+    const other = new pg.Client({ connectionString: t.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT 1 FROM dag WHERE dag_id = 'racing_1' FOR UPDATE`);
+      await other.query(`SELECT 1 FROM pool WHERE pool = 'three' FOR UPDATE`);
+      const ours = enqueueScheduled(t.database.db, 1, null, ['racing_0']);
+      await eventually(async () => {
+        const { rows } = await sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(watcher.db);
+        return rows[0]!.n > 0;
+      }, 'our enqueue waiting for the pool row', 5000);
+      await other.query(`UPDATE task_instance SET state = 'queued' WHERE dag_id = 'racing_1'`);
+      await other.query('COMMIT');
+      expect(await ours, 'our enqueue queued nothing: the pool was full when it got the lock').to.deep.equal([]);
+      expect(await occupied('three')).to.equal(3);
+    } finally {
+      await other.end();
+    }
   });
 
   describe('enqueue (one scheduler pass on prepared task instances)', () => {
