@@ -217,6 +217,12 @@ describe('schedules: the scheduler creates runs on time, once, within limits', (
     const paused = dag({ dagId: 'pausable', schedule: '* * * * * *', startDate: secondsAgo(1), maxActiveRuns: 100 }, () => new Nap({ taskId: 'nap', ms: 1500 }));
     await schedulers([paused], 1);
     await eventually(async () => (await runsOf(t, 'pausable')).length >= 1, 'a first run', 3000);
+    // A paused DAG's task instances are not queued (as in Airflow): pause once the run's task has left `scheduled`.
+    await eventually(
+      async () => (await t.database.db.selectFrom('task_instance').select('state').where('dag_id', '=', 'pausable').execute()).some((r) => r.state === 'running'),
+      'the first run\'s task running',
+      3000,
+    );
     await t.database.db.transaction().execute(async (trx) => {
       await trx.updateTable('dag').set({ is_paused: true }).where('dag_id', '=', 'pausable').execute();
       await notify(trx, Channels.dag, 'paused');
