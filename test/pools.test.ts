@@ -200,9 +200,12 @@ describe('pools: the scheduler queues within each pool’s open slots', () => {
       await schedule('run', ['t0', 't1', 't2', 't3', 't4', 't5']);
       await enqueueScheduled(t.database.db, 1, null);
       expect(await queuedIds('run'), 'paused').to.deep.equal([]);
+      await enqueueScheduled(t.database.db, 1, 1, ['prepared']);
+      expect(await queuedIds('run'), 'a scheduler for this DAG only (dags test) runs it paused').to.have.length(1);
       await sql`UPDATE dag SET is_paused = false`.execute(t.database.db);
       await enqueueScheduled(t.database.db, 1, null);
       expect(await queuedIds('run'), 'max_active_tasks').to.have.length(4);
+      expect(await occupied('default_pool'), 'in default_pool').to.equal(4);
     });
   });
 });

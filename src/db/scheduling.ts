@@ -132,7 +132,7 @@ export type PoolWait =
 
 /**
  * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs of
- * unpaused DAGs — resumed deferrals first, then highest priority, then longest waiting — and marks
+ * unpaused DAGs (any of `onlyDagIds`) — resumed deferrals first, then highest priority, then longest waiting — and marks
  * them queued by `jobId`, within each DAG's `max_active_tasks` and each pool's open slots.
  * Locks, always in this order so schedulers never deadlock: the DAGs' rows (by id), then the rows of
  * the pools their scheduled task instances name (by name, `lockPoolRooms`); so the limits hold
@@ -149,11 +149,13 @@ export async function enqueueScheduled(
   return db.transaction().execute(async (trx) => {
     // Lock, then count in a second statement: a statement that waited for a lock still counts with
     // the snapshot it started with, which would miss what the lock's previous holder just queued.
-    // A paused DAG's task instances are not queued (Airflow's candidate query: `not is_paused`).
+    // A paused DAG's task instances are not queued (Airflow's candidate query: `not is_paused`),
+    // except by a scheduler for `onlyDagIds` (`tsflow dags test`), which runs a paused DAG too.
+    const only = onlyDagIds ? [...onlyDagIds] : null;
     const { rows: locked } = await sql<{ dag_id: string }>`
       SELECT d.dag_id FROM dag d
-      WHERE d.dag_id IN (SELECT DISTINCT t.dag_id FROM task_instance t WHERE t.state = 'scheduled') AND NOT d.is_paused
-        AND (${onlyDagIds ? [...onlyDagIds] : null}::text[] IS NULL OR d.dag_id = ANY(${onlyDagIds ? [...onlyDagIds] : null}::text[]))
+      WHERE d.dag_id IN (SELECT DISTINCT t.dag_id FROM task_instance t WHERE t.state = 'scheduled')
+        AND (${only}::text[] IS NULL AND NOT d.is_paused OR d.dag_id = ANY(${only}::text[]))
       ORDER BY d.dag_id COLLATE "C"
       FOR UPDATE OF d`.execute(trx);
     if (locked.length === 0) return [];
@@ -207,6 +209,7 @@ export async function enqueueScheduled(
 async function lockOpenPools(trx: Db, dagIds: readonly string[], onPoolWait?: (wait: PoolWait) => void): Promise<Map<string, number | null>> {
   const { rows: wanted } = await sql<{ pool: string; pool_slots: number }>`
     SELECT t.pool, max(t.pool_slots)::int AS pool_slots FROM task_instance t
+    JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id AND r.state = 'running'
     WHERE t.state = 'scheduled' AND t.dag_id = ANY(${[...dagIds]}::text[])
     GROUP BY t.pool`.execute(trx);
   const rooms = new Map((await lockPoolRooms(trx, wanted.map((w) => w.pool))).map((r) => [r.pool, r]));
