@@ -4,13 +4,15 @@ import pg from 'pg';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { setPool } from '../src/db/pools.ts';
 import { enqueueScheduled, type PoolWait } from '../src/db/scheduling.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { sleep } from '../src/common/sleep.ts';
 import { BaseOperator, dag, type Dag, type TaskContext } from '../src/sdk/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { stopAll } from './support/daemons.ts';
+import { stopAll, track } from './support/daemons.ts';
 import { eventually } from './support/events.ts';
 import { InProcessExecutor } from './support/in-process-executor.ts';
-import { createRun, startScheduler } from './support/rig.ts';
+import { createRun, startNotifier, startScheduler } from './support/rig.ts';
+import { captureLogs } from './support/unit.ts';
 
 class Nap extends BaseOperator {
   readonly ms: number;
@@ -117,6 +119,34 @@ describe('pools: the scheduler queues within each pool’s open slots', () => {
     } finally {
       await other.end();
     }
+  });
+
+  it('a task naming a missing pool waits, warned once; creating the pool wakes the scheduler and it runs', async function () {
+    this.timeout(20_000);
+    const waiting = dag({ dagId: 'waits_for_pool', schedule: null }, () => {
+      new Nap({ taskId: 'pooled', pool: 'later_pool' });
+      for (let i = 0; i < 3; i++) new Nap({ taskId: `free_${i}`, ms: 50 });
+    });
+    const bag = DagBag.of([waiting]);
+    const logs = captureLogs('warn');
+    const scheduler = track(
+      new Scheduler(
+        { database: t.database, dagBag: bag, executor: new InProcessExecutor(t.database, bag, 4), logger: logs.logger, notifier: await startNotifier(t.database) },
+        { pollIntervalMs: 60_000 }, // only a NOTIFY wakes it in time
+      ),
+    );
+    await scheduler.start();
+    await createRun(t.database, waiting, 'run');
+    const stateOf = async (taskId: string) =>
+      (await t.database.db.selectFrom('task_instance').select('state').where('task_id', '=', taskId).executeTakeFirstOrThrow()).state;
+    await eventually(async () => (await Promise.all([0, 1, 2].map((i) => stateOf(`free_${i}`)))).every((s) => s === 'success'), 'the other tasks done', 10_000);
+    expect(await stateOf('pooled')).to.equal('scheduled');
+    const warnings = logs.lines.filter((l) => l['pool'] === 'later_pool');
+    expect(warnings, 'warned once over several passes').to.have.length(1);
+    expect(String(warnings[0]!['msg'])).to.contain('pool that does not exist');
+    await sleep(300); // the scheduler settles: nothing left to wake it but a NOTIFY (or its 5 s heartbeat)
+    await setPool(t.database.db, { pool: 'later_pool', slots: 1 });
+    await eventually(async () => (await stateOf('pooled')) === 'success' || undefined, 'the pooled task run once its pool exists', 2000);
   });
 
   describe('enqueue (one scheduler pass on prepared task instances)', () => {

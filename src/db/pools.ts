@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
+import { Channels, notify } from './protocol.ts';
 import type { PoolRow } from './schema.ts';
 
 /*
@@ -110,15 +111,19 @@ export function validatePool(input: PoolInput): void {
  */
 export async function setPool(db: Db, input: PoolInput): Promise<PoolRow> {
   validatePool(input);
-  const { rows } = await sql<PoolRow>`
-    INSERT INTO pool (pool, slots, description, include_deferred)
-    VALUES (${input.pool}, ${input.slots}, ${input.description ?? null}, ${input.includeDeferred ?? false})
-    ON CONFLICT (pool) DO UPDATE SET
-      slots = excluded.slots,
-      description = CASE WHEN ${input.description === undefined} THEN pool.description ELSE excluded.description END,
-      include_deferred = CASE WHEN ${input.includeDeferred === undefined} THEN pool.include_deferred ELSE excluded.include_deferred END
-    RETURNING *`.execute(db);
-  return rows[0]!;
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<PoolRow>`
+      INSERT INTO pool (pool, slots, description, include_deferred)
+      VALUES (${input.pool}, ${input.slots}, ${input.description ?? null}, ${input.includeDeferred ?? false})
+      ON CONFLICT (pool) DO UPDATE SET
+        slots = excluded.slots,
+        description = CASE WHEN ${input.description === undefined} THEN pool.description ELSE excluded.description END,
+        include_deferred = CASE WHEN ${input.includeDeferred === undefined} THEN pool.include_deferred ELSE excluded.include_deferred END
+      RETURNING *`.execute(trx);
+    // Tasks waiting for this pool (missing until now, or too big, or it was full) may fit: schedulers look now.
+    await notify(trx, Channels.ti, 'pool');
+    return rows[0]!;
+  });
 }
 
 /**

@@ -31,7 +31,8 @@ export type TriggerPayload = (typeof TRIGGER_PAYLOADS)[number];
  * What `tsflow_ti` says: a try ended in one of these states (`finishTry`), deferred task instances
  * resumed (an event write) or timed out, a run was created or finished, task instances were cleared,
  * lost tries were handled, or a dead scheduler's queued task instances went back to the schedule
- * (`requeued`: sent by the scheduler takeover merged to main alongside this module).
+ * (`requeued`: sent by the scheduler takeover merged to main alongside this module), or a pool was
+ * created or changed (`pool`: its tasks may fit now).
  */
 export const TASK_INSTANCE_PAYLOADS = [
   'success',
@@ -46,6 +47,7 @@ export const TASK_INSTANCE_PAYLOADS = [
   'cleared',
   'lost',
   'requeued',
+  'pool',
 ] as const;
 export type TaskInstancePayload = (typeof TASK_INSTANCE_PAYLOADS)[number];
 
@@ -72,6 +74,7 @@ export const CANNOT_FINISH_A_RUN: ReadonlySet<TaskInstancePayload> = new Set<Tas
   'timeout',
   'requeued',
   'run-finished',
+  'pool',
 ]);
 
 const KNOWN: { readonly [C in Channel]: ReadonlySet<string> } = {
