@@ -222,17 +222,16 @@ describe('pools: the scheduler queues within each pool’s open slots', () => {
       expect(waits).to.deep.include({ kind: 'too-small', pool: 'small', slots: 2, poolSlots: 3 });
     });
 
-    it('max_active_tasks still holds with pools, and a paused DAG’s task instances are not queued', async () => {
+    it('max_active_tasks still holds with pools, and a paused DAG’s running run goes on', async () => {
       await prepare(() => {
         for (let i = 0; i < 6; i++) new Nap({ taskId: `t${i}` });
       });
       await sql`UPDATE dag SET max_active_tasks = 4, is_paused = true`.execute(t.database.db);
       await schedule('run', ['t0', 't1', 't2', 't3', 't4', 't5']);
-      await enqueueScheduled(t.database.db, 1, null);
-      expect(await queuedIds('run'), 'paused').to.deep.equal([]);
       await enqueueScheduled(t.database.db, 1, 1, ['prepared']);
-      expect(await queuedIds('run'), 'a scheduler for this DAG only (dags test) runs it paused').to.have.length(1);
-      await sql`UPDATE dag SET is_paused = false`.execute(t.database.db);
+      expect(await queuedIds('run'), 'a scheduler for this DAG only (dags test)').to.have.length(1);
+      await enqueueScheduled(t.database.db, 1, 1, ['another_dag']);
+      expect(await queuedIds('run'), 'a scheduler for other DAGs only leaves it').to.have.length(1);
       await enqueueScheduled(t.database.db, 1, null);
       expect(await queuedIds('run'), 'max_active_tasks').to.have.length(4);
       expect(await occupied('default_pool'), 'in default_pool').to.equal(4);

@@ -214,10 +214,12 @@ describe('schedules: the scheduler creates runs on time, once, within limits', (
 
   it('a paused DAG gets no new runs; its running run goes on; unpaused it starts again', async function () {
     this.timeout(30_000);
-    const paused = dag({ dagId: 'pausable', schedule: '* * * * * *', startDate: secondsAgo(1), maxActiveRuns: 100 }, () => new Nap({ taskId: 'nap', ms: 1500 }));
+    // Two tasks in a row: the second is queued after the pause, so the running run really goes on.
+    const paused = dag({ dagId: 'pausable', schedule: '* * * * * *', startDate: secondsAgo(1), maxActiveRuns: 100 }, () => {
+      new Nap({ taskId: 'nap', ms: 1000 }).setDownstream(new Nap({ taskId: 'then', ms: 200 }));
+    });
     await schedulers([paused], 1);
     await eventually(async () => (await runsOf(t, 'pausable')).length >= 1, 'a first run', 3000);
-    // A paused DAG's task instances are not queued (as in Airflow): pause once the run's task has left `scheduled`.
     await eventually(
       async () => (await t.database.db.selectFrom('task_instance').select('state').where('dag_id', '=', 'pausable').execute()).some((r) => r.state === 'running'),
       'the first run\'s task running',
@@ -228,7 +230,7 @@ describe('schedules: the scheduler creates runs on time, once, within limits', (
       await notify(trx, Channels.dag, 'paused');
     });
     const atPause = (await runsOf(t, 'pausable')).length;
-    await sleep(2500);
+    await sleep(3000);
     const later = await runsOf(t, 'pausable');
     expect(later.length, 'no run created while paused').to.equal(atPause);
     expect(later.every((r) => r.state === 'success'), 'the running runs finished').to.equal(true);

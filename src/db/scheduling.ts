@@ -131,8 +131,8 @@ export type PoolWait =
   | { kind: 'too-small'; pool: string; slots: number; poolSlots: number };
 
 /**
- * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs of
- * unpaused DAGs (any of `onlyDagIds`) — resumed deferrals first, then highest priority, then longest waiting — and marks
+ * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs
+ * (only of `onlyDagIds` when given) — resumed deferrals first, then highest priority, then longest waiting — and marks
  * them queued by `jobId`, within each DAG's `max_active_tasks` and each pool's open slots.
  * Locks, always in this order so schedulers never deadlock: the DAGs' rows (by id), then the rows of
  * the pools their scheduled task instances name (by name, `lockPoolRooms`); so the limits hold
@@ -149,13 +149,13 @@ export async function enqueueScheduled(
   return db.transaction().execute(async (trx) => {
     // Lock, then count in a second statement: a statement that waited for a lock still counts with
     // the snapshot it started with, which would miss what the lock's previous holder just queued.
-    // A paused DAG's task instances are not queued (Airflow's candidate query: `not is_paused`),
-    // except by a scheduler for `onlyDagIds` (`tsflow dags test`), which runs a paused DAG too.
+    // A paused DAG's running runs go on (issue 12: pausing stops new runs, not the ones under way;
+    // Airflow's candidate query also skips paused DAGs' task instances, which can strand a run).
     const only = onlyDagIds ? [...onlyDagIds] : null;
     const { rows: locked } = await sql<{ dag_id: string }>`
       SELECT d.dag_id FROM dag d
       WHERE d.dag_id IN (SELECT DISTINCT t.dag_id FROM task_instance t WHERE t.state = 'scheduled')
-        AND (${only}::text[] IS NULL AND NOT d.is_paused OR d.dag_id = ANY(${only}::text[]))
+        AND (${only}::text[] IS NULL OR d.dag_id = ANY(${only}::text[]))
       ORDER BY d.dag_id COLLATE "C"
       FOR UPDATE OF d`.execute(trx);
     if (locked.length === 0) return [];

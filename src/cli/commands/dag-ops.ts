@@ -31,7 +31,7 @@ function pauseCommand(paused: boolean) {
       positionals: ['DAG'],
       options: { 'dags-folder': DAGS_FOLDER },
       details: paused
-        ? ['Tasks already queued or running finish; no other task of the DAG is queued, and queued runs wait, until it is unpaused.']
+        ? ['Its running runs go on to the end; queued runs wait, and no scheduled run is created, until it is unpaused.']
         : ["The next run is recomputed from now, so a DAG without catchup does not run the interval stored before it was paused."],
     },
     async ({ values, positionals }, settings) => {
