@@ -123,13 +123,26 @@ export async function transitionTaskInstances(
 }
 
 /**
+ * Called inside the enqueue transaction with the rows it just marked queued: an executor whose
+ * broker lives in the same database (graphile) publishes their jobs here, so the rows and their
+ * jobs commit together or not at all. A throw rolls the enqueue back.
+ */
+export type OnEnqueued = (trx: Db, rows: readonly TaskInstanceRow[]) => Promise<void>;
+
+/**
  * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs,
  * highest priority first, then longest waiting, and marks them queued by `jobId` — at most each
  * DAG's `max_active_tasks` minus its task instances already queued or running. The DAGs' rows are
  * locked first (in id order, so schedulers never deadlock), so the limit holds across schedulers;
  * the task instances are taken FOR UPDATE SKIP LOCKED, so two schedulers never enqueue the same row.
  */
-export async function enqueueScheduled(db: Db, jobId: number, limit: number | null, onlyDagIds?: readonly string[]): Promise<TaskInstanceRow[]> {
+export async function enqueueScheduled(
+  db: Db,
+  jobId: number,
+  limit: number | null,
+  onlyDagIds?: readonly string[],
+  onEnqueued?: OnEnqueued,
+): Promise<TaskInstanceRow[]> {
   return db.transaction().execute(async (trx) => {
     // Lock, then count in a second statement: a statement that waited for a lock still counts with
     // the snapshot it started with, which would miss what the lock's previous holder just queued.
@@ -147,7 +160,7 @@ export async function enqueueScheduled(db: Db, jobId: number, limit: number | nu
     const open = rooms.filter((r) => r.room > 0);
     if (open.length === 0) return [];
     const { rows } = await sql<TaskInstanceRow>`
-      UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, updated_at = now()
+      UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, worker_job_id = NULL, updated_at = now()
       FROM (
         SELECT c.dag_id, c.run_id, c.task_id,
           row_number() OVER (PARTITION BY c.dag_id ORDER BY c.priority_weight DESC, c.scheduled_at, c.run_id, c.task_id) AS rn
@@ -163,6 +176,7 @@ export async function enqueueScheduled(db: Db, jobId: number, limit: number | nu
       JOIN unnest(${open.map((r) => r.dag_id)}::text[], ${open.map((r) => r.room)}::int[]) AS room(dag_id, room) ON room.dag_id = picked.dag_id
       WHERE ti.dag_id = picked.dag_id AND ti.run_id = picked.run_id AND ti.task_id = picked.task_id AND picked.rn <= room.room
       RETURNING ti.*`.execute(trx);
+    if (onEnqueued && rows.length > 0) await onEnqueued(trx, rows);
     return rows;
   });
 }
