@@ -8,7 +8,8 @@ import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList 
 import { tasksLogs } from './commands/task-logs.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
 import { tasksTest } from './commands/tasks-test.ts';
-import { workerCommand } from './commands/worker.ts';
+import { taskWorkerCommand } from './commands/task-worker.ts';
+import { workerCommand, workersList } from './commands/worker.ts';
 import { dagCodeHostCommand } from './commands/dag-code-host.ts';
 import { overview } from './overview.ts';
 import { readSettings, UsageError, type Settings } from './settings.ts';
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   schedulerCommand,
   triggererCommand,
   dagProcessorCommand,
+  workerCommand,
   dagsList,
   dagsListImportErrors,
   dagsTrigger,
@@ -36,13 +38,14 @@ export const COMMANDS: readonly Command[] = [
   tasksClear,
   tasksTest,
   triggersList,
+  workersList,
   jobsCheck,
   dbMigrate,
   dbReset,
   dbStatus,
   dbStart,
   dbStop,
-  workerCommand,
+  taskWorkerCommand,
   dagCodeHostCommand,
   dagParserCommand,
 ];

@@ -58,10 +58,10 @@ export class GraphileExecutor extends BaseExecutor {
       const tryNumber = tries[i]?.tryNumber as number;
       const current = (state === 'queued' && standing.queuedTry === tryNumber) || (state === 'running' && standing.tryNumber === tryNumber);
       let event: ExecutorEvent | undefined;
+      if (standing.jobError !== null) failedJobs.push(jobKey(key, tryNumber)); // reported below, or moot
       if (!current) {
         event = { key, state: 'success' }; // the worker recorded the outcome (or the try was cleared)
       } else if (standing.jobError !== null) {
-        failedJobs.push(jobKey(key, tryNumber));
         event = { key, state: 'failed', info: `the worker's job failed: ${standing.jobError}`, ...(state === 'running' ? { tryNumber } : {}) };
       } else if (state === 'queued' && !standing.jobExists) {
         event = { key, state: 'failed', info: 'its graphile-worker job is gone while the task instance is still queued' };
