@@ -35,7 +35,8 @@ export async function migrateGraphile(database: Database, logger?: Logger): Prom
 /** How many migrations the installed graphile-worker ships (sql/NNNNNN.sql). */
 function knownGraphileMigrations(): number {
   const require = createRequire(import.meta.url);
-  const sqlFolder = path.join(path.dirname(require.resolve('graphile-worker/package.json')), 'sql');
+  // Its package exports only the entry (dist/index.js); the migrations sit in sql/ beside dist/.
+  const sqlFolder = path.join(path.dirname(require.resolve('graphile-worker')), '..', 'sql');
   return readdirSync(sqlFolder).filter((f) => /^\d{6}\.sql$/.test(f)).length;
 }
 
