@@ -139,7 +139,10 @@ describe('graphile executor and tsflow worker', function () {
       'the scheduler to mark the dead worker failed',
       10_000,
     );
-    await eventually(async () => (await graphileJobs()) === 0, 'the dead worker\'s job to be released and dropped as stale', 15_000);
+    await eventually(async () => (await graphileJobs()) === 0, 'the dead worker\'s job to be released', 15_000).catch(async (error: Error) => {
+      const left = await sql`SELECT key, locked_by, attempts, max_attempts, last_error FROM graphile_worker._private_jobs`.execute(t.database.db);
+      throw new Error(`${error.message}: ${JSON.stringify(left.rows)}; workers ${JSON.stringify(await t.database.db.selectFrom('job').select(['id', 'state', 'graphile_worker_ids']).execute())}`);
+    });
   });
 
   it('drains on SIGTERM: the running task finishes, then the worker exits 0', async () => {
@@ -149,7 +152,7 @@ describe('graphile executor and tsflow worker', function () {
     await eventually(async () => (await tis('drain'))[0]?.state === 'running', 'the task to run', 20_000);
     worker.daemon.child.kill('SIGTERM');
     expect(await worker.daemon.exited).to.equal(0);
-    expect((await tis('drain')).map((ti) => [ti.state, ti.try_number])).to.deep.equal([['success', 1]]);
+    expect((await tis('drain')).map((ti) => [ti.state, ti.try_number]), JSON.stringify(await tis('drain')) + worker.daemon.stderr()).to.deep.equal([['success', 1]]);
     expect((await t.database.db.selectFrom('job').select('state').where('id', '=', worker.jobId).executeTakeFirstOrThrow()).state).to.equal('success');
   });
 

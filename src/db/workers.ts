@@ -38,7 +38,7 @@ export interface DeadWorker {
  * Workers whose heartbeat is older than `thresholdMs` (database clock): each one's task instances
  * still queued or running under it are retried or failed with the reason in `error`, the worker's
  * job row is marked failed (so this happens once per worker, hence at most once per try), and its
- * graphile-worker jobs are unlocked — another worker then takes each, finds it stale, and drops it.
+ * graphile-worker jobs are released (see releaseJobs).
  * One transaction; dead jobs and task instances are taken SKIP LOCKED, so two schedulers split
  * the work and a try being recorded right now (its row locked) is left to its writer.
  */
@@ -62,13 +62,30 @@ export async function failDeadWorkers(db: Db, thresholdMs: number, retryAt: Retr
     const lost = await failLocked(trx, tis, reasonFor, retryAt);
     await sql`UPDATE job SET state = 'failed', end_date = now() WHERE id = ANY(${dead.map((d) => d.id)}::int[])`.execute(trx);
     const graphileIds = dead.flatMap((d) => d.graphile_worker_ids ?? []);
-    if (graphileIds.length > 0) await sql`SELECT graphile_worker.force_unlock_workers(${graphileIds}::text[])`.execute(trx);
+    if (graphileIds.length > 0) await releaseJobs(trx, graphileIds);
     return dead.map((d) => ({
       jobId: d.id,
       hostname: d.hostname,
       lost: lost.filter((l) => tis.some((t) => t.worker_job_id === d.id && t.dag_id === l.key.dagId && t.run_id === l.key.runId && t.task_id === l.key.taskId)),
     }));
   });
+}
+
+/**
+ * The graphile-worker jobs a dead worker had locked. graphile-worker's `force_unlock_workers` alone
+ * is not enough: a job counts its attempt when locked, and with max_attempts 1 an unlocked job is
+ * never offered again. So a job whose task instance is still queued for that try (the worker died
+ * before claiming it) is unlocked with its attempt given back — it is delivered to another worker,
+ * as Celery redelivers an unacknowledged message — and every other one (its try was just failed, or
+ * had ended) is deleted.
+ */
+async function releaseJobs(trx: Db, graphileWorkerIds: readonly string[]): Promise<void> {
+  await sql`
+    UPDATE graphile_worker._private_jobs j SET locked_at = NULL, locked_by = NULL, attempts = 0, updated_at = now()
+    FROM task_instance t
+    WHERE j.locked_by = ANY(${[...graphileWorkerIds]}::text[]) AND t.state = 'queued'
+      AND j.key = t.dag_id || '/' || t.run_id || '/' || t.task_id || '#' || (CASE WHEN t.next_method IS NULL THEN t.try_number + 1 ELSE t.try_number END)`.execute(trx);
+  await sql`DELETE FROM graphile_worker._private_jobs WHERE locked_by = ANY(${[...graphileWorkerIds]}::text[])`.execute(trx);
 }
 
 export interface WorkerSummary {

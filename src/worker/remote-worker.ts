@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { Daemon, type DaemonState } from '../daemon/daemon.ts';
 import type { Database } from '../db/database.ts';
 import { assertGraphileSchemaCurrent, assertSchemaCurrent } from '../db/migrations.ts';
+import { heartbeatJob } from '../db/jobs.ts';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
 import { claimQueuedTry, describeWorker } from '../db/workers.ts';
 import type { ExecutorEvent } from '../executors/base-executor.ts';
@@ -72,7 +73,7 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
     const jobId = await this.registerJob(db, { jobType: 'worker', hostname, pid: this.#deps.pid ?? process.pid, capacity: concurrency });
     this.#jobId = jobId;
     await describeWorker(db, jobId, queues, []);
-    this.startHeartbeat(db, jobId, this.#options.heartbeatIntervalMs);
+    this.#heartbeat(jobId);
 
     executor.onChange = () => this.#kick();
     await executor.start();
@@ -80,6 +81,8 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
 
     const events = new EventEmitter() as WorkerEvents;
     const graphileIds: string[] = [];
+    // graphile-worker 0.18 locks jobs with its pool's id (older versions used each worker's id): record both.
+    events.on('pool:create', ({ workerPool }) => graphileIds.push(workerPool.id));
     events.on('worker:create', ({ worker }) => graphileIds.push(worker.workerId));
     const handler: Task = (payload) => this.#handle(payload);
     const taskList: TaskList = Object.fromEntries(queues.map((queue) => [taskIdentifier(queue), handler]));
@@ -87,6 +90,8 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
       connectionString: database.url,
       schema: GRAPHILE_SCHEMA,
       concurrency,
+      // Each of its workers looks for and completes jobs on a connection of its own.
+      maxPoolSize: concurrency + 2,
       pollInterval: this.#options.pollIntervalMs,
       noHandleSignals: true,
       logger: graphileLogger(this.log.child({ component: 'graphile-worker' })),
@@ -97,6 +102,22 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
     // Recorded so that a scheduler finding this worker dead can unlock the jobs it held.
     await describeWorker(db, jobId, queues, graphileIds);
     this.log.info({ queues, concurrency, hostname }, 'worker started');
+  }
+
+  /**
+   * Beats until the very end of the stop — unlike the other daemons', whose beat ends when stop
+   * begins: a draining worker is alive, and a scheduler must not take its running tasks for lost.
+   */
+  #heartbeat(jobId: number): void {
+    let beating = false;
+    const timer = setInterval(() => {
+      if (beating) return;
+      beating = true;
+      heartbeatJob(this.#deps.database.db, jobId)
+        .catch((error: unknown) => this.log.warn({ err: error }, 'heartbeat failed'))
+        .finally(() => (beating = false));
+    }, this.#options.heartbeatIntervalMs);
+    this.onStop('heartbeat', () => clearInterval(timer));
   }
 
   protected override afterStop(): void {
