@@ -219,6 +219,22 @@ describe('graphile executor and tsflow worker', function () {
     expect(await runs()).to.deep.equal(['graphile_defer.wait.1.execute', 'graphile_defer.wait.1.complete']);
   });
 
+  it('tsflow scheduler --executor graphile (TSFLOW_EXECUTOR) hands tasks to a tsflow worker', async () => {
+    await startWorker('host-cli', 'default,heavy');
+    spawnDaemon(['scheduler', '--heartbeat-interval', '0.3', '--health-check-threshold', '2', '--dags-folder', DAGS], {
+      TSFLOW_DATABASE_URL: t.url,
+      TSFLOW_EXECUTOR: 'graphile',
+    });
+    await eventually(async () => (await t.database.db.selectFrom('dag').select('dag_id').where('dag_id', '=', 'graphile_routing').executeTakeFirst()) ?? false, 'the DAGs to be parsed', 30_000);
+    await createDagRun(t.database.db, { dagId: 'graphile_routing', runId: 'cli', conf: {}, logicalDate: new Date() });
+    await eventually(
+      async () => (await t.database.db.selectFrom('dag_run').select('state').where('run_id', '=', 'cli').executeTakeFirstOrThrow()).state === 'success',
+      'the run to succeed',
+      30_000,
+    );
+    expect((await tis('cli')).map((ti) => [ti.task_id, ti.try_number, ti.hostname])).to.deep.equal([['heavy', 1, 'host-cli'], ['light', 1, 'host-cli']]);
+  });
+
   it('lists workers', async () => {
     const worker = await startWorker('host-listed', 'default,heavy', ['--concurrency', '3']);
     expect(isRunning(worker.daemon)).to.equal(true);
