@@ -11,7 +11,7 @@ import type { SchedulerOptions } from '../src/scheduler/scheduler.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { eventually } from './support/events.ts';
-import { isRunning, spawnDaemon, stopProcesses, type DaemonProcess } from './support/processes.ts';
+import { childPids, isRunning, spawnDaemon, stopProcesses, type DaemonProcess } from './support/processes.ts';
 import { FIXTURES, runEnded, startScheduler, startTriggerer } from './support/rig.ts';
 
 const DAGS = path.join(FIXTURES, 'graphile-dags');
@@ -117,7 +117,7 @@ describe('graphile executor and tsflow worker', function () {
     expect(await graphileJobs()).to.equal(0);
   });
 
-  it('retries exactly once the task of a SIGKILLed worker, leaves the other worker\'s task alone, and marks the worker failed', async () => {
+  it('retries exactly once the task of a SIGKILLed worker (and its task process), leaves the other worker\'s task alone, and marks the worker failed', async () => {
     const victim = await startWorker('host-victim', 'slow', ['--concurrency', '1']);
     await startWorker('host-survivor', 'slow', ['--concurrency', '1']);
     const s = await scheduler();
@@ -126,8 +126,16 @@ describe('graphile executor and tsflow worker', function () {
     await eventually(async () => (await tis('killed')).filter((ti) => ti.state === 'running').length === 2, 'both slow tasks to run', 20_000);
     const onVictim = (await tis('killed')).find((ti) => ti.hostname === 'host-victim');
     expect(onVictim, 'a task ran on the victim').to.not.equal(undefined);
+    // The worker and its task process die together (a machine lost): nothing records the try but
+    // the scheduler, once the worker's heartbeat is past the threshold.
+    const lost: string[] = [];
+    s.on('ti:state', ({ key, state, error }) => key.taskId === onVictim?.task_id && state === 'up_for_retry' && lost.push(error ?? ''));
+    const taskProcesses = await childPids(victim.daemon.child.pid!);
     victim.daemon.child.kill('SIGKILL');
+    for (const pid of taskProcesses) process.kill(pid, 'SIGKILL');
     expect((await ended).state).to.equal('success');
+    expect(lost).to.have.length(1);
+    expect(lost[0]).to.match(/host-victim\) stopped heartbeating .* presumed dead/);
     const rows = await tis('killed');
     for (const ti of rows) {
       if (ti.task_id === onVictim?.task_id) expect([ti.state, ti.try_number, ti.hostname]).to.deep.equal(['success', 2, 'host-survivor']);
