@@ -8,6 +8,7 @@ import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { createDagRun } from '../src/db/dag-runs.ts';
 import { GraphileExecutor } from '../src/executors/graphile-executor.ts';
 import type { SchedulerOptions } from '../src/scheduler/scheduler.ts';
+import { tsflow } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { eventually } from './support/events.ts';
@@ -243,12 +244,29 @@ describe('graphile executor and tsflow worker', function () {
     expect((await tis('cli')).map((ti) => [ti.task_id, ti.try_number, ti.hostname])).to.deep.equal([['heavy', 1, 'host-cli'], ['light', 1, 'host-cli']]);
   });
 
-  it('lists workers', async () => {
+  it('workers list --json shows each worker; jobs check --job-type worker probes them', async () => {
+    const env = { TSFLOW_DATABASE_URL: t.url };
+    expect((await tsflow(['jobs', 'check', '--job-type', 'worker'], env)).code).to.equal(1);
     const worker = await startWorker('host-listed', 'default,heavy', ['--concurrency', '3']);
     expect(isRunning(worker.daemon)).to.equal(true);
-    const { listWorkers } = await import('../src/db/workers.ts');
-    const [listed] = await listWorkers(t.database.db, 30_000);
-    expect(listed).to.include({ hostname: 'host-listed', concurrency: 3, runningTasks: 0, alive: true, state: 'running' });
-    expect(listed?.queues).to.deep.equal(['default', 'heavy']);
+    const listed = await tsflow(['workers', 'list', '--json'], env);
+    expect(listed.code).to.equal(0);
+    const [row] = JSON.parse(listed.stdout) as Record<string, unknown>[];
+    expect(row).to.include({ hostname: 'host-listed', concurrency: 3, runningTasks: 0, alive: true, state: 'running' });
+    expect(row?.['queues']).to.deep.equal(['default', 'heavy']);
+    expect((await tsflow(['jobs', 'check', '--job-type', 'worker'], env)).code).to.equal(0);
+  });
+
+  it('the graphile executor and tsflow worker refuse a database without graphile-worker\'s schema', async () => {
+    await sql`DROP SCHEMA graphile_worker CASCADE`.execute(t.database.db);
+    const executor = new GraphileExecutor({ database: t.database, logger: silentLogger() });
+    let refused: unknown;
+    await executor.start().catch((error: unknown) => (refused = error));
+    expect(String(refused)).to.match(/has no graphile_worker schema .*tsflow db migrate/);
+    const worker = await tsflow(['worker', '--dags-folder', DAGS], { TSFLOW_DATABASE_URL: t.url });
+    expect(worker.code).to.equal(1);
+    expect(worker.stderr).to.match(/has no graphile_worker schema/);
+    const status = await tsflow(['db', 'status'], { TSFLOW_DATABASE_URL: t.url, TSFLOW_EXECUTOR: 'graphile' });
+    expect([status.code, status.stdout]).to.satisfy(([code, out]: [number, string]) => code === 1 && out.includes('graphile-worker schema (graphile_worker): missing'));
   });
 });
