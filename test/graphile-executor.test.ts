@@ -177,6 +177,20 @@ describe('graphile executor and tsflow worker', function () {
     expect(ti?.error).to.be.a('string').and.not.equal('');
   });
 
+  it('exits at once on a second SIGTERM, its task process recording the try', async () => {
+    const worker = await startWorker('host-hasty', 'drain');
+    await scheduler();
+    await createDagRun(t.database.db, { dagId: 'graphile_drain', runId: 'twice', conf: {}, logicalDate: new Date() });
+    await eventually(async () => (await tis('twice'))[0]?.state === 'running', 'the task to run', 20_000);
+    worker.daemon.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const signalled = Date.now();
+    worker.daemon.child.kill('SIGTERM');
+    expect(await worker.daemon.exited).to.equal(143);
+    expect(Date.now() - signalled).to.be.below(2000);
+    await eventually(async () => (await tis('twice'))[0]?.state === 'up_for_retry', 'the orphaned task process to record its try', 10_000);
+  });
+
   it('drops a stale job without running anything', async () => {
     await startWorker('host-stale', 'default');
     const s = await scheduler();

@@ -5,6 +5,7 @@ import { Daemon, type DaemonState } from '../daemon/daemon.ts';
 import type { Database } from '../db/database.ts';
 import { assertGraphileSchemaCurrent, assertSchemaCurrent } from '../db/migrations.ts';
 import { heartbeatJob } from '../db/jobs.ts';
+import { withRetry } from '../db/retry.ts';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
 import { claimQueuedTry, describeWorker } from '../db/workers.ts';
 import type { ExecutorEvent } from '../executors/base-executor.ts';
@@ -149,7 +150,16 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
     }
     const key = { dagId: payload.dagId, runId: payload.runId, taskId: payload.taskId };
     const { tryNumber } = payload;
-    if (!(await claimQueuedTry(this.#deps.database.db, key, tryNumber, this.#jobId as number))) {
+    // Retried across a dropped connection or a restarting server (the claim is idempotent: a retry
+    // after a commit whose reply was lost finds the row still queued, and ours): a job that failed
+    // here would cost its try.
+    const claimed = await withRetry(() => claimQueuedTry(this.#deps.database.db, key, tryNumber, this.#jobId as number), {
+      maxAttempts: 30,
+      baseMs: 100,
+      capMs: 2000,
+      onRetry: (error, attempt) => this.log.warn({ task: tiKeyString(key), attempt: attempt + 1, err: error }, 'could not claim a job; retrying'),
+    });
+    if (!claimed) {
       this.log.info({ task: tiKeyString(key), tryNumber }, 'stale job (its try is no longer queued): dropped without running');
       this.emit('job:stale', { key, tryNumber });
       return;
