@@ -191,6 +191,20 @@ describe('graphile executor and tsflow worker', function () {
     await eventually(async () => (await tis('twice'))[0]?.state === 'up_for_retry', 'the orphaned task process to record its try', 10_000);
   });
 
+  it('worker and scheduler survive pg_terminate_backend of every connection', async () => {
+    const worker = await startWorker('host-terminated', 'default,heavy');
+    const s = await scheduler();
+    const first = runEnded(s, 'before', 30_000);
+    await createDagRun(t.database.db, { dagId: 'graphile_routing', runId: 'before', conf: {}, logicalDate: new Date() });
+    expect((await first).state).to.equal('success');
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`.execute(t.database.db);
+    const second = runEnded(s, 'after', 30_000);
+    await createDagRun(t.database.db, { dagId: 'graphile_routing', runId: 'after', conf: {}, logicalDate: new Date() });
+    expect((await second).state).to.equal('success');
+    expect(isRunning(worker.daemon)).to.equal(true);
+    expect((await tis('after')).map((ti) => [ti.task_id, ti.try_number, ti.hostname])).to.deep.equal([['heavy', 1, 'host-terminated'], ['light', 1, 'host-terminated']]);
+  });
+
   it('drops a stale job without running anything', async () => {
     await startWorker('host-stale', 'default');
     const s = await scheduler();
