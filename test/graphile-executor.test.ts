@@ -270,6 +270,8 @@ describe('graphile executor and tsflow worker', function () {
       30_000,
     );
     expect((await tis('cli')).map((ti) => [ti.task_id, ti.try_number, ti.hostname])).to.deep.equal([['heavy', 1, 'host-cli'], ['light', 1, 'host-cli']]);
+    const states = await tsflow(['tasks', 'states', 'graphile_routing', 'cli', '--json'], { TSFLOW_DATABASE_URL: t.url });
+    expect((JSON.parse(states.stdout) as { hostname: string }[]).map((s) => s.hostname)).to.deep.equal(['host-cli', 'host-cli']);
   });
 
   it('workers list --json shows each worker; jobs check --job-type worker probes them', async () => {
