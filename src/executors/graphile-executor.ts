@@ -83,6 +83,14 @@ export class GraphileExecutor extends BaseExecutor {
     return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
   }
 
+  /**
+   * A zombie on a remote worker cannot be killed from here, and need not be: its try heartbeat
+   * finds the row changed and stops the task, and the next sync frees the slot.
+   */
+  override cancelTask(_key: TaskInstanceKey, _reason: string): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
   /** Nothing runs here: the workers keep running what they took. */
   override async end(): Promise<void> {}
 
