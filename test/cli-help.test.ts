@@ -64,12 +64,13 @@ describe('tsflow --help', () => {
     });
   }
 
-  it('tsflow help, --help and -h show the overview with every command but the hidden worker', async () => {
+  it('tsflow help, --help and -h show the overview with every command but the hidden task-worker', async () => {
     for (const argv of [['help'], ['--help'], ['-h']]) {
       const result = await run(argv);
       expect(result.code).to.equal(0);
       for (const command of visible) expect(result.stdout).to.contain(command.spec.name);
-      expect(result.stdout).not.to.match(/^\s+worker\b/m);
+      expect(result.stdout).not.to.match(/^\s+task-worker\b/m);
+      expect(result.stdout).to.match(/^\s+worker\b/m);
     }
     expect((await run(['help', 'dags', 'trigger'])).stdout).to.contain('usage: tsflow dags trigger DAG [options]');
     expect((await run(['help', 'tasks'])).stdout).to.contain('tasks clear DAG RUN_ID');

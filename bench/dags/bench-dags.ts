@@ -79,3 +79,9 @@ class ChaosProbe extends BaseOperator<JsonObject> {
 export const chaosBench = dag({ dagId: 'chaos_bench', ...UNLIMITED }, () => {
   new ChaosProbe({ taskId: 'wait', retries: 3, retryDelay: 1 });
 });
+
+/** The executor benchmark's wave of independent no-op tasks (run by LocalExecutor workers or tsflow workers). */
+export const executorBench = dag({ dagId: 'executor_bench', ...UNLIMITED }, () => {
+  const size = Number(process.env['TSFLOW_BENCH_EXECUTOR_TASKS'] ?? 400);
+  for (let i = 0; i < size; i++) new Noop({ taskId: `noop_${i}` });
+});

@@ -1,4 +1,3 @@
-import os from 'node:os';
 import { DateTime } from 'luxon';
 import type { CleanupStack } from '../common/cleanup-stack.ts';
 import type { LogLevel } from '../common/logger.ts';
@@ -12,6 +11,7 @@ import { Notifier } from '../db/notifier.ts';
 import { Channels, type Channel } from '../db/protocol.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
+import { GraphileExecutor } from '../executors/graphile-executor.ts';
 import { LocalExecutor } from '../executors/local-executor.ts';
 import { SequentialExecutor } from '../executors/sequential-executor.ts';
 import { runTaskInstance } from '../runner/task-runner.ts';
@@ -23,7 +23,7 @@ import type { TriggererOptions } from '../triggerer/triggerer-options.ts';
 import type { Runtime } from './runtime.ts';
 import { UsageError } from './settings.ts';
 
-export const EXECUTORS = ['local', 'sequential'] as const;
+export const EXECUTORS = ['local', 'sequential', 'graphile'] as const;
 
 /**
  * The scheduler as `tsflow scheduler` and `standalone` run it: it reads serialized DAGs from the
@@ -80,7 +80,8 @@ export function executorName(name: string): (typeof EXECUTORS)[number] {
 
 /**
  * The executor named by `--executor` / `TSFLOW_EXECUTOR`: `local` (worker processes, up to
- * `parallelism` at once) or `sequential` (one task at a time, in this process).
+ * `parallelism` at once), `sequential` (one task at a time, in this process) or `graphile`
+ * (graphile-worker jobs taken by `tsflow worker`s, up to `parallelism` in flight).
  */
 export function createExecutor(runtime: Runtime, source: DagBag | string, name: string, parallelism: number): BaseExecutor {
   const folder = typeof source === 'string' ? source : source.folder;
@@ -94,17 +95,9 @@ export function createExecutor(runtime: Runtime, source: DagBag | string, name: 
   const { settings } = runtime;
   switch (executorName(name)) {
     case 'local':
-      return new LocalExecutor({
-        parallelism,
-        logger: runtime.logger,
-        worker: {
-          databaseUrl: runtime.database.url,
-          dagsFolder: folder,
-          logsFolder: settings.logsFolder,
-          logLevel: runtime.logger.level as LogLevel,
-          defaultDeferrable: settings.defaultDeferrable,
-        },
-      });
+      return createLocalExecutor(runtime, folder, parallelism);
+    case 'graphile':
+      return new GraphileExecutor({ parallelism, database: runtime.database, logger: runtime.logger });
     case 'sequential':
       return new SequentialExecutor({
         logger: runtime.logger,
@@ -113,7 +106,7 @@ export function createExecutor(runtime: Runtime, source: DagBag | string, name: 
             {
               db: runtime.database.db,
               logger: runtime.logger.child({ component: 'task' }),
-              hostname: os.hostname(),
+              hostname: settings.hostname,
               pid: process.pid,
               defaults: { deferrable: settings.defaultDeferrable },
               logsFolder: settings.logsFolder,
@@ -127,6 +120,22 @@ export function createExecutor(runtime: Runtime, source: DagBag | string, name: 
   }
 }
 
+/** The LocalExecutor's pool of warm task processes (`local`, and each `tsflow worker`'s). */
+export function createLocalExecutor(runtime: Runtime, folder: string, parallelism: number): LocalExecutor {
+  const { settings } = runtime;
+  return new LocalExecutor({
+    parallelism,
+    logger: runtime.logger,
+    worker: {
+      databaseUrl: runtime.database.url,
+      dagsFolder: folder,
+      logsFolder: settings.logsFolder,
+      logLevel: runtime.logger.level as LogLevel,
+      defaultDeferrable: settings.defaultDeferrable,
+      hostname: settings.hostname,
+    },
+  });
+}
 
 export async function createTriggerer(
   runtime: Runtime,

@@ -9,7 +9,8 @@ import { poolsDelete, poolsGet, poolsList, poolsSet } from './commands/pools.ts'
 import { tasksLogs } from './commands/task-logs.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
 import { tasksTest } from './commands/tasks-test.ts';
-import { workerCommand } from './commands/worker.ts';
+import { taskWorkerCommand } from './commands/task-worker.ts';
+import { workerCommand, workersList } from './commands/worker.ts';
 import { dagCodeHostCommand } from './commands/dag-code-host.ts';
 import { overview } from './overview.ts';
 import { readSettings, UsageError, type Settings } from './settings.ts';
@@ -21,6 +22,7 @@ export const COMMANDS: readonly Command[] = [
   schedulerCommand,
   triggererCommand,
   dagProcessorCommand,
+  workerCommand,
   dagsList,
   dagsListImportErrors,
   dagsTrigger,
@@ -41,13 +43,14 @@ export const COMMANDS: readonly Command[] = [
   poolsList,
   poolsGet,
   poolsDelete,
+  workersList,
   jobsCheck,
   dbMigrate,
   dbReset,
   dbStatus,
   dbStart,
   dbStop,
-  workerCommand,
+  taskWorkerCommand,
   dagCodeHostCommand,
   dagParserCommand,
 ];

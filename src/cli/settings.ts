@@ -22,6 +22,11 @@ export interface Settings {
   readonly parallelism: number;
   /** `TSFLOW_LOGS_FOLDER`: task logs, one file per try. @default $TSFLOW_HOME/logs */
   readonly logsFolder: string;
+  /**
+   * `TSFLOW_HOSTNAME`: the name a `tsflow worker` registers under and its tries record (Airflow's
+   * `hostname_callable`); for hosts whose own name is not what operators know them by. @default os.hostname()
+   */
+  readonly hostname: string;
 }
 
 export class UsageError extends Error {
@@ -45,6 +50,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     executor: nonEmpty(env['TSFLOW_EXECUTOR']) ?? 'local',
     parallelism: parseCount(env['TSFLOW_PARALLELISM'], 'TSFLOW_PARALLELISM', 32, 0),
     logsFolder: path.resolve(nonEmpty(env['TSFLOW_LOGS_FOLDER']) ?? path.join(home, 'logs')),
+    hostname: nonEmpty(env['TSFLOW_HOSTNAME']) ?? os.hostname(),
   };
 }
 

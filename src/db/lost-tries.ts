@@ -21,7 +21,7 @@ export interface LostTry {
 /** When a lost try of this task may run again (the task's retryDelay for that try). */
 export type RetryAt = (key: TaskInstanceKey, tryNumber: number) => Date;
 
-interface LockedRow {
+export interface LockedRow {
   dag_id: string;
   run_id: string;
   task_id: string;
@@ -113,7 +113,7 @@ export async function failStuckQueued(
  * is counted now (try_number + 1) unless it is a resume (same try). A retry starts afresh at
  * `execute`, so the deferral columns are cleared.
  */
-async function failLocked(trx: Db, rows: readonly LockedRow[], reasonFor: (row: LockedRow) => string, retryAt: RetryAt): Promise<LostTry[]> {
+export async function failLocked(trx: Db, rows: readonly LockedRow[], reasonFor: (row: LockedRow) => string, retryAt: RetryAt): Promise<LostTry[]> {
   if (rows.length === 0) return [];
   const lost = rows.map((row) => {
     const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };

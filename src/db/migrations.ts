@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { sql } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
+import { GRAPHILE_SCHEMA, migrateGraphile, pendingGraphileMigrations } from '../graphile/graphile-schema.ts';
 import { redactUrl, type Database } from './database.ts';
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations/', import.meta.url));
@@ -25,14 +26,27 @@ function migrator(database: Database): Migrator {
   return new Migrator({ db: database.db, provider: new FolderMigrationProvider(), migrationTableName: MIGRATION_TABLE });
 }
 
-/** Applies every pending migration; returns the names applied. */
+/**
+ * Applies every pending migration; returns the names applied. graphile-worker's schema is migrated
+ * too (by graphile-worker), whichever executor is configured: a deployment may switch to the
+ * graphile executor later, and a schema nobody uses costs nothing.
+ */
 export async function migrateToLatest(database: Database): Promise<string[]> {
   const { error, results } = await migrator(database).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new Error(`migration ${failed} failed on ${redactUrl(database.url)}: ${(error as Error).message}`, { cause: error });
   }
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  const graphilePending = await pendingGraphileMigrations(database);
+  if (graphilePending !== 0) {
+    try {
+      await migrateGraphile(database);
+    } catch (cause) {
+      throw new Error(`graphile-worker's migrations failed on ${redactUrl(database.url)}: ${(cause as Error).message}`, { cause });
+    }
+  }
+  const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  return graphilePending === 0 ? applied : [...applied, `${GRAPHILE_SCHEMA} (graphile-worker's schema)`];
 }
 
 export interface SchemaStatus {
@@ -78,8 +92,17 @@ export async function assertSchemaCurrent(database: Database): Promise<void> {
   }
 }
 
+/** The graphile executor and `tsflow worker` call this too: graphile-worker's schema must be there and current. */
+export async function assertGraphileSchemaCurrent(database: Database): Promise<void> {
+  const pending = await pendingGraphileMigrations(database);
+  if (pending === 0) return;
+  const what = pending === null ? `has no ${GRAPHILE_SCHEMA} schema` : `is missing ${pending} of graphile-worker's migrations`;
+  throw new SchemaMismatchError(`the database at ${redactUrl(database.url)} ${what} (the graphile executor needs it): run \`tsflow db migrate\` first.`);
+}
+
 /** Drops every table (the public schema) and migrates afresh: `tsflow db reset`. */
 export async function resetSchema(database: Database): Promise<void> {
+  await sql`DROP SCHEMA IF EXISTS graphile_worker CASCADE`.execute(database.db);
   await sql`DROP SCHEMA public CASCADE`.execute(database.db);
   await sql`CREATE SCHEMA public`.execute(database.db);
   await migrateToLatest(database);

@@ -131,13 +131,21 @@ export type PoolWait =
   | { kind: 'too-small'; pool: string; slots: number; poolSlots: number };
 
 /**
+ * Called inside the enqueue transaction with the rows it just marked queued: an executor whose
+ * broker lives in the same database (graphile) publishes their jobs here, so the rows and their
+ * jobs commit together or not at all. A throw rolls the enqueue back.
+ */
+export type OnEnqueued = (trx: Db, rows: readonly TaskInstanceRow[]) => Promise<void>;
+
+/**
  * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs
  * (only of `onlyDagIds` when given) — resumed deferrals first, then highest priority, then longest waiting — and marks
  * them queued by `jobId`, within each DAG's `max_active_tasks` and each pool's open slots.
  * Locks, always in this order so schedulers never deadlock: the DAGs' rows (by id), then the rows of
  * the pools their scheduled task instances name (by name, `lockPoolRooms`); so the limits hold
  * across schedulers. The task instances are taken FOR UPDATE SKIP LOCKED, so two schedulers never
- * enqueue the same row. `onPoolWait` hears of task instances no free slot would help.
+ * enqueue the same row. `onPoolWait` hears of task instances no free slot would help; `onEnqueued`
+ * runs in the same transaction with the rows queued (an executor publishing their jobs).
  */
 export async function enqueueScheduled(
   db: Db,
@@ -145,6 +153,7 @@ export async function enqueueScheduled(
   limit: number | null,
   onlyDagIds?: readonly string[],
   onPoolWait?: (wait: PoolWait) => void,
+  onEnqueued?: OnEnqueued,
 ): Promise<TaskInstanceRow[]> {
   return db.transaction().execute(async (trx) => {
     // Lock, then count in a second statement: a statement that waited for a lock still counts with
@@ -192,11 +201,12 @@ export async function enqueueScheduled(
     });
     if (chosen.length === 0) return [];
     const { rows } = await sql<TaskInstanceRow>`
-      UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, updated_at = now()
+      UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, worker_job_id = NULL, updated_at = now()
       FROM unnest(${chosen.map((c) => c.dag_id)}::text[], ${chosen.map((c) => c.run_id)}::text[], ${chosen.map((c) => c.task_id)}::text[])
         AS c(dag_id, run_id, task_id)
       WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id
       RETURNING ti.*`.execute(trx);
+    if (onEnqueued && rows.length > 0) await onEnqueued(trx, rows);
     return rows;
   });
 }

@@ -82,6 +82,10 @@ export interface JobTable {
   start_date: DefaultedTimestamp;
   end_date: Timestamp | null;
   latest_heartbeat: DefaultedTimestamp;
+  /** A `tsflow worker`'s queues. */
+  queues: string[] | null;
+  /** A `tsflow worker`'s graphile-worker worker ids (what its locked jobs' `locked_by` says). */
+  graphile_worker_ids: string[] | null;
 }
 
 export interface TriggerTable {
@@ -121,6 +125,8 @@ export interface TaskInstanceTable {
   next_kwargs: Json<JsonObject> | null;
   trigger_id: number | null;
   trigger_timeout: Timestamp | null;
+  /** The `tsflow worker` job that claimed its current graphile-worker job (graphile executor only). */
+  worker_job_id: number | null;
 }
 
 /** Airflow's `slot_pool`. */

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
+import type { Db } from '../db/database.ts';
+import type { OnEnqueued } from '../db/scheduling.ts';
 import type { TaskRunResult, TaskStateChange } from '../runner/task-runner.ts';
 
 /** One task instance to run, as the scheduler hands it over. */
@@ -9,6 +11,8 @@ export interface Workload {
   /** Epoch ms when it was queued: older first among equal priorities. */
   readonly queuedAt: number;
   readonly tryNumber: number;
+  /** It resumes a deferred try (same try number) rather than starting the next one. */
+  readonly resuming?: boolean;
 }
 
 /** What the executor reports about a workload it finished. `failed` means the run itself broke. */
@@ -117,6 +121,33 @@ export abstract class BaseExecutor {
   }
 
   async start(): Promise<void> {}
+
+  /**
+   * Called inside the scheduler's enqueue transaction with the rows it marks queued, for an executor
+   * whose broker is in the same database (graphile): undefined for executors that launch locally.
+   */
+  readonly onEnqueued: OnEnqueued | undefined = undefined;
+
+  /**
+   * Airflow's `try_adopt_task_instances`: takes over task instances that a dead scheduler queued and
+   * that will still run without it (their job is in a broker), so they are not queued a second time.
+   * Returns the keys adopted; executors whose work dies with its scheduler adopt none.
+   */
+  tryAdoptTaskInstances(_db: Db, _selfJobId: number, _deadThresholdMs: number): Promise<TaskInstanceKey[]> {
+    return Promise.resolve([]);
+  }
+
+  /** Holds a workload as running without launching it: it was launched elsewhere (adopted, or already published). */
+  protected holdRunning(workload: Workload): void {
+    const id = tiKeyString(workload.key);
+    this.#queued.delete(id);
+    this.#running.set(id, workload);
+  }
+
+  /** The workloads launched and not yet finished. */
+  protected runningWorkloads(): Workload[] {
+    return [...this.#running.values()];
+  }
 
   /** Waits for running workloads to finish, then releases resources. */
   abstract end(): Promise<void>;

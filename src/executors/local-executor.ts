@@ -20,7 +20,7 @@ export interface LocalExecutorOptions {
   parallelism?: number;
   logger: Logger;
   worker: WorkerConfig;
-  /** The script forked for each worker, given the argument `worker`. @default bin/tsflow.mjs */
+  /** The script forked for each worker, given the argument `task-worker`. @default bin/tsflow.mjs */
   entry?: string;
   /** How long a new worker may take to start and connect. @default 30000 */
   startTimeoutMs?: number;

@@ -24,7 +24,7 @@ const ABANDON_GRACE_MS = 10_000;
  * The inside of a LocalExecutor worker process: on `init` it opens its database pool; on `run` it runs
  * one task instance with the task runner, reporting each committed state to the executor; on
  * `shutdown` it closes up. DAGs are loaded once per worker and reused. The process wiring (IPC,
- * signals, exit) belongs to the `tsflow worker` command; this class only sees messages.
+ * signals, exit) belongs to the `tsflow task-worker` command; this class only sees messages.
  */
 export class TaskWorker {
   readonly #send: (message: FromWorker) => void;
@@ -133,7 +133,7 @@ export class TaskWorker {
         {
           db: database.db,
           logger: log,
-          hostname: os.hostname(),
+          hostname: config.hostname ?? os.hostname(),
           pid: process.pid,
           defaults: { deferrable: config.defaultDeferrable },
           logsFolder: config.logsFolder,

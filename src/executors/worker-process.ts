@@ -5,7 +5,7 @@ import type { TaskRunResult, TaskStateChange } from '../runner/task-runner.ts';
 import { isFromWorker, type FromWorker, type ToWorker, type WorkerConfig } from './worker-protocol.ts';
 
 export interface WorkerProcessOptions {
-  /** The script to fork; it is given the argument `worker`. */
+  /** The script to fork; it is given the argument `task-worker`. */
   entry: string;
   config: WorkerConfig;
   logger: Logger;
@@ -61,7 +61,7 @@ export class WorkerProcess {
     this.#options = options;
     // No inherited execArgv: the entry registers its own loaders. stdout and stderr are shared with
     // this process (worker logs are JSON lines on stderr, like every daemon's).
-    this.#child = fork(options.entry, ['worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [], serialization: 'json' });
+    this.#child = fork(options.entry, ['task-worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [], serialization: 'json' });
     if (this.#child.pid === undefined) throw new Error(`could not fork a worker process from ${options.entry}`);
     this.pid = this.#child.pid;
     this.#log = options.logger.child({ workerPid: this.pid });

@@ -17,6 +17,8 @@ export interface WorkerConfig {
   logLevel: LogLevel;
   /** `TSFLOW_DEFAULT_DEFERRABLE`. */
   defaultDeferrable: boolean;
+  /** The host name tries record (`TSFLOW_HOSTNAME`). @default os.hostname() */
+  hostname?: string | undefined;
   /** How often a running try writes its heartbeat. @default 5000 */
   heartbeatIntervalMs?: number | undefined;
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
 import { failFromExecutor, failStuckQueued, failZombies, type LostTry, type RetryAt } from '../db/lost-tries.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
+import { failDeadWorkers } from '../db/workers.ts';
 import type { BaseExecutor, ExecutorEvent } from '../executors/base-executor.ts';
 import { retryDelay } from '../runner/retry-delay.ts';
 import { DagSpec } from '../dag-bag/serialized-dag.ts';
@@ -74,6 +75,19 @@ export class LostTryHandler {
       if (executor.hasTask(zombie.key)) await this.#cancel(zombie.key, zombie.reason);
     }
     return lost;
+  }
+
+  /**
+   * `tsflow worker`s silent for longer than `thresholdMs`: their task instances are retried or
+   * failed, their job rows marked failed, their graphile-worker jobs released.
+   */
+  async failDeadWorkers(thresholdMs: number): Promise<LostTry[]> {
+    const dead = await failDeadWorkers(this.#deps.db, thresholdMs, this.#retryAt);
+    for (const worker of dead) {
+      this.#deps.logger.error({ workerJobId: worker.jobId, hostname: worker.hostname, lostTries: worker.lost.length }, 'worker presumed dead: its task instances are retried or failed');
+      for (const lost of worker.lost) this.#deps.logger.error({ task: lost.key, tryNumber: lost.tryNumber, state: lost.state, reason: lost.reason }, 'task instance lost with its worker');
+    }
+    return dead.flatMap((w) => w.lost);
   }
 
   /** Fails or retries task instances queued too long by a scheduler that is gone. */

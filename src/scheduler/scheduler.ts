@@ -293,7 +293,13 @@ export class Scheduler extends Daemon<SchedulerEvents> {
   async #requeueOrphans(): Promise<void> {
     await this.#reconcileExecutorEvents(); // a workload that failed to start is the reconciliation's, not an orphan
     const { db } = this.#deps.database;
-    const keys = await requeueOrphanedQueued(db, this.#jobId as number, this.#options.healthCheckThresholdMs, this.#deps.executor.heldKeys());
+    const { executor } = this.#deps;
+    this.#announceLost(await this.#lostTries.failDeadWorkers(this.#options.healthCheckThresholdMs));
+    // Adopted first (graphile: their job is still in the broker), so that the requeue below — which
+    // spares what the executor holds — does not give them a second job.
+    const adopted = await executor.tryAdoptTaskInstances(db, this.#jobId as number, this.#options.healthCheckThresholdMs);
+    if (adopted.length > 0) this.log.warn({ taskInstances: adopted.length }, 'adopted the queued task instances of a dead scheduler');
+    const keys = await requeueOrphanedQueued(db, this.#jobId as number, this.#options.healthCheckThresholdMs, executor.heldKeys());
     if (keys.length === 0) return;
     this.log.warn({ taskInstances: keys.length }, 'queued task instances that no executor will start (their scheduler is dead) go back to scheduled');
     for (const key of keys) this.emit('ti:state', { key, state: 'scheduled' });
@@ -323,13 +329,20 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     const { executor } = this.#deps;
     const room = executor.openSlots - executor.queuedCount;
     if (room <= 0) return;
-    const rows = await enqueueScheduled(this.#deps.database.db, this.#jobId as number, Number.isFinite(room) ? room : null, this.#deps.only?.dagIds, (wait) =>
-      this.#warnPoolWait(wait),
+    const limit = Number.isFinite(room) ? room : null;
+    const rows = await enqueueScheduled(
+      this.#deps.database.db,
+      this.#jobId as number,
+      limit,
+      this.#deps.only?.dagIds,
+      (wait) => this.#warnPoolWait(wait),
+      executor.onEnqueued,
     );
     for (const row of rows) {
       const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
       this.emit('ti:state', { key, state: 'queued', tryNumber: row.try_number });
-      executor.queueWorkload({ key, priorityWeight: row.priority_weight, queuedAt: row.queued_at?.getTime() ?? Date.now(), tryNumber: row.try_number });
+      const queuedAt = row.queued_at?.getTime() ?? Date.now();
+      executor.queueWorkload({ key, priorityWeight: row.priority_weight, queuedAt, tryNumber: row.try_number, resuming: row.next_method !== null });
     }
   }
 

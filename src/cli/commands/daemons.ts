@@ -43,7 +43,7 @@ const NO_DAG_PROCESSOR = {
 } as const;
 
 const executorOptions = {
-  executor: { type: 'string', value: 'NAME', description: 'local (worker processes) or sequential (one task at a time, in this process)', default: 'TSFLOW_EXECUTOR, else local' },
+  executor: { type: 'string', value: 'NAME', description: 'local (worker processes), sequential (one task at a time, in this process) or graphile (a tsflow worker on any machine takes each task)', default: 'TSFLOW_EXECUTOR, else local' },
   parallelism: { type: 'string', value: 'N', description: 'most task instances running at once; 0 = unlimited', default: 'TSFLOW_PARALLELISM, else 32' },
 } as const;
 

@@ -5,6 +5,7 @@ import { EmbeddedServer } from '../../db/embedded/embedded-server.ts';
 import { aliveJobs, jobHostnames } from '../../db/jobs.ts';
 import { migrateToLatest, resetSchema, schemaStatus } from '../../db/migrations.ts';
 import type { JobType } from '../../db/schema.ts';
+import { GRAPHILE_SCHEMA, pendingGraphileMigrations } from '../../graphile/graphile-schema.ts';
 import { listTriggers } from '../../db/triggers.ts';
 import { TriggerRegistry } from '../../triggerer/trigger-registry.ts';
 import { JSON_OUTPUT, TRIGGERS_FOLDER, triggersFoldersOf } from '../common-options.ts';
@@ -15,7 +16,7 @@ import { parseCount, parseSeconds, UsageError, type Settings } from '../settings
 
 /** `tsflow db migrate`. */
 export const dbMigrate = defineCommand(
-  { name: 'db migrate', summary: 'apply pending schema migrations (kysely migrations in migrations/)', options: {} },
+  { name: 'db migrate', summary: "apply pending schema migrations (kysely migrations in migrations/, and graphile-worker's schema)", options: {} },
   async (_args, settings) =>
     withRuntime(settings, { skipSchemaCheck: true }, async (runtime) => {
       const applied = await migrateToLatest(runtime.database);
@@ -51,7 +52,12 @@ export const dbStatus = defineCommand(
       console.log(`applied: ${status.applied.join(', ') || 'none'}`);
       if (status.pending.length > 0) console.log(`pending: ${status.pending.join(', ')} (run tsflow db migrate)`);
       if (status.unknown.length > 0) console.log(`unknown to this tsflow: ${status.unknown.join(', ')} (upgrade tsflow)`);
-      return status.pending.length > 0 || status.unknown.length > 0 ? 1 : 0;
+      // graphile-worker's schema matters to the graphile executor only; it is reported either way.
+      const graphilePending = await pendingGraphileMigrations(runtime.database);
+      const graphile = graphilePending === 0 ? 'current' : graphilePending === null ? 'missing (run tsflow db migrate)' : `${graphilePending} migration(s) pending (run tsflow db migrate)`;
+      console.log(`graphile-worker schema (${GRAPHILE_SCHEMA}): ${graphile}`);
+      const graphileNeeded = settings.executor === 'graphile' && graphilePending !== 0;
+      return status.pending.length > 0 || status.unknown.length > 0 || graphileNeeded ? 1 : 0;
     }),
 );
 
@@ -86,7 +92,7 @@ export const jobsCheck = defineCommand(
     name: 'jobs check',
     summary: 'liveness probe: exit 0 if a live job of the type exists, 1 if none',
     options: {
-      'job-type': { type: 'string', value: 'TYPE', description: 'triggerer, scheduler or dag_processor (required)' },
+      'job-type': { type: 'string', value: 'TYPE', description: 'triggerer, scheduler, dag_processor or worker (required)' },
       hostname: { type: 'string', value: 'H', description: 'only jobs on this host', default: 'any host' },
       limit: { type: 'string', value: 'N', description: 'list up to N live jobs (above 1 needs --allow-multiple)', default: '1' },
       'allow-multiple': { type: 'boolean', description: 'allow --limit above 1' },
@@ -95,8 +101,8 @@ export const jobsCheck = defineCommand(
   },
   async ({ values }, settings) => {
     const jobType = values['job-type'];
-    if (jobType !== 'triggerer' && jobType !== 'scheduler' && jobType !== 'dag_processor') {
-      throw new UsageError(`--job-type must be triggerer, scheduler or dag_processor, got ${jobType === undefined ? 'nothing' : `'${jobType}'`}`);
+    if (jobType !== 'triggerer' && jobType !== 'scheduler' && jobType !== 'dag_processor' && jobType !== 'worker') {
+      throw new UsageError(`--job-type must be triggerer, scheduler, dag_processor or worker, got ${jobType === undefined ? 'nothing' : `'${jobType}'`}`);
     }
     const limit = parseCount(values.limit, '--limit', 1);
     if (limit > 1 && !values['allow-multiple']) throw new UsageError('--limit above 1 needs --allow-multiple');

@@ -30,7 +30,8 @@ export const tasksLogs = defineCommand(
     if (attempts.length === 0) {
       console.error(
         `tsflow: error: no logs for ${name} under ${folder}: check the ids (tsflow tasks states ${dagId} ${runId}), ` +
-          'whether the task has run yet, and that TSFLOW_LOGS_FOLDER / TSFLOW_HOME match the scheduler\'s',
+          'whether the task has run yet, and that TSFLOW_LOGS_FOLDER / TSFLOW_HOME match the scheduler\'s; ' +
+          'a try run by a tsflow worker logs to that worker\'s machine, which tsflow tasks states names',
       );
       return 1;
     }

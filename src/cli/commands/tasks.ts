@@ -2,6 +2,7 @@ import os from 'node:os';
 import { clearTaskInstances } from '../../db/clear.ts';
 import { loadDag } from '../../dag-bag/load-dag.ts';
 import { getDagRun } from '../../db/dag-runs.ts';
+import { jobHostnames } from '../../db/jobs.ts';
 import { listTaskInstances } from '../../db/task-instances.ts';
 import { runTaskInstance } from '../../runner/task-runner.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
@@ -45,9 +46,9 @@ export const tasksRun = defineCommand(
 export const tasksStates = defineCommand(
   {
     name: 'tasks states',
-    summary: "each task instance's state, try number and next method",
+    summary: "each task instance's state, try number, next method and host",
     positionals: ['DAG', 'RUN_ID'],
-    options: { json: { ...JSON_OUTPUT, description: 'print [{ taskId, state, tryNumber, nextMethod }]' } },
+    options: { json: { ...JSON_OUTPUT, description: 'print [{ taskId, state, tryNumber, nextMethod, hostname }]' } },
   },
   async ({ values, positionals }, settings) => {
     const [dagId, runId] = positionals as [string, string];
@@ -60,9 +61,21 @@ export const tasksStates = defineCommand(
           return 1;
         }
       }
-      const states = rows.map((r) => ({ taskId: r.task_id, state: r.state, tryNumber: r.try_number, nextMethod: r.next_method }));
+      // The host running the try, else (graphile executor) the host of the tsflow worker that took its latest job.
+      const workerHosts = rows.some((r) => r.worker_job_id !== null) ? await jobHostnames(runtime.database.db) : new Map<number, string>();
+      const states = rows.map((r) => ({
+        taskId: r.task_id,
+        state: r.state,
+        tryNumber: r.try_number,
+        nextMethod: r.next_method,
+        hostname: r.hostname ?? (r.worker_job_id === null ? null : (workerHosts.get(r.worker_job_id) ?? null)),
+      }));
       if (values.json) console.log(JSON.stringify(states));
-      else for (const s of states) console.log(`${s.taskId.padEnd(30)} ${(s.state ?? 'none').padEnd(18)} try ${s.tryNumber}${s.nextMethod ? `  next: ${s.nextMethod}` : ''}`);
+      else {
+        for (const s of states) {
+          console.log(`${s.taskId.padEnd(30)} ${(s.state ?? 'none').padEnd(18)} try ${s.tryNumber}${s.nextMethod ? `  next: ${s.nextMethod}` : ''}${s.hostname ? `  on ${s.hostname}` : ''}`);
+        }
+      }
       return 0;
     });
   },

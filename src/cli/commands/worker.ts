@@ -1,53 +1,105 @@
-import { TaskWorker } from '../../executors/task-worker.ts';
-import { isToWorker, type FromWorker } from '../../executors/worker-protocol.ts';
-import { UsageError } from '../settings.ts';
+import { listWorkers } from '../../db/workers.ts';
+import { RemoteWorker } from '../../worker/remote-worker.ts';
+import { compileRemoteWorkerOptions, type RemoteWorkerOptions } from '../../worker/remote-worker-options.ts';
+import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT, STARTUP_TIMEOUT } from '../common-options.ts';
+import { createLocalExecutor } from '../components.ts';
+import { startDaemon } from '../daemon-startup.ts';
+import { withRuntime } from '../runtime.ts';
+import { parseCount, parseSeconds, UsageError } from '../settings.ts';
 import { defineCommand } from '../usage.ts';
 
-/** If the task leaves timers or sockets behind, the process still ends this long after the worker stopped. */
-const EXIT_GRACE_MS = 2000;
+/** Database connections the worker keeps: heartbeat and claims (graphile-worker has its own pool). */
+const WORKER_CONNECTIONS = 2;
 
 /**
- * `tsflow worker`: a LocalExecutor worker process (not listed in the usage; it is forked by the
- * executor). It takes its configuration and work over the IPC channel. It never outlives the
- * executor: when the channel closes (the executor's process died or let go) it stops its task,
- * records the try, and exits. SIGTERM does the same; SIGINT is ignored, because a Ctrl-C in a terminal
- * reaches the whole process group and the executor decides how its workers stop.
+ * `tsflow worker`: Airflow's `celery worker`, on graphile-worker. The first SIGTERM/SIGINT drains
+ * (no new jobs; running tasks get --shutdown-timeout, then are stopped for a retry); a second one,
+ * or the drain overrunning by 10 s more, exits at once.
  */
 export const workerCommand = defineCommand(
   {
     name: 'worker',
-    summary: 'a LocalExecutor worker process, forked by the executor over an IPC channel (not run by hand)',
-    options: {},
-    hidden: true,
+    summary: 'takes the task instances of its queues (graphile executor) and runs them in warm task processes; run one per machine',
+    options: {
+      queues: { type: 'string', value: 'Q1,Q2', description: 'the queues it takes tasks from (a task\'s `queue`)', default: 'default' },
+      concurrency: { type: 'string', value: 'N', description: 'task instances running at once', default: '16' },
+      'shutdown-timeout': { type: 'string', value: 'S', description: 'on SIGTERM, how long running tasks may finish before they are stopped and retried', default: '60' },
+      'heartbeat-interval': { type: 'string', value: 'S', description: 'seconds between heartbeats of its job row', default: '5' },
+      'poll-interval': { type: 'string', value: 'S', description: 'seconds between looks for jobs when no NOTIFY arrives (the safety net)', default: '2' },
+      'dags-folder': DAGS_FOLDER,
+      'startup-timeout': STARTUP_TIMEOUT,
+    },
+    details: [
+      'Needs the DAG files and TSFLOW_DATABASE_URL (the schedulers run with --executor graphile). TSFLOW_HOSTNAME names the host',
+      'in its job row and in the tries it runs. Refuses a database without graphile-worker\'s schema (run tsflow db migrate).',
+    ],
   },
-  async () => {
-    const send = process.send?.bind(process);
-    if (!send || !process.connected) {
-      throw new UsageError('tsflow worker is started by the LocalExecutor over an IPC channel, not by hand; to run one task instance use tsflow tasks run DAG TASK RUN_ID');
-    }
-    const worker = new TaskWorker((message: FromWorker) => {
-      if (process.connected) send(message, undefined, {}, () => undefined);
-    });
-    const onMessage = (message: unknown): void => {
-      if (isToWorker(message)) worker.handle(message);
+  async ({ values }, settings) => {
+    const dagsFolder = dagsFolderOf(settings, values['dags-folder']);
+    const options: RemoteWorkerOptions = {
+      queues: (values.queues ?? 'default').split(',').map((q) => q.trim()).filter(Boolean),
+      concurrency: parseCount(values.concurrency, '--concurrency', 16, 1),
+      shutdownTimeoutMs: parseSeconds(values['shutdown-timeout'], '--shutdown-timeout', 60_000),
+      heartbeatIntervalMs: parseSeconds(values['heartbeat-interval'], '--heartbeat-interval', 5000),
+      pollIntervalMs: parseSeconds(values['poll-interval'], '--poll-interval', 2000),
     };
-    const onDisconnect = (): void => void worker.stop('the executor that started this worker is gone');
-    const onTerm = (): void => void worker.stop('SIGTERM');
-    const onInt = (): void => undefined;
-    process.on('message', onMessage);
-    process.on('disconnect', onDisconnect);
-    process.on('SIGTERM', onTerm);
-    process.on('SIGINT', onInt);
+    let compiled;
     try {
-      await worker.stopped;
-    } finally {
-      process.off('message', onMessage);
-      process.off('disconnect', onDisconnect);
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      if (process.connected) process.disconnect();
-      setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
+      compiled = compileRemoteWorkerOptions(options);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
     }
-    return 0;
+    const started = await startDaemon({
+      settings,
+      startupTimeout: values['startup-timeout'],
+      runtime: { applicationName: 'tsflow-worker', keepOpen: WORKER_CONNECTIONS },
+      shutdownTimeoutMs: compiled.shutdownTimeoutMs + 10_000,
+      start: async (runtime, cleanup) => {
+        const executor = createLocalExecutor(runtime, dagsFolder, compiled.concurrency);
+        const worker = new RemoteWorker({ database: runtime.database, executor, logger: runtime.logger, hostname: settings.hostname }, compiled);
+        cleanup.push('worker', () => worker.stop());
+        await worker.start();
+        return worker;
+      },
+    });
+    if (!started) return 0;
+    try {
+      const signal = await started.received;
+      started.runtime.logger.info({ signal, shutdownTimeoutMs: compiled.shutdownTimeoutMs }, 'shutting down: letting running tasks finish');
+      return 0;
+    } finally {
+      await started.close();
+    }
+  },
+);
+
+/** `tsflow workers list [--json]`: what Celery's Flower shows. */
+export const workersList = defineCommand(
+  {
+    name: 'workers list',
+    summary: 'every tsflow worker (running, or ended in the last hour): host, queues, concurrency, running tasks, heartbeat age',
+    options: {
+      json: JSON_OUTPUT,
+      threshold: { type: 'string', value: 'S', description: 'a worker is alive if it heartbeat within S seconds', default: '30' },
+    },
+  },
+  async ({ values }, settings) => {
+    const thresholdMs = parseSeconds(values.threshold, '--threshold', 30_000);
+    return withRuntime(settings, {}, async (runtime) => {
+      const workers = await listWorkers(runtime.database.db, thresholdMs);
+      if (values.json) {
+        console.log(JSON.stringify(workers));
+        return 0;
+      }
+      if (workers.length === 0) console.log('no workers');
+      for (const w of workers) {
+        const state = w.state !== 'running' ? w.state : w.alive ? 'alive' : 'unresponsive';
+        console.log(
+          `${String(w.jobId).padStart(6)}  ${w.hostname} (pid ${w.pid})  queues ${w.queues.join(',')}  ` +
+            `running ${w.runningTasks}/${w.concurrency ?? '?'}  heartbeat ${w.heartbeatAgeSeconds}s ago  ${state}`,
+        );
+      }
+      return 0;
+    });
   },
 );

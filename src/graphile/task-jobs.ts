@@ -1,0 +1,138 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database.ts';
+import type { TaskInstanceKey, TaskInstanceRow } from '../db/schema.ts';
+
+/*
+ * The graphile-worker jobs that carry task instances to `tsflow worker`s: one job per queued try,
+ * added in the transaction that queues it. graphile-worker's `queue_name` serialises jobs (one at a
+ * time per queue), it does not route; routing is by task identifier — a worker registers handlers
+ * only for its queues' identifiers, so it never locks another queue's job.
+ */
+
+const IDENTIFIER_PREFIX = 'tsflow_task:';
+
+/** The task identifier of a tsflow queue's jobs. */
+export function taskIdentifier(queue: string): string {
+  return `${IDENTIFIER_PREFIX}${queue}`;
+}
+
+/**
+ * The job key of one try: `<dag>/<run>/<task>#<try>`. The try is the one the job will run: the
+ * stored try number + 1 for a fresh start, the same number for a resume from a deferral.
+ */
+export function jobKey(key: TaskInstanceKey, tryNumber: number): string {
+  return `${key.dagId}/${key.runId}/${key.taskId}#${tryNumber}`;
+}
+
+/** What a job carries: which try of which task instance to run. */
+export interface TaskJobPayload {
+  dagId: string;
+  runId: string;
+  taskId: string;
+  /** The try this job runs (see jobKey). */
+  tryNumber: number;
+}
+
+export function isTaskJobPayload(value: unknown): value is TaskJobPayload {
+  const p = value as Partial<TaskJobPayload> | null;
+  return typeof p === 'object' && p !== null && typeof p.dagId === 'string' && typeof p.runId === 'string'
+    && typeof p.taskId === 'string' && Number.isInteger(p.tryNumber);
+}
+
+/** The try a queued row's job runs: a resume continues its try, anything else starts the next one. */
+export function tryToRun(row: Pick<TaskInstanceRow, 'try_number' | 'next_method'>): number {
+  return row.next_method === null ? row.try_number + 1 : row.try_number;
+}
+
+/**
+ * Adds one job per queued row, in one statement, inside the caller's transaction (the enqueue).
+ * job_key_mode is `replace` (add_jobs' only mode): a job of the same try that no worker has locked
+ * yet is replaced — so a repeated enqueue of a try leaves one job, never two — while a locked one
+ * (a worker is finishing the try's previous part, e.g. the run that deferred) keeps running and
+ * loses its key, so the resume gets a job of its own. `unsafe_dedupe` would hand the resume to the
+ * finishing job and lose it. max_attempts 1: tsflow counts tries and retries itself.
+ */
+export async function addTaskJobs(trx: Db, rows: readonly TaskInstanceRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const payloads = rows.map((r) => JSON.stringify({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id, tryNumber: tryToRun(r) } satisfies TaskJobPayload));
+  await sql`
+    SELECT count(*) FROM graphile_worker.add_jobs((
+      SELECT array_agg(ROW(s.identifier, s.payload, NULL, NULL, 1, s.job_key, s.priority, NULL)::graphile_worker.job_spec)
+      FROM unnest(${rows.map((r) => taskIdentifier(r.queue))}::text[], ${payloads}::json[],
+                  ${rows.map((r) => jobKey({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }, tryToRun(r)))}::text[],
+                  ${rows.map((r) => -Math.max(-32768, Math.min(32767, r.priority_weight)))}::smallint[])
+        AS s(identifier, payload, job_key, priority)))`.execute(trx);
+}
+
+/** One held try's standing, for the executor's sync. */
+export interface TryStanding {
+  key: TaskInstanceKey;
+  state: TaskInstanceRow['state'];
+  tryNumber: number;
+  /** The try the task instance's job runs, when it is queued: its try, or the next one. */
+  queuedTry: number;
+  /** Its job exists (waiting or running). */
+  jobExists: boolean;
+  /** Its job failed for good (the handler threw): graphile's last_error. */
+  jobError: string | null;
+}
+
+/**
+ * Where each held try stands — task instance state and its job — in one statement for all of them.
+ * `tries` pairs each key with the try its job runs.
+ */
+export async function tryStandings(db: Db, tries: readonly { key: TaskInstanceKey; tryNumber: number }[]): Promise<TryStanding[]> {
+  if (tries.length === 0) return [];
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; state: TaskInstanceRow['state']; try_number: number; next_method: string | null; job_exists: boolean; job_error: string | null }>`
+    SELECT h.dag_id, h.run_id, h.task_id, ti.state, ti.try_number, ti.next_method,
+      j.id IS NOT NULL AS job_exists,
+      CASE WHEN j.attempts >= j.max_attempts AND j.locked_at IS NULL THEN coalesce(j.last_error, 'failed') END AS job_error
+    FROM unnest(${tries.map((t) => t.key.dagId)}::text[], ${tries.map((t) => t.key.runId)}::text[], ${tries.map((t) => t.key.taskId)}::text[],
+                ${tries.map((t) => jobKey(t.key, t.tryNumber))}::text[]) AS h(dag_id, run_id, task_id, job_key)
+    LEFT JOIN task_instance ti ON ti.dag_id = h.dag_id AND ti.run_id = h.run_id AND ti.task_id = h.task_id
+    LEFT JOIN graphile_worker._private_jobs j ON j.key = h.job_key`.execute(db);
+  return rows.map((r) => ({
+    key: { dagId: r.dag_id, runId: r.run_id, taskId: r.task_id },
+    state: r.state,
+    tryNumber: r.try_number,
+    queuedTry: tryToRun(r),
+    jobExists: r.job_exists,
+    jobError: r.job_error,
+  }));
+}
+
+/** Deletes the jobs of these tries (failed ones, once their failure was handed to the scheduler). */
+export async function deleteTaskJobs(db: Db, keys: readonly string[]): Promise<void> {
+  if (keys.length === 0) return;
+  await sql`DELETE FROM graphile_worker._private_jobs WHERE key = ANY(${[...keys]}::text[]) AND locked_at IS NULL`.execute(db);
+}
+
+/**
+ * Airflow's `try_adopt_task_instances` for the graphile executor: task instances queued by a dead
+ * scheduler (ended, or silent past `deadThresholdMs`) whose job is still in graphile-worker — or
+ * already running on a worker — are taken over by `selfJobId` instead of being queued again (which
+ * would give them a second job). Rows are taken FOR UPDATE SKIP LOCKED, so two schedulers never
+ * adopt the same one, and a row a worker is starting right now is left for the next look.
+ */
+export async function adoptQueuedWithJobs(db: Db, selfJobId: number, deadThresholdMs: number, limit = 5000): Promise<TaskInstanceRow[]> {
+  const { rows } = await sql<TaskInstanceRow>`
+    WITH dead AS (
+      SELECT j.id FROM job j
+      WHERE j.job_type = 'scheduler' AND j.id <> ${selfJobId}
+        AND (j.state <> 'running' OR j.latest_heartbeat < now() - make_interval(secs => ${deadThresholdMs / 1000}))
+    ),
+    adoptable AS (
+      SELECT t.dag_id, t.run_id, t.task_id FROM task_instance t
+      WHERE t.queued_by_job_id IN (SELECT id FROM dead)
+        AND (t.state = 'running' OR (t.state = 'queued' AND EXISTS (
+          SELECT 1 FROM graphile_worker._private_jobs j
+          WHERE j.key = t.dag_id || '/' || t.run_id || '/' || t.task_id || '#' || (CASE WHEN t.next_method IS NULL THEN t.try_number + 1 ELSE t.try_number END))))
+      LIMIT ${limit}
+      FOR UPDATE OF t SKIP LOCKED
+    )
+    UPDATE task_instance ti SET queued_by_job_id = ${selfJobId}
+    FROM adoptable a
+    WHERE ti.dag_id = a.dag_id AND ti.run_id = a.run_id AND ti.task_id = a.task_id
+    RETURNING ti.*`.execute(db);
+  return rows;
+}

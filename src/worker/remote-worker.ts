@@ -1,0 +1,197 @@
+import { EventEmitter } from 'node:events';
+import { run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
+import type { Logger } from 'pino';
+import { Daemon, type DaemonState } from '../daemon/daemon.ts';
+import type { Database } from '../db/database.ts';
+import { assertGraphileSchemaCurrent, assertSchemaCurrent } from '../db/migrations.ts';
+import { heartbeatJob } from '../db/jobs.ts';
+import { withRetry } from '../db/retry.ts';
+import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
+import { claimQueuedTry, describeWorker } from '../db/workers.ts';
+import type { ExecutorEvent } from '../executors/base-executor.ts';
+import type { LocalExecutor } from '../executors/local-executor.ts';
+import { graphileLogger, GRAPHILE_SCHEMA } from '../graphile/graphile-schema.ts';
+import { isTaskJobPayload, taskIdentifier } from '../graphile/task-jobs.ts';
+import { compileRemoteWorkerOptions, type CompiledRemoteWorkerOptions, type RemoteWorkerOptions } from './remote-worker-options.ts';
+
+export interface RemoteWorkerDeps {
+  database: Database;
+  /** The warm task processes the jobs run in (the LocalExecutor's pool); its parallelism should be the concurrency. */
+  executor: LocalExecutor;
+  logger: Logger;
+  /** The host name the worker registers under. */
+  hostname: string;
+  pid?: number;
+}
+
+export interface RemoteWorkerEvents {
+  /** A job whose try is no longer current was dropped without running anything. */
+  'job:stale': { key: TaskInstanceKey; tryNumber: number };
+  'task:done': { key: TaskInstanceKey; tryNumber: number; state: ExecutorEvent['state'] };
+}
+
+export type RemoteWorkerState = DaemonState;
+
+/**
+ * `tsflow worker`: Airflow's Celery worker, on graphile-worker. It takes the jobs of its queues
+ * only (its task list holds just their identifiers) up to `concurrency` at once, and runs each
+ * job's task instance in a warm task process of a LocalExecutor pool, which records the try's
+ * states itself. A job first claims its try — still queued for that try, else the job is stale and
+ * completes having run nothing. It registers a `worker` job row (hostname, queues, concurrency) and
+ * heartbeats it; a scheduler that finds the heartbeat too old retries its tries and releases its jobs.
+ *
+ * Stopping: graphile-worker takes no new job, running tasks get `shutdownTimeoutMs` to finish, then
+ * their processes are told to stop (each try recorded failed or up for retry, saying why).
+ */
+export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
+  readonly #deps: RemoteWorkerDeps;
+  readonly #options: CompiledRemoteWorkerOptions;
+  /** Handlers waiting for their task's outcome, by task instance. */
+  readonly #waiting = new Map<string, (event: ExecutorEvent) => void>();
+  #kicking: Promise<void> = Promise.resolve();
+  #jobId: number | undefined;
+
+  constructor(deps: RemoteWorkerDeps, options: RemoteWorkerOptions = {}) {
+    super('worker', deps.logger);
+    this.#deps = deps;
+    this.#options = compileRemoteWorkerOptions(options);
+  }
+
+  get jobId(): number | undefined {
+    return this.#jobId;
+  }
+
+  get options(): CompiledRemoteWorkerOptions {
+    return this.#options;
+  }
+
+  protected override async onStart(): Promise<void> {
+    const { database, executor, hostname } = this.#deps;
+    const db = database.db;
+    await assertSchemaCurrent(database);
+    await assertGraphileSchemaCurrent(database);
+    const { queues, concurrency } = this.#options;
+    const jobId = await this.registerJob(db, { jobType: 'worker', hostname, pid: this.#deps.pid ?? process.pid, capacity: concurrency });
+    this.#jobId = jobId;
+    await describeWorker(db, jobId, queues, []);
+    this.#heartbeat(jobId);
+
+    executor.onChange = () => this.#kick();
+    await executor.start();
+    this.onStop('task processes', () => executor.end());
+
+    const events = new EventEmitter() as WorkerEvents;
+    const graphileIds: string[] = [];
+    // graphile-worker 0.18 locks jobs with its pool's id (older versions used each worker's id): record both.
+    events.on('pool:create', ({ workerPool }) => graphileIds.push(workerPool.id));
+    events.on('worker:create', ({ worker }) => graphileIds.push(worker.workerId));
+    const handler: Task = (payload) => this.#handle(payload);
+    const taskList: TaskList = Object.fromEntries(queues.map((queue) => [taskIdentifier(queue), handler]));
+    const runner = await run({
+      connectionString: database.url,
+      schema: GRAPHILE_SCHEMA,
+      concurrency,
+      // Each of its workers looks for and completes jobs on a connection of its own.
+      maxPoolSize: concurrency + 2,
+      pollInterval: this.#options.pollIntervalMs,
+      noHandleSignals: true,
+      logger: graphileLogger(this.log.child({ component: 'graphile-worker' })),
+      events,
+      taskList,
+    });
+    this.onStop('graphile-worker', () => this.#drain(runner));
+    // Recorded so that a scheduler finding this worker dead can unlock the jobs it held.
+    await describeWorker(db, jobId, queues, graphileIds);
+    this.log.info({ queues, concurrency, hostname }, 'worker started');
+  }
+
+  /**
+   * Beats until the very end of the stop — unlike the other daemons', whose beat ends when stop
+   * begins: a draining worker is alive, and a scheduler must not take its running tasks for lost.
+   */
+  #heartbeat(jobId: number): void {
+    let beating = false;
+    const timer = setInterval(() => {
+      if (beating) return;
+      beating = true;
+      heartbeatJob(this.#deps.database.db, jobId)
+        .catch((error: unknown) => this.log.warn({ err: error }, 'heartbeat failed'))
+        .finally(() => (beating = false));
+    }, this.#options.heartbeatIntervalMs);
+    this.onStop('heartbeat', () => clearInterval(timer));
+  }
+
+  protected override afterStop(): void {
+    this.log.info('worker stopped');
+  }
+
+  /**
+   * graphile-worker's graceful shutdown: no new jobs, and it waits for running ones. Past the
+   * shutdown timeout the task processes are terminated (each records its try as failed or up for
+   * retry), which lets the remaining handlers return.
+   */
+  async #drain(runner: Runner): Promise<void> {
+    const stopping = runner.stop('the worker is shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.#options.shutdownTimeoutMs)));
+    const first = await Promise.race([stopping.then(() => 'stopped' as const), timedOut]);
+    clearTimeout(timer);
+    if (first === 'timeout') {
+      this.log.warn({ running: this.#waiting.size, shutdownTimeoutMs: this.#options.shutdownTimeoutMs }, 'tasks still running at the shutdown timeout: stopping them for a retry');
+      await this.#deps.executor.terminate();
+    }
+    await stopping;
+  }
+
+  async #handle(payload: unknown): Promise<void> {
+    if (!isTaskJobPayload(payload)) {
+      this.log.error({ payload }, 'a job with a payload tsflow did not write: dropped');
+      return;
+    }
+    const key = { dagId: payload.dagId, runId: payload.runId, taskId: payload.taskId };
+    const { tryNumber } = payload;
+    // Retried across a dropped connection or a restarting server (the claim is idempotent: a retry
+    // after a commit whose reply was lost finds the row still queued, and ours): a job that failed
+    // here would cost its try.
+    const claimed = await withRetry(() => claimQueuedTry(this.#deps.database.db, key, tryNumber, this.#jobId as number), {
+      maxAttempts: 30,
+      baseMs: 100,
+      capMs: 2000,
+      onRetry: (error, attempt) => this.log.warn({ task: tiKeyString(key), attempt: attempt + 1, err: error }, 'could not claim a job; retrying'),
+    });
+    if (!claimed) {
+      this.log.info({ task: tiKeyString(key), tryNumber }, 'stale job (its try is no longer queued): dropped without running');
+      this.emit('job:stale', { key, tryNumber });
+      return;
+    }
+    const id = tiKeyString(key);
+    const outcome = new Promise<ExecutorEvent>((resolve) => this.#waiting.set(id, resolve));
+    const accepted = this.#deps.executor.queueWorkload({ key, priorityWeight: 0, queuedAt: Date.now(), tryNumber: tryNumber - 1 });
+    if (!accepted) {
+      this.#waiting.delete(id);
+      throw new Error(`this worker is already running ${id}`);
+    }
+    this.#kick();
+    const event = await outcome;
+    this.emit('task:done', { key, tryNumber, state: event.state });
+    // A task process that broke outside the task: the job fails, and the scheduler's executor
+    // reports it so the try is retried or failed (fenced on the try) with this reason.
+    if (event.state === 'failed') throw new Error(event.info ?? 'the task process failed');
+  }
+
+  /** Starts what the pool can take and hands finished tasks' outcomes to their handlers; one pass at a time. */
+  #kick(): void {
+    const { executor } = this.#deps;
+    this.#kicking = this.#kicking
+      .then(async () => {
+        await executor.heartbeat();
+        for (const event of executor.getEventBuffer()) {
+          const id = tiKeyString(event.key);
+          const resolve = this.#waiting.get(id);
+          this.#waiting.delete(id);
+          resolve?.(event);
+        }
+      })
+      .catch((error: unknown) => this.log.error({ err: error }, 'could not hand a task to a task process'));
+  }
+}
