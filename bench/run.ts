@@ -10,10 +10,11 @@ import { hold } from './scenarios/hold.ts';
 import { resume } from './scenarios/resume.ts';
 import { failover } from './scenarios/failover.ts';
 import { chaos } from './scenarios/chaos.ts';
+import { schedule } from './scenarios/schedule.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos];
+const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, schedule];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the

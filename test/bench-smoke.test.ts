@@ -7,6 +7,7 @@ import { failover } from '../bench/scenarios/failover.ts';
 import { hold } from '../bench/scenarios/hold.ts';
 import { pickup } from '../bench/scenarios/pickup.ts';
 import { resume } from '../bench/scenarios/resume.ts';
+import { schedule } from '../bench/scenarios/schedule.ts';
 import { spread } from '../bench/scenarios/spread.ts';
 import type { Scenario, ScenarioResult } from '../bench/lib/scenario.ts';
 
@@ -75,5 +76,15 @@ describe('benchmarks, smoke mode', function () {
     const { figures } = await runSmoke(failover);
     expect(figures['resumedTwice']).to.equal(0);
     expect(figures['stillDeferred']).to.equal(0);
+  });
+
+  it('schedule: one and two schedulers create every run once', async () => {
+    const results = await schedule.run({ adminUrl: process.env['TSFLOW_TEST_ADMIN_URL'], smoke: true, log: () => undefined });
+    expect(results.map((r) => r.scenario)).to.deep.equal(['schedule', 'schedule-2']);
+    for (const { figures } of results) {
+      for (const [name, value] of Object.entries(figures)) expect(Number.isFinite(value), name).to.equal(true);
+      expect([figures['runsCreated'], figures['duplicates'], figures['missing']]).to.deep.equal([40, 0, 0]);
+      expect(figures['latenessP99Ms']).to.be.at.least(figures['latenessP50Ms'] as number);
+    }
   });
 });
