@@ -16,9 +16,10 @@ import type { DagRunType } from './schema.ts';
 
 /** Airflow's run id: `scheduled__2026-01-01T00:00:00+00:00` (Python's `isoformat` of the UTC logical date). */
 export function runIdFor(runType: DagRunType, logicalDate: DateTime | Date): string {
-  const utc = (logicalDate instanceof Date ? DateTime.fromJSDate(logicalDate) : logicalDate).toUTC();
-  const fraction = utc.millisecond === 0 ? '' : `.${String(utc.millisecond).padStart(3, '0')}000`;
-  return `${runType}__${utc.toFormat("yyyy-MM-dd'T'HH:mm:ss")}${fraction}+00:00`;
+  // Plain Date arithmetic: the scheduler names 1,000 runs in the moment they fall due.
+  const iso = (logicalDate instanceof Date ? logicalDate : logicalDate.toJSDate()).toISOString(); // 2026-01-02T03:04:05.250Z
+  const millis = iso.slice(20, 23);
+  return `${runType}__${iso.slice(0, 19)}${millis === '000' ? '' : `.${millis}000`}+00:00`;
 }
 
 export function restrictionOf(spec: DagSpec): TimeRestriction {
@@ -149,31 +150,35 @@ export async function createDueRuns(
       WHERE dag_id = ANY(${dagIds}::text[]) AND state IN ('queued', 'running') GROUP BY dag_id`.execute(trx);
     const activeOf = new Map(counts.map((c) => [c.dag_id, c.active]));
     const runs: CreatedRun[] = [];
-    const runIntervals: DataInterval[] = [];
+    const runIntervals: { start: Date; end: Date }[] = [];
     const updates: { dagId: string; fields: ReturnType<typeof nextFields> }[] = [];
     /** DAGs whose stored run was created as is: their next run is computed after the commit. */
-    const pending: { dagId: string; last: DataInterval; active: number }[] = [];
+    const pending: { dagId: string; last: { start: Date; end: Date }; active: number }[] = [];
     const slow: typeof locked = [];
     for (const row of locked) {
       const spec = specOf(row.dag_id);
       if (!spec) continue; // not loaded yet: the next pass, after the cache refreshed
       const active = activeOf.get(row.dag_id) ?? 0;
-      const stored = storedRun(row, spec, now);
-      if (stored === undefined) {
+      if (!isStoredRunCurrent(row, spec, now.toMillis())) {
         slow.push(row);
         continue;
       }
-      if (active >= spec.data.maxActiveRuns) {
-        // At the limit with a run due: stop looking until one of its runs ends.
-        updates.push({ dagId: row.dag_id, fields: { ...nextFields(stored), next_dagrun_create_after: null } });
-        continue;
-      }
+      const stored = row as StoredRun;
+      const held = {
+        next_dagrun: stored.next_dagrun,
+        next_dagrun_data_interval_start: stored.next_dagrun_data_interval_start,
+        next_dagrun_data_interval_end: stored.next_dagrun_data_interval_end,
+        next_dagrun_create_after: null,
+      };
+      // At the limit with a run due: stop looking until one of its runs ends.
+      updates.push({ dagId: row.dag_id, fields: held });
+      if (active >= spec.data.maxActiveRuns) continue;
       // The fast path: the run the dag row holds is the one to create — no timetable is evaluated
-      // between the due moment and the commit (1,000 cron DAGs cost ~0.5 s of luxon and croner).
-      runs.push({ dagId: row.dag_id, runId: runIdFor('scheduled', stored.logicalDate), logicalDate: stored.logicalDate.toJSDate(), runAfter: stored.runAfter.toJSDate() });
-      runIntervals.push(stored.dataInterval);
-      pending.push({ dagId: row.dag_id, last: stored.dataInterval, active: active + 1 });
-      updates.push({ dagId: row.dag_id, fields: { ...nextFields(stored), next_dagrun_create_after: null } });
+      // between the due moment and the commit (1,000 cron DAGs cost ~0.5 s of luxon and croner),
+      // and no luxon either (60 ms per 1,000): plain Dates.
+      runs.push({ dagId: row.dag_id, runId: runIdFor('scheduled', stored.next_dagrun), logicalDate: stored.next_dagrun, runAfter: stored.next_dagrun_create_after });
+      runIntervals.push({ start: stored.next_dagrun_data_interval_start, end: stored.next_dagrun_data_interval_end });
+      pending.push({ dagId: row.dag_id, last: { start: stored.next_dagrun_data_interval_start, end: stored.next_dagrun_data_interval_end }, active: active + 1 });
     }
     const lasts = await lastAutomatedIntervals(trx, slow.map((r) => r.dag_id));
     for (const row of slow) {
@@ -193,7 +198,7 @@ export async function createDueRuns(
       }
       while (info !== undefined && info.runAfter <= now && active < spec.data.maxActiveRuns) {
         runs.push({ dagId: row.dag_id, runId: runIdFor('scheduled', info.logicalDate), logicalDate: info.logicalDate.toJSDate(), runAfter: info.runAfter.toJSDate() });
-        runIntervals.push(info.dataInterval);
+        runIntervals.push({ start: info.dataInterval.start.toJSDate(), end: info.dataInterval.end.toJSDate() });
         active++;
         last = info.dataInterval;
         try {
@@ -219,7 +224,7 @@ export async function createDueRuns(
         INSERT INTO dag_run (dag_id, run_id, state, run_type, conf, logical_date, data_interval_start, data_interval_end)
         SELECT r.dag_id, r.run_id, 'queued', 'scheduled', '{}'::jsonb, r.logical_date, r.start, r.end_
         FROM unnest(${runs.map((r) => r.dagId)}::text[], ${runs.map((r) => r.runId)}::text[], ${runs.map((r) => r.logicalDate)}::timestamptz[],
-                    ${runIntervals.map((i) => i.start.toJSDate())}::timestamptz[], ${runIntervals.map((i) => i.end.toJSDate())}::timestamptz[])
+                    ${runIntervals.map((i) => i.start)}::timestamptz[], ${runIntervals.map((i) => i.end)}::timestamptz[])
           AS r(dag_id, run_id, logical_date, start, end_)
         ON CONFLICT DO NOTHING
         RETURNING dag_id, run_id`.execute(trx);
@@ -234,27 +239,30 @@ export async function createDueRuns(
   return created;
 }
 
+interface StoredRun {
+  next_dagrun: Date;
+  next_dagrun_data_interval_start: Date;
+  next_dagrun_data_interval_end: Date;
+  next_dagrun_create_after: Date;
+}
+
 /**
- * The run a due dag row holds, when it is the one to create: always with catchup (the oldest missed
+ * Whether the run a due dag row holds is the one to create: always with catchup (the oldest missed
  * interval comes first), and without catchup while the next interval cannot have ended yet (less than
  * this interval's length since it became due). Otherwise — a scheduler down for longer, a custom or
- * `@continuous` timetable, no stored run — undefined: the timetable decides, from the latest run.
+ * `@continuous` timetable, no stored run — the timetable decides, from the latest run.
  */
-function storedRun(
+function isStoredRunCurrent(
   row: { next_dagrun: Date | null; next_dagrun_data_interval_start: Date | null; next_dagrun_data_interval_end: Date | null; next_dagrun_create_after: Date },
   spec: DagSpec,
-  now: DateTime,
-): RunInfo | undefined {
+  nowMs: number,
+): row is StoredRun {
   const kind = spec.data.timetable.kind;
-  if (kind !== 'cron' && kind !== 'delta') return undefined;
-  if (row.next_dagrun === null || row.next_dagrun_data_interval_start === null || row.next_dagrun_data_interval_end === null) return undefined;
-  const start = row.next_dagrun_data_interval_start.getTime();
-  const end = row.next_dagrun_data_interval_end.getTime();
-  const dueAt = row.next_dagrun_create_after.getTime();
-  if (!spec.data.catchup && now.toMillis() >= dueAt + (end - start)) return undefined;
-  if (spec.endDate && row.next_dagrun.getTime() > spec.endDate.toMillis()) return undefined;
-  const utc = (ms: number): DateTime => DateTime.fromMillis(ms, { zone: 'utc' });
-  return { logicalDate: utc(row.next_dagrun.getTime()), dataInterval: { start: utc(start), end: utc(end) }, runAfter: utc(dueAt) };
+  if (kind !== 'cron' && kind !== 'delta') return false;
+  const { next_dagrun: logical, next_dagrun_data_interval_start: start, next_dagrun_data_interval_end: end } = row;
+  if (logical === null || start === null || end === null) return false;
+  if (!spec.data.catchup && nowMs >= row.next_dagrun_create_after.getTime() + (end.getTime() - start.getTime())) return false;
+  return !(spec.endDate && logical.getTime() > spec.endDate.toMillis());
 }
 
 async function updateNextFields(db: Db, updates: readonly { dagId: string; fields: ReturnType<typeof nextFields> }[]): Promise<void> {
@@ -278,7 +286,7 @@ async function updateNextFields(db: Db, updates: readonly { dagId: string; field
  */
 async function storeFollowingRuns(
   db: Db,
-  pending: readonly { dagId: string; last: DataInterval; active: number }[],
+  pending: readonly { dagId: string; last: { start: Date; end: Date }; active: number }[],
   specOf: (dagId: string) => DagSpec | undefined,
   planner: RunPlanner,
   onPlanError?: (dagId: string, error: unknown) => void,
@@ -290,7 +298,8 @@ async function storeFollowingRuns(
     if (!spec) continue;
     let info: RunInfo | undefined;
     try {
-      info = await planner(spec, last, restrictionOf(spec), now);
+      const interval = { start: DateTime.fromJSDate(last.start, { zone: 'utc' }), end: DateTime.fromJSDate(last.end, { zone: 'utc' }) };
+      info = await planner(spec, interval, restrictionOf(spec), now);
     } catch (error) {
       onPlanError?.(dagId, error);
       updates.push({ dagId, fields: { ...nextFields(undefined), next_dagrun_create_after: now.plus({ minutes: 1 }).toJSDate() } });
