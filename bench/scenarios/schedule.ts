@@ -219,7 +219,8 @@ async function report(context: ScenarioContext, db: BenchDatabase, plan: Plan, m
  */
 function creationTimeline(timeline: QueryTimeline, dueMs: number, periodMs: number): { rows: number; wakeMs: number; lockMs: number; commitMs: number; computeMs: number; steps: string } | undefined {
   const window = timeline.between(dueMs - 5, dueMs + Math.min(periodMs, 30_000) - 5);
-  const lockAt = window.findIndex((q) => q.text.includes('AS now FROM dag d') && (q.rows ?? 0) > 0);
+  // The lock: `SELECT d.dag_id, statement_timestamp() AS now, … FROM dag d … FOR UPDATE OF d SKIP LOCKED`.
+  const lockAt = window.findIndex((q) => q.text.includes('statement_timestamp() AS now') && (q.rows ?? 0) > 0);
   if (lockAt < 0) return undefined;
   const lockQ = window[lockAt] as TimedQuery;
   const commitQ = window.slice(lockAt + 1).find((q) => q.client === lockQ.client && /^commit/i.test(q.text));
@@ -230,8 +231,8 @@ function creationTimeline(timeline: QueryTimeline, dueMs: number, periodMs: numb
   const steps = shown
     .map((q) => (q ? `+${(q.startMs - dueMs).toFixed(1)} [c${q.client}] ${q.text.slice(0, 48)} (${(q.endMs - q.startMs).toFixed(1)} ms)` : '…'))
     .join(' | ');
-  // The transaction's client-side gap: from the last read (the DAGs' last intervals) to the INSERT,
-  // the scheduler computes each DAG's next runs from its timetable.
+  // The transaction's client-side gap: from the last read to the INSERT (the fast path only reads the
+  // stored runs; DAGs on the timetable path compute their next runs here).
   const tx = window.filter((q) => q.client === lockQ.client && q.startMs >= lockQ.startMs && q.startMs <= until);
   const insertAt = tx.findIndex((q) => q.text.startsWith('INSERT INTO dag_run'));
   const computeMs = insertAt > 0 ? (tx[insertAt] as TimedQuery).startMs - (tx[insertAt - 1] as TimedQuery).endMs : Number.NaN;
