@@ -157,3 +157,15 @@ export function printState(key: TaskInstanceKey, state: string, tryNumber?: numb
   const suffix = tryNumber !== undefined && state === 'running' ? ` (try ${tryNumber})` : '';
   console.log(`${time}  ${task} ${state}${suffix}`);
 }
+
+/** Resolves with a run's final state, as the scheduler reports it (`standalone --run`, `dags test`). */
+export function runFinished(scheduler: Scheduler, dagId: string, runId: string): Promise<'success' | 'failed'> {
+  return new Promise((resolve) => {
+    const off = scheduler.on('run:state', (run) => {
+      if (run.dagId === dagId && run.runId === runId && (run.state === 'success' || run.state === 'failed')) {
+        off();
+        resolve(run.state);
+      }
+    });
+  });
+}

@@ -5,7 +5,6 @@ import { MetricsServer } from '../../common/metrics-server.ts';
 import { createDagRun } from '../../db/dag-runs.ts';
 import { redactUrl } from '../../db/database.ts';
 import { Channels } from '../../db/protocol.ts';
-import type { Scheduler } from '../../scheduler/scheduler.ts';
 import { compileSchedulerOptions, type SchedulerOptions } from '../../scheduler/scheduler-options.ts';
 import { DAGS_FOLDER, dagsFolderOf, STARTUP_TIMEOUT, TRIGGERS_FOLDER, triggersFoldersOf } from '../common-options.ts';
 import {
@@ -16,6 +15,7 @@ import {
   createNotifier,
   createTriggerer,
   printState,
+  runFinished,
   startEmbeddedDagProcessor,
 } from '../components.ts';
 import { activeDagsIn, manualRunOf, requireActiveDag } from '../active-dags.ts';
@@ -124,16 +124,6 @@ export const standaloneCommand = defineCommand(
   },
 );
 
-function runFinished(scheduler: Scheduler, dagId: string, runId: string): Promise<'success' | 'failed'> {
-  return new Promise((resolve) => {
-    const off = scheduler.on('run:state', (run) => {
-      if (run.dagId === dagId && run.runId === runId && (run.state === 'success' || run.state === 'failed')) {
-        off();
-        resolve(run.state);
-      }
-    });
-  });
-}
 
 const schedulerOptions = {
   'heartbeat-interval': { type: 'string', value: 'S', description: 'seconds between heartbeats of its job row', default: '5' },

@@ -6,7 +6,7 @@ import { runIdFor } from '../../db/next-dagrun.ts';
 import type { TaskInstanceKey } from '../../db/schema.ts';
 import { Scheduler } from '../../scheduler/scheduler.ts';
 import { DAGS_FOLDER, dagsFolderOf, TRIGGERS_FOLDER, triggersFoldersOf } from '../common-options.ts';
-import { ALL_CHANNELS, createExecutor, createNotifier, createTriggerer, printState } from '../components.ts';
+import { ALL_CHANNELS, createExecutor, createNotifier, createTriggerer, printState, runFinished } from '../components.ts';
 import { parseConf } from '../json-arg.ts';
 import { checkConfAgainstParams, parseLogicalDate } from '../run-args.ts';
 import { shutdownSignal } from '../signals.ts';
@@ -125,13 +125,3 @@ export const dagsTest = defineCommand(
   },
 );
 
-function runFinished(scheduler: Scheduler, dagId: string, runId: string): Promise<'success' | 'failed'> {
-  return new Promise((resolve) => {
-    const off = scheduler.on('run:state', (run) => {
-      if (run.dagId === dagId && run.runId === runId && (run.state === 'success' || run.state === 'failed')) {
-        off();
-        resolve(run.state);
-      }
-    });
-  });
-}
