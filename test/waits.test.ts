@@ -153,6 +153,8 @@ describe('waits: listing, fire, cancel and extend (issue 14)', () => {
       expect((await extendWait(t.database.db, triggerId, 'dave', { until })).triggerTimeout.getTime()).to.equal(until.getTime());
       const refused = await extendWait(t.database.db, triggerId, 'dave', { until: new Date(Date.now() - 1000) }).catch((e: unknown) => e);
       expect(refused).to.be.instanceOf(InvalidWaitOperationError).with.property('message').that.includes('not in the future');
+      expect(await extendWait(t.database.db, triggerId, 'dave', { by: -5 }).catch((e: unknown) => e)).to.be.instanceOf(InvalidWaitOperationError);
+      expect((await extendWait(t.database.db, triggerId, 'dave', { by: 60 })).triggerTimeout.getTime()).to.equal(until.getTime() + 60_000);
       await cancelWait(t.database.db, triggerId, 'cleanup');
     });
 
