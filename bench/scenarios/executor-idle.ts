@@ -16,6 +16,11 @@ import { BENCH_DAGS } from '../lib/triggerer-process.ts';
 const CONCURRENCY = 4;
 /** Pause after each run finished, so the next task meets an idle scheduler, worker and server. */
 const GAP_MS = 50;
+/**
+ * The pause before each "after a quiet spell" sample: longer than node-postgres' 10 s idle timeout,
+ * after which a pool closes the idle connections it is not told to keep.
+ */
+const QUIET_GAP_MS = 10_600;
 
 /**
  * Idle pick-up (issue 13's "queued→running p99 ≤ 20 ms on an idle cluster"): runs of a DAG of one
@@ -35,8 +40,9 @@ export const executorIdle: Scenario = {
   name: 'executor-idle',
   title: 'idle pick-up: one no-op task at a time, queued → running, graphile executor (1 tsflow worker) vs LocalExecutor',
   async run(context: ScenarioContext): Promise<ScenarioResult[]> {
-    const samples = context.smoke ? 5 : 300;
+    const samples = context.smoke ? 5 : 150;
     const warmUp = context.smoke ? 1 : 10;
+    const quiet = context.smoke ? 0 : 3;
     const db = await openBenchDatabase('executor_idle', context.adminUrl);
     const bag = await DagBag.load(BENCH_DAGS);
     const results: ScenarioResult[] = [];
@@ -44,12 +50,12 @@ export const executorIdle: Scenario = {
       await installPickupAudit(db.database);
       for (const kind of ['graphile', 'local'] as const) {
         context.log(`${kind}: ${samples} runs of one no-op task, one at a time`);
-        const figures = await measure(db, bag, kind, samples, warmUp, context.log);
+        const figures = await measure(db, bag, kind, { samples, warmUp, quiet }, context.log);
         const p99 = figures['queuedToRunningP99Ms'] as number;
         results.push({
           scenario: kind === 'graphile' ? 'executor-idle' : 'executor-idle-local',
           title: `${kind === 'graphile' ? `graphile executor, 1 tsflow worker × ${CONCURRENCY}` : `LocalExecutor, parallelism ${CONCURRENCY}`}: ${samples} single no-op tasks in sequence, queued → running`,
-          settings: { executor: kind, workers: kind === 'graphile' ? 1 : 0, taskProcesses: CONCURRENCY, samples, warmUp, gapMs: GAP_MS, commitTime: db.commitTimestamps ? 'pg_xact_commit_timestamp' : 'none (no breakdown at the commit)' },
+          settings: { executor: kind, workers: kind === 'graphile' ? 1 : 0, taskProcesses: CONCURRENCY, samples, warmUp, gapMs: GAP_MS, quietSamples: quiet, quietGapMs: QUIET_GAP_MS, commitTime: db.commitTimestamps ? 'pg_xact_commit_timestamp' : 'none (no breakdown at the commit)' },
           figures,
           targets: context.smoke || kind === 'local' ? [] : [target('idle queued→running p99', '20 ms', p99, 20)],
           server: serverInfo(db),
@@ -62,10 +68,11 @@ export const executorIdle: Scenario = {
   },
 };
 
-async function measure(db: BenchDatabase, bag: DagBag, kind: ExecutorKind, samples: number, warmUp: number, log: (line: string) => void): Promise<Record<string, number>> {
+async function measure(db: BenchDatabase, bag: DagBag, kind: ExecutorKind, counts: { samples: number; warmUp: number; quiet: number }, log: (line: string) => void): Promise<Record<string, number>> {
   const { database } = db;
   const heard = new Map<string, number>();
   const prefix = `${kind}_`;
+  const quietPrefix = `${kind}quiet_`;
   const { executor, stop } = await benchExecutor(database, kind, 1, CONCURRENCY);
   const notifier = new Notifier({ url: database.url, channels: [Channels.trigger, Channels.ti, Channels.dag], logger: silentLogger() });
   // graphile-worker's own announcement of a new job, heard by a client of its own in this process.
@@ -80,8 +87,8 @@ async function measure(db: BenchDatabase, bag: DagBag, kind: ExecutorKind, sampl
       if (!heard.has(current)) heard.set(current, preciseNow());
     });
     await scheduler.start();
-    for (let i = 0; i < warmUp + samples; i++) {
-      const runId = `${i < warmUp ? `warm_${kind}_` : prefix}${i}`;
+    const runOne = async (runId: string, gapMs: number): Promise<void> => {
+      await new Promise((r) => setTimeout(r, gapMs));
       const finished = new Promise<void>((resolve) => {
         const off = scheduler.on('run:state', (r) => {
           if (r.runId === runId && r.state !== 'running') {
@@ -93,16 +100,26 @@ async function measure(db: BenchDatabase, bag: DagBag, kind: ExecutorKind, sampl
       current = runId;
       await createDagRun(database.db, { dagId: 'executor_idle', runId, conf: {}, logicalDate: new Date() });
       await finished;
-      await new Promise((r) => setTimeout(r, GAP_MS));
-    }
+    };
+    for (let i = 0; i < counts.warmUp; i++) await runOne(`warm_${kind}_${i}`, GAP_MS);
+    for (let i = 0; i < counts.samples; i++) await runOne(`${prefix}${i}`, GAP_MS);
+    if (counts.quiet > 0) log(`${kind}: ${counts.quiet} more, each after ${QUIET_GAP_MS / 1000} s of quiet`);
+    for (let i = 0; i < counts.quiet; i++) await runOne(`${quietPrefix}${i}`, QUIET_GAP_MS);
   } finally {
     await scheduler.stop();
     await stop();
     await listener.end().catch(() => undefined);
     await notifier.stop();
   }
-  const rows = await readPickups(database, 'executor_idle', prefix, db.commitTimestamps);
-  if (rows.length !== samples || rows.some((r) => r.state !== 'success')) throw new Error(`not every sampled task succeeded (${kind}): ${rows.filter((r) => r.state === 'success').length} of ${samples}`);
+  const figures = await stageFigures(db, kind, prefix, counts.samples, heard, '', log);
+  if (counts.quiet > 0) Object.assign(figures, await stageFigures(db, kind, quietPrefix, counts.quiet, heard, 'quiet', log));
+  return figures;
+}
+
+/** The figures of the runs whose id starts with `runPrefix`: queued→running and its stages, p50/p99 (names prefixed `name`). */
+async function stageFigures(db: BenchDatabase, kind: ExecutorKind, runPrefix: string, count: number, heard: ReadonlyMap<string, number>, name: string, log: (line: string) => void): Promise<Record<string, number>> {
+  const rows = await readPickups(db.database, 'executor_idle', runPrefix, db.commitTimestamps);
+  if (rows.length !== count || rows.some((r) => r.state !== 'success')) throw new Error(`not every sampled task succeeded (${kind}, ${runPrefix}): ${rows.filter((r) => r.state === 'success').length} of ${count}`);
   const stages = rows.map((r) => {
     const common = { total: span(r.queued, r.started), queuedToCommit: span(r.queued, r.committed) };
     if (kind === 'local') return { ...common, commitToRunning: span(r.committed, r.started) };
@@ -116,9 +133,10 @@ async function measure(db: BenchDatabase, bag: DagBag, kind: ExecutorKind, sampl
     };
   });
   const figures: Record<string, number> = {};
-  for (const name of Object.keys(stages[0] ?? {}) as (keyof (typeof stages)[number])[]) {
-    addStage(figures, name === 'total' ? 'queuedToRunning' : name, stages.map((s) => s[name] ?? null), name === 'total');
+  const named = (stage: string): string => (name ? `${name}${stage[0]?.toUpperCase()}${stage.slice(1)}` : stage);
+  for (const stage of Object.keys(stages[0] ?? {}) as (keyof (typeof stages)[number])[]) {
+    addStage(figures, named(stage === 'total' ? 'queuedToRunning' : stage), stages.map((s) => s[stage] ?? null), stage === 'total');
   }
-  log(`${kind}: ${slowestLine(stages, 'total')}`);
+  log(`${kind}${name ? ` (${name})` : ''}: ${slowestLine(stages, 'total')}`);
   return figures;
 }

@@ -11,7 +11,7 @@ const PARALLELISM = 16;
  * A deferred task's due moment → executeComplete starting (issue 13), through the graphile executor
  * and one remote `tsflow worker`, beside the LocalExecutor, on the same server: the `resume`
  * benchmark's measurement (a triggerer process, a scheduler process, DateTimeTriggers falling due
- * uniformly over 10 s, the task recording when executeComplete started) at a rate where tasks
+ * uniformly over 10 s, 10 a second, the task recording when executeComplete started) at a rate where tasks
  * mostly resume one at a time. Stages: due → event written (triggerer) → queued (scheduler) →
  * executeComplete (executor: for graphile, → job locked → try claimed → started).
  */
@@ -19,7 +19,7 @@ export const executorResume: Scenario = {
   name: 'executor-resume',
   title: 'due moment → executeComplete starting, graphile executor + 1 tsflow worker vs LocalExecutor',
   async run(context: ScenarioContext): Promise<ScenarioResult[]> {
-    const size = context.smoke ? 10 : 300;
+    const size = context.smoke ? 10 : 100;
     const windowMs = context.smoke ? 2000 : 10_000;
     const db = await openBenchDatabase('executor_resume', context.adminUrl);
     const results: ScenarioResult[] = [];
