@@ -1,4 +1,5 @@
 import { DateTime } from 'luxon';
+import { keyringSecret } from '../secrets/process-keyring.ts';
 import type { CleanupStack } from '../common/cleanup-stack.ts';
 import type { LogLevel } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
@@ -133,6 +134,7 @@ export function createLocalExecutor(runtime: Runtime, folder: string, parallelis
       logLevel: runtime.logger.level as LogLevel,
       defaultDeferrable: settings.defaultDeferrable,
       hostname: settings.hostname,
+      secretKeys: keyringSecret(),
     },
   });
 }

@@ -7,6 +7,7 @@ import { withRetry } from '../db/retry.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import { OutcomeNotRecordedError, runTaskInstance } from '../runner/task-runner.ts';
 import type { Dag } from '../sdk/dag.ts';
+import { installKeyText } from '../secrets/process-keyring.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.ts';
 
 interface CachedDag {
@@ -95,6 +96,7 @@ export class TaskWorker {
     if (this.#state !== 'created') return;
     try {
       this.#config = config;
+      if (config.secretKeys !== undefined) installKeyText(config.secretKeys, 'the secret keys given to this worker');
       this.#log = createLogger(config.logLevel).child({ component: 'worker' });
       this.#database = openDatabase({ url: config.databaseUrl, poolSize: 3, applicationName: 'tsflow-worker' });
       const database = this.#database;
