@@ -285,7 +285,8 @@ function connectionFields(kwargs: HttpPollTriggerKwargs, owner: string): { httpC
   if (typeof httpConnId !== 'string' || !/^[A-Za-z0-9_.-]{1,250}$/.test(httpConnId)) {
     throw new InvalidTriggerKwargsError(`${owner} httpConnId must be a connection id (letters, digits, '_', '-', '.'), got ${JSON.stringify(httpConnId)}`);
   }
-  if (kwargs.url !== undefined) throw new InvalidTriggerKwargsError(`${owner} takes url or httpConnId, not both: with httpConnId give the path as endpoint`);
+  // '' is how a stored row says "no url".
+  if (kwargs.url !== undefined && kwargs.url !== '') throw new InvalidTriggerKwargsError(`${owner} takes url or httpConnId, not both: with httpConnId give the path as endpoint`);
   if (endpoint !== undefined && typeof endpoint !== 'string') throw new InvalidTriggerKwargsError(`${owner} endpoint must be a string (a path such as /health)`);
   if (endpoint !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint)) {
     throw new InvalidTriggerKwargsError(`${owner} endpoint must be a path after the connection's base URL (such as /health), not a whole URL`);

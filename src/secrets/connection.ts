@@ -202,9 +202,14 @@ function splitHostPort(hostPort: string, label: string): { host: string; port: n
 
 function checkPort(text: string, label: string): number {
   const port = Number(text);
-  if (!/^\d+$/.test(text) || port < 1 || port > 65535) {
-    throw new InvalidConnectionError(`${label}: the port '${text.slice(0, 20)}' is not a number from 1 to 65535`);
+  // What is not digits is not echoed: with a '/', '@' or '?' left unencoded in a password, the text
+  // after the last ':' of the host part may be the password itself.
+  if (!/^\d+$/.test(text)) {
+    throw new InvalidConnectionError(
+      `${label}: the port is not a number from 1 to 65535 (if the password holds '/', '@', ':', '?' or '#', percent-encode them: %2F, %40, %3A, %3F, %23)`,
+    );
   }
+  if (port < 1 || port > 65535) throw new InvalidConnectionError(`${label}: the port '${text.slice(0, 20)}' is not a number from 1 to 65535`);
   return port;
 }
 
