@@ -232,6 +232,19 @@ describe('connections, variables and secrets (CLI, real PostgreSQL)', function (
       }
     });
 
+    it('tests a connection: an authenticated request for http, a TCP connect otherwise', async () => {
+      const ok = await cli(['connections', 'test', 'secure_api']);
+      expect(ok.code, ok.stderr).to.equal(0);
+      expect(ok.stdout).to.match(/connection 'secure_api': ok — GET http:\/\/127\.0\.0\.1:\d+\/ answered (200|404)/);
+      expect(server.requests.at(-1)?.headers['authorization']).to.equal(expected);
+      const refused = await cli(['connections', 'test', 'closed'], { TSFLOW_CONN_CLOSED: 'postgres://u:pw-never-shown@127.0.0.1:1/db' });
+      expect(refused.code).to.equal(1);
+      expect(refused.stdout).to.contain("connection 'closed': failed — 127.0.0.1:1: ECONNREFUSED");
+      const wrong = await cli(['connections', 'test', 'wrong'], { TSFLOW_CONN_WRONG: `http://bot:wrong-password@127.0.0.1:${server.port}` });
+      expect(wrong.code).to.equal(1);
+      expect(wrong.stdout).to.contain('answered 401: the login or password is refused').and.not.contain('wrong-password');
+    });
+
     it('pokes with the connection on the worker too (deferrable: false)', async () => {
       const result = await cli(['standalone', '--run', 'secrets_poke']);
       expect(result.code, result.stdout + result.stderr).to.equal(0);
