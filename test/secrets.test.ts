@@ -27,7 +27,8 @@ async function readTree(dir: string): Promise<{ file: string; text: string }[]> 
 }
 
 describe('connections, variables and secrets (CLI, real PostgreSQL)', function () {
-  this.timeout(120_000);
+  // Many CLI processes per test, each a few seconds on a loaded machine.
+  this.timeout(300_000);
   let t: TestDatabase;
   let tmp: string;
   const key1 = generateSecretKey();

@@ -359,7 +359,7 @@ function parseUrl(value: unknown, owner: string): string {
   if (url.username !== '' || url.password !== '') {
     throw new InvalidTriggerKwargsError(
       `${owner} url ${redactUrl(url)} holds credentials (user:password@): URLs are logged and stored, so keep them in a connection ` +
-        `(httpConnId) or pass them in headers (e.g. headers: { Authorization: 'Basic …' } or 'Bearer …')`,
+        `(httpConnId), or pass credentials in headers (e.g. headers: { Authorization: 'Basic …' } or 'Bearer …')`,
     );
   }
   return url.href;
