@@ -153,7 +153,9 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
 
   override async run(signal: AbortSignal, runtime?: TriggerRuntime): Promise<TriggerEvent<HttpPollEventPayload> | undefined> {
     // Resolved here, where the trigger runs: the row holds the connection id, never the secret.
-    await this.resolveConnection(runtime?.getConnection ? (id) => (runtime.getConnection as (id: string) => Promise<Connection>)(id) : async (id) => environmentConnection(id));
+    // Outside a triggerer (no runtime), only the environment can define it.
+    const getConnection = runtime?.getConnection?.bind(runtime) ?? (async (connId: string) => environmentConnection(connId));
+    await this.resolveConnection(getConnection);
     for (let attempt = 1; !signal.aborted; attempt++) {
       const poll = await this.poll(signal);
       if (poll.done) return new TriggerEvent(poll.payload);

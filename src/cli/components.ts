@@ -1,5 +1,4 @@
 import { DateTime } from 'luxon';
-import { keyringSecret } from '../secrets/process-keyring.ts';
 import type { CleanupStack } from '../common/cleanup-stack.ts';
 import type { LogLevel } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
@@ -18,6 +17,7 @@ import { SequentialExecutor } from '../executors/sequential-executor.ts';
 import { runTaskInstance } from '../runner/task-runner.ts';
 import { Scheduler, type SchedulerOptions } from '../scheduler/scheduler.ts';
 import type { Dag } from '../sdk/dag.ts';
+import { keyringSecret } from '../secrets/process-keyring.ts';
 import { TriggerRegistry } from '../triggerer/trigger-registry.ts';
 import { Triggerer } from '../triggerer/triggerer.ts';
 import type { TriggererOptions } from '../triggerer/triggerer-options.ts';

@@ -1,10 +1,10 @@
-import { maskText } from '../secrets/masker.ts';
 import type { Logger } from 'pino';
 import { sleep } from '../common/sleep.ts';
 import { storableText } from '../common/storable-json.ts';
 import type { ClaimedTrigger, TriggerOutcome } from '../db/triggers.ts';
 import { BaseTrigger, type TriggerEvent, type TriggerRuntime } from '../sdk/trigger.ts';
 import type { JsonObject, JsonValue } from '../sdk/json.ts';
+import { maskText } from '../secrets/masker.ts';
 import type { OutcomeWriter, WriteResult } from './outcome-writer.ts';
 import { failurePayload, firstEvent } from './run-trigger.ts';
 import { TriggerLog } from './trigger-log.ts';

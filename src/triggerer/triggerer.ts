@@ -1,4 +1,3 @@
-import { lookupConnection } from '../secrets/lookup.ts';
 import type { Logger } from 'pino';
 import { Metrics } from '../common/metrics.ts';
 import { withTimeout } from '../common/sleep.ts';
@@ -20,6 +19,7 @@ import {
   submitTriggerOutcomes,
   unassignDeadTriggerers,
 } from '../db/triggers.ts';
+import { lookupConnection } from '../secrets/lookup.ts';
 import { ActiveTriggers, type ActiveOutcome } from './active-triggers.ts';
 import { TimeTable } from './time-table.ts';
 import type { TriggererEvents } from './triggerer-events.ts';
