@@ -46,6 +46,11 @@ export async function listStoredVariables(db: Db): Promise<Variable[]> {
   return rows.map((row) => ({ key: row.key, value: keyring.decrypt(row.val, `variable '${row.key}'`), description: row.description }));
 }
 
+/** The stored keys and descriptions, by key (nothing is decrypted). */
+export async function listVariableKeys(db: Db): Promise<{ key: string; description: string | null }[]> {
+  return db.selectFrom('variable').select(['key', 'description']).orderBy('key').execute();
+}
+
 export async function deleteVariable(db: Db, key: string): Promise<boolean> {
   const result = await db.deleteFrom('variable').where('key', '=', key).executeTakeFirst();
   return Number(result.numDeletedRows) > 0;

@@ -1,4 +1,4 @@
-import { checkVariableKey, deleteVariable, getStoredVariable, InvalidVariableKeyError, listStoredVariables, setVariable } from '../../db/variables.ts';
+import { checkVariableKey, deleteVariable, getStoredVariable, InvalidVariableKeyError, listStoredVariables, listVariableKeys, setVariable } from '../../db/variables.ts';
 import { variableFromEnvironment } from '../../secrets/env-secrets.ts';
 import { isSensitiveName, MASK } from '../../secrets/masker.ts';
 import { JSON_OUTPUT } from '../common-options.ts';
@@ -89,7 +89,7 @@ export const variablesList = defineCommand(
   },
   async ({ values }, settings) =>
     withRuntime(settings, {}, async (runtime) => {
-      const rows = await runtime.database.db.selectFrom('variable').select(['key', 'description']).orderBy('key').execute();
+      const rows = await listVariableKeys(runtime.database.db);
       if (values.json) console.log(JSON.stringify(rows));
       else if (rows.length === 0) console.log('no variables');
       else for (const r of rows) console.log(r.description ? `${r.key}  ${r.description}` : r.key);
