@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import type { DagBag } from '../src/dag-bag/dag-bag.ts';
+import { decodeTriggerKwargs } from '../src/db/trigger-kwargs.ts';
 import type { Dag } from '../src/sdk/dag.ts';
 import type { JsonObject } from '../src/sdk/json.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
@@ -43,7 +44,7 @@ describe('deferral, end to end through the runner and a triggerer', () => {
     expect(ti.trigger_timeout!.getTime()).to.be.within(before + 60_000 - 5, Date.now() + 60_000 + 5);
     const trigger = await t.database.db.selectFrom('trigger').selectAll().where('id', '=', ti.trigger_id!).executeTakeFirstOrThrow();
     expect(trigger.classpath).to.equal('test.ControlledTrigger');
-    expect(trigger.kwargs).to.deep.equal({ mode: 'hang' });
+    expect(decodeTriggerKwargs(trigger.kwargs)).to.deep.equal({ mode: 'hang' });
     expect(trigger.triggerer_id).to.equal(null);
   });
 

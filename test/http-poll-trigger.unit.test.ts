@@ -213,7 +213,11 @@ describe('HttpPollTrigger, against a real HTTP server', () => {
   it('refuses bad kwargs at construction, naming the field and never echoing a header value', () => {
     const make = (kwargs: Partial<HttpPollTriggerKwargs> & Record<string, unknown>) => () => new HttpPollTrigger(kwargs as HttpPollTriggerKwargs);
     expect(make({ url: 'not a url' })).to.throw(/HttpPollTrigger url 'not a url' is not a valid URL/);
-    expect(make({})).to.throw(/HttpPollTrigger url undefined is not a valid URL/);
+    expect(make({})).to.throw(/HttpPollTrigger needs url \(an http:\/\/ or https:\/\/ URL\) or httpConnId/);
+    expect(make({ url: 'https://x.test', httpConnId: 'api' })).to.throw(/HttpPollTrigger takes url or httpConnId, not both/);
+    expect(make({ endpoint: '/x' })).to.throw(/HttpPollTrigger endpoint needs httpConnId/);
+    expect(make({ httpConnId: 'api', endpoint: 'https://elsewhere.test/x' })).to.throw(/endpoint must be a path after the connection's base URL/);
+    expect(make({ httpConnId: 'bad id!' })).to.throw(/httpConnId must be a connection id/);
     expect(make({ url: 'ftp://files.example.test/x' })).to.throw(/HttpPollTrigger url must use http:\/\/ or https:\/\/, got ftp:/);
     expect(make({ url: 'https://x.test', method: 'FETCH' as never })).to.throw(/HttpPollTrigger method must be one of GET/);
     expect(make({ url: 'https://x.test', body: { a: 1 } })).to.throw(/HttpPollTrigger body cannot be sent with GET/);

@@ -7,16 +7,28 @@ import { InvalidTriggerKwargsError } from '../src/sdk/errors.ts';
 import { judgeBody, judgeStatus, normaliseExpectation, type HttpExpectation, type HttpExpectationRow } from '../src/sdk/http-expectation.ts';
 import { toJsonValue, type JsonValue } from '../src/sdk/json.ts';
 import { durationSeconds, refuseUnknownFields } from '../src/sdk/trigger-kwargs.ts';
-import { BaseTrigger, TriggerEvent } from '../src/sdk/trigger.ts';
+import { BaseTrigger, TriggerEvent, type TriggerRuntime } from '../src/sdk/trigger.ts';
+import type { Connection } from '../src/secrets/connection.ts';
+import { environmentConnection } from '../src/secrets/env-secrets.ts';
+import { isSensitiveName, maskSecret } from '../src/secrets/masker.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
 
 export interface HttpPollTriggerKwargs {
   /**
-   * An absolute `http://` or `https://` URL, without credentials (`user:pass@` is refused: send
-   * them in `headers`). A query string is allowed; logs and errors never show it.
+   * An absolute `http://` or `https://` URL, without credentials (`user:pass@` is refused: use
+   * `httpConnId`, or send them in `headers`). A query string is allowed; logs and errors never show it.
+   * Not with `httpConnId`.
    */
-  url: string;
+  url?: string;
+  /**
+   * A connection (Airflow's `http_conn_id`) giving the base URL, the login and password (sent as
+   * Basic auth) and headers (its extra). The trigger row stores only this id: the connection is
+   * resolved where the trigger runs (the triggerer, or the worker when poking).
+   */
+  httpConnId?: string;
+  /** With `httpConnId`: the path (and query) after the connection's base URL. @default '' */
+  endpoint?: string;
   /** Either case. @default 'GET' */
   method?: HttpMethod | Lowercase<HttpMethod>;
   /** Request headers. Stored in the trigger row like all kwargs, but never logged. */
@@ -35,7 +47,10 @@ export interface HttpPollTriggerKwargs {
 
 /** The kwargs as stored in the trigger row: durations in seconds, every field present. */
 export type HttpPollTriggerRow = {
+  /** '' with httpConnId. */
   url: string;
+  httpConnId?: string;
+  endpoint?: string;
   method: string;
   headers: Record<string, string>;
   body: JsonValue;
@@ -98,28 +113,49 @@ const processLimiter = new HostLimiter(REQUESTS_PER_HOST);
  */
 export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
   static override readonly classpath: string = 'tsflow.triggers.HttpPollTrigger';
-  readonly url: URL;
   readonly #limiter: HostLimiter;
   readonly #fetch: typeof fetch;
-  /** Blanks out what must not reach a log or an error: URLs' credentials and queries, query and header values. */
-  readonly #redact: (text: string) => string;
+  /** Where requests go and with which headers; with httpConnId, known once the connection is resolved. */
+  #target: HttpTarget | undefined;
   #lastReason = '';
 
   constructor(kwargs: HttpPollTriggerKwargs, deps: HttpPollDeps = {}) {
     const row = normalise(kwargs, new.target.name);
     super(row);
-    this.url = new URL(row.url);
     this.#limiter = deps.limiter ?? processLimiter;
     this.#fetch = deps.fetch ?? fetch;
-    this.#redact = redactor([...this.url.searchParams.values(), ...Object.values(row.headers)]);
+    if (row.httpConnId === undefined) this.#target = httpTarget(new URL(row.url), row.headers, []);
+  }
+
+  /** The URL polled. With httpConnId it is known only after `resolveConnection`. */
+  get url(): URL {
+    if (!this.#target) throw new Error(`${this.constructor.name} on connection '${this.kwargs.httpConnId}': the connection is not resolved yet`);
+    return this.#target.url;
   }
 
   /** The URL without credentials, query string or fragment: what logs and errors show. */
   get safeUrl(): string {
-    return redactUrl(this.url);
+    if (!this.#target) return `connection '${this.kwargs.httpConnId}' ${this.kwargs.endpoint ?? ''}`.trimEnd();
+    return redactUrl(this.#target.url);
   }
 
-  override async run(signal: AbortSignal): Promise<TriggerEvent<HttpPollEventPayload> | undefined> {
+  /**
+   * With httpConnId: fetches the connection (through `getConnection`) and builds the URL and headers
+   * from it. Its password, and the Basic credentials made of it, are masked in this process's logs.
+   * Without httpConnId it does nothing.
+   */
+  async resolveConnection(getConnection: (connId: string) => Promise<Connection>): Promise<void> {
+    const { httpConnId, endpoint, headers } = this.kwargs;
+    if (httpConnId === undefined || this.#target) return;
+    const connection = await getConnection(httpConnId);
+    this.#target = connectionTarget(connection, endpoint ?? '', headers, this.constructor.name);
+  }
+
+  override async run(signal: AbortSignal, runtime?: TriggerRuntime): Promise<TriggerEvent<HttpPollEventPayload> | undefined> {
+    // Resolved here, where the trigger runs: the row holds the connection id, never the secret.
+    // Outside a triggerer (no runtime), only the environment can define it.
+    const getConnection = runtime?.getConnection?.bind(runtime) ?? (async (connId: string) => environmentConnection(connId));
+    await this.resolveConnection(getConnection);
     for (let attempt = 1; !signal.aborted; attempt++) {
       const poll = await this.poll(signal);
       if (poll.done) return new TriggerEvent(poll.payload);
@@ -133,15 +169,17 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
   /** One request, bounded by the per-host limit and `requestTimeout`. Throws `HttpPollError` on a failing 4xx. */
   async poll(signal: AbortSignal): Promise<HttpPoll> {
     const { method, requestTimeout, expect } = this.kwargs;
+    const target = this.#target;
+    if (!target) throw new Error(`${this.constructor.name}: resolveConnection must be called before poll when httpConnId is given`);
     const timeout = new AbortController();
     const timeoutMs = Math.min(requestTimeout * 1000, MAX_TIMER_MS);
     const timer = setTimeout(() => timeout.abort(new Error(`no answer within ${requestTimeout} s`)), timeoutMs);
     let answer;
     try {
       answer = await this.#limiter.run(
-        this.url.host,
+        target.url.host,
         async () => {
-          const response = await this.#fetch(this.url, { ...this.#request(), signal: AbortSignal.any([signal, timeout.signal]) });
+          const response = await this.#fetch(target.url, { ...this.#request(target), signal: AbortSignal.any([signal, timeout.signal]) });
           const body = method === 'HEAD' ? { text: '', truncated: false } : await readCappedBody(response, MAX_READ_BYTES);
           return { response, body };
         },
@@ -149,7 +187,7 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
       );
     } catch (error) {
       if (signal.aborted) return { done: false, transient: false, reason: 'cancelled' };
-      const reason = timeout.signal.aborted ? String((timeout.signal.reason as Error).message) : this.#redact(describeFetchError(error));
+      const reason = timeout.signal.aborted ? String((timeout.signal.reason as Error).message) : target.redact(describeFetchError(error));
       return { done: false, transient: true, reason };
     } finally {
       clearTimeout(timer);
@@ -159,7 +197,7 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
     const verdict = judgeStatus(status, expect);
     if (verdict === 'fail') {
       throw new HttpPollError(
-        `${method} ${this.safeUrl} answered ${status} ${response.statusText}: ${this.#redact(excerpt(body.text)) || '(empty body)'} — a 4xx the wait cannot outlast; ` +
+        `${method} ${this.safeUrl} answered ${status} ${response.statusText}: ${target.redact(excerpt(body.text)) || '(empty body)'} — a 4xx the wait cannot outlast; ` +
           `fix the request (URL, method, credentials), or list ${status} in expect.keepPollingOn to keep polling on it`,
         status,
       );
@@ -170,13 +208,13 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
     }
     const json = parseJson(body.text, body.truncated);
     const judged = judgeBody(expect, body.text, json);
-    if (!judged.ok) return { done: false, transient: false, status, reason: this.#redact(`answered ${status}, but ${judged.reason}`) };
+    if (!judged.ok) return { done: false, transient: false, status, reason: target.redact(`answered ${status}, but ${judged.reason}`) };
     return { done: true, payload: this.#payload(response, body.text, body.truncated, json) };
   }
 
-  #request(): RequestInit {
-    const { method, headers, body } = this.kwargs;
-    const init: RequestInit = { method, headers: new Headers(headers), redirect: 'follow' };
+  #request(target: HttpTarget): RequestInit {
+    const { method, body } = this.kwargs;
+    const init: RequestInit = { method, headers: new Headers(target.headers), redirect: 'follow' };
     if (body !== null) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
       const sent = init.headers as Headers;
@@ -210,8 +248,10 @@ export class HttpPollTrigger extends BaseTrigger<HttpPollTriggerRow> {
 
 function normalise(kwargs: HttpPollTriggerKwargs, owner: string): HttpPollTriggerRow {
   if (typeof kwargs !== 'object' || kwargs === null) throw new InvalidTriggerKwargsError(`${owner} needs kwargs { url, … }, got ${String(kwargs)}`);
-  refuseUnknownFields(kwargs, ['url', 'method', 'headers', 'body', 'pollInterval', 'requestTimeout', 'expect', 'responseHeaders'], owner);
-  const url = parseUrl(kwargs.url, owner);
+  refuseUnknownFields(kwargs, ['url', 'httpConnId', 'endpoint', 'method', 'headers', 'body', 'pollInterval', 'requestTimeout', 'expect', 'responseHeaders'], owner);
+  const connection = connectionFields(kwargs, owner);
+  if (!connection && kwargs.url === undefined) throw new InvalidTriggerKwargsError(`${owner} needs url (an http:// or https:// URL) or httpConnId (a connection)`);
+  const url = connection ? '' : parseUrl(kwargs.url, owner);
   const method = typeof kwargs.method === 'string' ? kwargs.method.toUpperCase() : (kwargs.method ?? 'GET');
   if (typeof method !== 'string' || !METHODS.includes(method)) {
     throw new InvalidTriggerKwargsError(`${owner} method must be one of ${METHODS.join(', ')}, got ${String(kwargs.method)}`);
@@ -226,6 +266,7 @@ function normalise(kwargs: HttpPollTriggerKwargs, owner: string): HttpPollTrigge
   }
   return {
     url,
+    ...connection,
     method,
     headers: checkHeaders(kwargs.headers ?? {}, owner),
     body,
@@ -234,6 +275,76 @@ function normalise(kwargs: HttpPollTriggerKwargs, owner: string): HttpPollTrigge
     expect: normaliseExpectation(kwargs.expect, `${owner} expect`),
     responseHeaders: responseHeaders.map((h) => h.toLowerCase()),
   };
+}
+
+/** httpConnId and endpoint, checked: either a connection or a url, not both. */
+function connectionFields(kwargs: HttpPollTriggerKwargs, owner: string): { httpConnId: string; endpoint?: string } | undefined {
+  const { httpConnId, endpoint } = kwargs;
+  if (httpConnId === undefined) {
+    if (endpoint !== undefined) throw new InvalidTriggerKwargsError(`${owner} endpoint needs httpConnId (the connection whose base URL it follows); without one give url`);
+    return undefined;
+  }
+  if (typeof httpConnId !== 'string' || !/^[A-Za-z0-9_.-]{1,250}$/.test(httpConnId)) {
+    throw new InvalidTriggerKwargsError(`${owner} httpConnId must be a connection id (letters, digits, '_', '-', '.'), got ${JSON.stringify(httpConnId)}`);
+  }
+  // '' is how a stored row says "no url".
+  if (kwargs.url !== undefined && kwargs.url !== '') throw new InvalidTriggerKwargsError(`${owner} takes url or httpConnId, not both: with httpConnId give the path as endpoint`);
+  if (endpoint !== undefined && typeof endpoint !== 'string') throw new InvalidTriggerKwargsError(`${owner} endpoint must be a string (a path such as /health)`);
+  if (endpoint !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint)) {
+    throw new InvalidTriggerKwargsError(`${owner} endpoint must be a path after the connection's base URL (such as /health), not a whole URL`);
+  }
+  return endpoint === undefined ? { httpConnId } : { httpConnId, endpoint };
+}
+
+interface HttpTarget {
+  readonly url: URL;
+  readonly headers: Record<string, string>;
+  /** Blanks out what must not reach a log or an error: URLs' credentials and queries, query and header values. */
+  readonly redact: (text: string) => string;
+}
+
+function httpTarget(url: URL, headers: Record<string, string>, secrets: readonly string[]): HttpTarget {
+  return { url, headers, redact: redactor([...url.searchParams.values(), ...Object.values(headers), ...secrets]) };
+}
+
+/**
+ * The URL and headers of a request through a connection (Airflow's HttpHook): the base URL is the
+ * host (which may carry its own `http(s)://`), else `https://` for type `https` (or schema `https`)
+ * and `http://` otherwise, then the port, then the schema as a base path unless it names the
+ * protocol; the endpoint follows. The extra's string values are headers; login and password become
+ * Basic auth unless the headers already carry an Authorization.
+ */
+export function connectionTarget(connection: Connection, endpoint: string, headers: Record<string, string>, owner: string): HttpTarget {
+  const label = `${owner} connection '${connection.connId}'`;
+  if (!connection.host) throw new InvalidTriggerKwargsError(`${label} has no host: set one (tsflow connections add ${connection.connId} --uri http://HOST:PORT/…)`);
+  const schema = connection.schema ?? '';
+  const protocolInSchema = schema === 'http' || schema === 'https';
+  let base = connection.host.includes('://')
+    ? connection.host
+    : `${connection.connType === 'https' || schema === 'https' ? 'https' : 'http'}://${connection.host}`;
+  if (connection.port !== null) base += `:${connection.port}`;
+  if (schema !== '' && !protocolInSchema) base += `/${schema.replace(/^\/+/, '')}`;
+  let url: URL;
+  try {
+    url = new URL(endpoint.replace(/^\/+/, ''), base.endsWith('/') ? base : `${base}/`);
+  } catch {
+    throw new InvalidTriggerKwargsError(`${label} gives the base URL ${redactUrl(base)}, which with endpoint '${endpoint.slice(0, 100)}' is not a valid URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidTriggerKwargsError(`${label} must give an http:// or https:// base URL, got ${url.protocol}//`);
+  const merged: Record<string, string> = {};
+  for (const [name, value] of Object.entries(connection.extra)) if (typeof value === 'string') merged[name] = value;
+  Object.assign(merged, headers);
+  const secrets: string[] = [];
+  if (connection.password !== null) secrets.push(connection.password);
+  const hasAuth = Object.keys(merged).some((name) => name.toLowerCase() === 'authorization');
+  if (!hasAuth && (connection.login !== null || connection.password !== null)) {
+    const token = Buffer.from(`${connection.login ?? ''}:${connection.password ?? ''}`).toString('base64');
+    merged['Authorization'] = `Basic ${token}`;
+    secrets.push(token);
+  }
+  for (const secret of secrets) maskSecret(secret);
+  for (const [name, value] of Object.entries(merged)) if (isSensitiveName(name)) maskSecret(value);
+  return httpTarget(url, merged, secrets);
 }
 
 function parseUrl(value: unknown, owner: string): string {
@@ -249,8 +360,8 @@ function parseUrl(value: unknown, owner: string): string {
   // when the DAG is imported, without echoing what came before the '@'.
   if (url.username !== '' || url.password !== '') {
     throw new InvalidTriggerKwargsError(
-      `${owner} url ${redactUrl(url)} holds credentials (user:password@): URLs are logged and stored, so pass credentials in headers ` +
-        `(e.g. headers: { Authorization: 'Basic …' } or 'Bearer …'), or, once connections exist, in a connection`,
+      `${owner} url ${redactUrl(url)} holds credentials (user:password@): URLs are logged and stored, so keep them in a connection ` +
+        `(httpConnId), or pass credentials in headers (e.g. headers: { Authorization: 'Basic …' } or 'Bearer …')`,
     );
   }
   return url.href;

@@ -17,6 +17,7 @@ import { SequentialExecutor } from '../executors/sequential-executor.ts';
 import { runTaskInstance } from '../runner/task-runner.ts';
 import { Scheduler, type SchedulerOptions } from '../scheduler/scheduler.ts';
 import type { Dag } from '../sdk/dag.ts';
+import { keyringSecret } from '../secrets/process-keyring.ts';
 import { TriggerRegistry } from '../triggerer/trigger-registry.ts';
 import { Triggerer } from '../triggerer/triggerer.ts';
 import type { TriggererOptions } from '../triggerer/triggerer-options.ts';
@@ -133,6 +134,7 @@ export function createLocalExecutor(runtime: Runtime, folder: string, parallelis
       logLevel: runtime.logger.level as LogLevel,
       defaultDeferrable: settings.defaultDeferrable,
       hostname: settings.hostname,
+      secretKeys: keyringSecret(),
     },
   });
 }

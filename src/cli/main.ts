@@ -5,7 +5,10 @@ import { dagParserCommand, dagProcessorCommand } from './commands/dag-processor.
 import { dagsList, dagsListImportErrors, dagsState, dagsTrigger } from './commands/dags.ts';
 import { schedulerCommand, standaloneCommand, triggererCommand } from './commands/daemons.ts';
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
+import { CONNECTION_COMMANDS } from './commands/connections.ts';
 import { poolsDelete, poolsGet, poolsList, poolsSet } from './commands/pools.ts';
+import { rotateSecretsCommand, secretsGenerateKey } from './commands/secrets.ts';
+import { VARIABLE_COMMANDS } from './commands/variables.ts';
 import { tasksLogs } from './commands/task-logs.ts';
 import { triggersCancel, triggersExtend, triggersFire, triggersWaits } from './commands/triggers.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
@@ -13,6 +16,7 @@ import { tasksTest } from './commands/tasks-test.ts';
 import { taskWorkerCommand } from './commands/task-worker.ts';
 import { workerCommand, workersList } from './commands/worker.ts';
 import { dagCodeHostCommand } from './commands/dag-code-host.ts';
+import { installOutputMasking } from './output-masking.ts';
 import { overview } from './overview.ts';
 import { readSettings, UsageError, type Settings } from './settings.ts';
 import { commandHelp, groupHelp, type Command } from './usage.ts';
@@ -48,6 +52,10 @@ export const COMMANDS: readonly Command[] = [
   poolsList,
   poolsGet,
   poolsDelete,
+  ...CONNECTION_COMMANDS,
+  ...VARIABLE_COMMANDS,
+  rotateSecretsCommand,
+  secretsGenerateKey,
   workersList,
   jobsCheck,
   dbMigrate,
@@ -64,6 +72,7 @@ const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg ===
 
 /** Runs a tsflow command; returns the exit code. Errors become one line on stderr. */
 export async function main(argv: string[]): Promise<number> {
+  installOutputMasking();
   let settings: Settings | undefined;
   const loadSettings = (): Settings => (settings = readSettings());
   try {

@@ -4,6 +4,7 @@ import { columnWidth, table, usageLine, type Command } from './usage.ts';
 const SECTIONS: readonly (readonly [string, readonly string[]])[] = [
   ['daemons', ['standalone', 'scheduler', 'triggerer', 'dag-processor', 'worker']],
   ['dags and tasks', ['dags', 'tasks', 'triggers']],
+  ['connections, variables and secrets', ['connections', 'variables', 'rotate-secrets', 'secrets']],
   ['operations', ['pools', 'workers', 'jobs', 'db']],
 ];
 

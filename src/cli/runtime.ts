@@ -2,6 +2,7 @@ import { createLogger, type Logger, type LogLevel } from '../common/logger.ts';
 import { assertReachable, openDatabase, type Database } from '../db/database.ts';
 import { EmbeddedServer } from '../db/embedded/embedded-server.ts';
 import { assertSchemaCurrent, migrateToLatest } from '../db/migrations.ts';
+import { configureSecretKeys } from './secret-keys.ts';
 import type { Settings } from './settings.ts';
 import { printNotice } from './notice.ts';
 import { waitUntilReachable, type WaitForDatabase } from './wait-for-database.ts';
@@ -35,6 +36,9 @@ export interface RuntimeOptions {
 /** Connects to `TSFLOW_DATABASE_URL`, or to the embedded server (starting it if needed). */
 export async function openRuntime(settings: Settings, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = createLogger(settings.logLevel ?? options.defaultLogLevel ?? 'info');
+  if (!configureSecretKeys(settings) && options.waitForDatabase) {
+    logger.info('TSFLOW_SECRET_KEY is not set: trigger kwargs are stored unencrypted, and connections and variables cannot be stored');
+  }
   let embedded: EmbeddedServer | undefined;
   let url = settings.databaseUrl;
   if (url === undefined) {

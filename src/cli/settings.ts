@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { LOG_LEVELS, type LogLevel } from '../common/logger.ts';
+import { Keyring } from '../secrets/keyring.ts';
 
 /** Configuration shared by every command, from `TSFLOW_*` variables; flags override some of it. */
 export interface Settings {
@@ -27,6 +28,12 @@ export interface Settings {
    * `hostname_callable`); for hosts whose own name is not what operators know them by. @default os.hostname()
    */
   readonly hostname: string;
+  /**
+   * `TSFLOW_SECRET_KEY`: one or more keys, comma-separated (the first encrypts, all decrypt). Checked
+   * when read. Unset: the embedded setup uses (and creates) `$TSFLOW_HOME/secret.key`; with
+   * TSFLOW_DATABASE_URL, connections and variables cannot be stored and trigger kwargs are not encrypted.
+   */
+  readonly secretKey: string | undefined;
 }
 
 export class UsageError extends Error {
@@ -51,6 +58,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     parallelism: parseCount(env['TSFLOW_PARALLELISM'], 'TSFLOW_PARALLELISM', 32, 0),
     logsFolder: path.resolve(nonEmpty(env['TSFLOW_LOGS_FOLDER']) ?? path.join(home, 'logs')),
     hostname: nonEmpty(env['TSFLOW_HOSTNAME']) ?? os.hostname(),
+    secretKey: checkSecretKey(nonEmpty(env['TSFLOW_SECRET_KEY'])),
   };
 }
 
@@ -72,6 +80,17 @@ function checkDatabaseUrl(value: string | undefined): string | undefined {
       `TSFLOW_DATABASE_URL has the scheme '${scheme.replace(/:$/, '')}', but tsflow needs PostgreSQL: give a URL such as ${shape} ` +
         '(postgres: or postgresql:), or unset it to use the embedded PostgreSQL',
     );
+  }
+  return value;
+}
+
+/** Refuses a malformed TSFLOW_SECRET_KEY at start, naming which key is wrong (never echoing it). */
+function checkSecretKey(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    Keyring.parse(value, 'TSFLOW_SECRET_KEY');
+  } catch (error) {
+    throw new UsageError((error as Error).message);
   }
   return value;
 }

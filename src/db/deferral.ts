@@ -3,6 +3,7 @@ import type { JsonObject } from '../sdk/json.ts';
 import type { Db } from './database.ts';
 import { Channels, pgNotify } from './protocol.ts';
 import type { TaskInstanceKey } from './schema.ts';
+import { encodeTriggerKwargs } from './trigger-kwargs.ts';
 import type { NewTrigger } from './triggers.ts';
 
 /**
@@ -64,7 +65,7 @@ export async function writeDeferral(db: Db, key: TaskInstanceKey, deferral: Defe
     ),
     created AS (
       INSERT INTO trigger (classpath, kwargs, priority_weight)
-      SELECT ${trigger.classpath}, ${JSON.stringify(trigger.kwargs)}::jsonb, ${trigger.priorityWeight} FROM target
+      SELECT ${trigger.classpath}, ${encodeTriggerKwargs(trigger.kwargs)}::text, ${trigger.priorityWeight} FROM target
       RETURNING id
     ),
     deferred AS (

@@ -91,7 +91,8 @@ export interface JobTable {
 export interface TriggerTable {
   id: Generated<number>;
   classpath: string;
-  kwargs: Json<JsonObject>;
+  /** An encrypted envelope of the kwargs' JSON, or (rows from before migration 0009, or no key) the JSON text: read with decodeTriggerKwargs. */
+  kwargs: string;
   created_at: DefaultedTimestamp;
   triggerer_id: number | null;
   priority_weight: Generated<number>;
@@ -152,6 +153,30 @@ export interface XcomTable {
   created_at: DefaultedTimestamp;
 }
 
+/** Airflow's `connection`; password and extra are encrypted envelopes. */
+export interface ConnectionTable {
+  conn_id: string;
+  conn_type: string;
+  description: string | null;
+  host: string | null;
+  schema: string | null;
+  login: string | null;
+  password: string | null;
+  port: number | null;
+  extra: string | null;
+  created_at: DefaultedTimestamp;
+  updated_at: DefaultedTimestamp;
+}
+
+/** Airflow's `variable`; `val` is an encrypted envelope. */
+export interface VariableTable {
+  key: string;
+  val: string;
+  description: string | null;
+  created_at: DefaultedTimestamp;
+  updated_at: DefaultedTimestamp;
+}
+
 export interface Schema {
   dag: DagTable;
   dag_run: DagRunTable;
@@ -162,6 +187,8 @@ export interface Schema {
   task_instance: TaskInstanceTable;
   pool: PoolTable;
   xcom: XcomTable;
+  connection: ConnectionTable;
+  variable: VariableTable;
 }
 
 export type TaskInstanceRow = Selectable<TaskInstanceTable>;

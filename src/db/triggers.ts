@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type pg from 'pg';
 import type { JsonObject, JsonValue } from '../sdk/json.ts';
 import type { Db } from './database.ts';
+import { tryDecodeTriggerKwargs } from './trigger-kwargs.ts';
 import { Channels, EVENT_KEY, FAIL_METHOD, pgNotify, type PayloadOf } from './protocol.ts';
 import type { TaskInstanceKey } from './schema.ts';
 
@@ -18,6 +19,8 @@ export interface ClaimedTrigger {
   id: number;
   classpath: string;
   kwargs: JsonObject;
+  /** Why the stored kwargs could not be decoded (then `kwargs` is empty): the triggerer fails the trigger with it. */
+  kwargsError?: string;
   createdAt: Date;
   task: TaskInstanceKey | undefined;
 }
@@ -72,7 +75,7 @@ export async function claimTriggers(pool: pg.Pool, jobId: number, limit: number)
   const { rows } = await pool.query<{
     id: number;
     classpath: string;
-    kwargs: JsonObject;
+    kwargs: string;
     created_at: Date;
     dag_id: string | null;
     run_id: string | null;
@@ -92,7 +95,7 @@ export async function claimTriggers(pool: pg.Pool, jobId: number, limit: number)
     byId.set(row.id, {
       id: row.id,
       classpath: intern(row.classpath),
-      kwargs: row.kwargs,
+      ...tryDecodeTriggerKwargs(row.kwargs, `trigger ${row.id}`),
       createdAt: row.created_at,
       task: row.dag_id && row.run_id && row.task_id ? { dagId: intern(row.dag_id), runId: intern(row.run_id), taskId: row.task_id } : undefined,
     });
@@ -307,6 +310,8 @@ export interface TriggerListing {
   id: number;
   classpath: string;
   kwargs: JsonObject;
+  /** Why the kwargs could not be decoded (then `kwargs` is empty). */
+  kwargsError?: string;
   createdAt: Date;
   triggererId: number | null;
   tasks: TaskInstanceKey[];
@@ -316,7 +321,7 @@ export async function listTriggers(db: Db): Promise<TriggerListing[]> {
   const { rows } = await sql<{
     id: number;
     classpath: string;
-    kwargs: JsonObject;
+    kwargs: string;
     created_at: Date;
     triggerer_id: number | null;
     tasks: TaskInstanceKey[];
@@ -328,7 +333,7 @@ export async function listTriggers(db: Db): Promise<TriggerListing[]> {
   return rows.map((r) => ({
     id: r.id,
     classpath: r.classpath,
-    kwargs: r.kwargs,
+    ...tryDecodeTriggerKwargs(r.kwargs, `trigger ${r.id}`),
     createdAt: r.created_at,
     triggererId: r.triggerer_id,
     tasks: r.tasks,
@@ -341,7 +346,7 @@ export async function listTriggers(db: Db): Promise<TriggerListing[]> {
  * connection. The claimer runs them as if it had just claimed them.
  */
 export async function ownedButNotRunning(db: Db, jobId: number, runningIds: readonly number[]): Promise<ClaimedTrigger[]> {
-  const { rows } = await sql<{ id: number; classpath: string; kwargs: JsonObject; created_at: Date; dag_id: string; run_id: string; task_id: string }>`
+  const { rows } = await sql<{ id: number; classpath: string; kwargs: string; created_at: Date; dag_id: string; run_id: string; task_id: string }>`
     SELECT t.id, t.classpath, t.kwargs, t.created_at, ti.dag_id, ti.run_id, ti.task_id
     FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id AND ti.state = 'deferred'
     WHERE t.triggerer_id = ${jobId} AND NOT (t.id = ANY(${[...runningIds]}::bigint[]))
@@ -350,7 +355,7 @@ export async function ownedButNotRunning(db: Db, jobId: number, runningIds: read
   return rows.flatMap((row) => {
     if (seen.has(row.id)) return [];
     seen.add(row.id);
-    return [{ id: row.id, classpath: row.classpath, kwargs: row.kwargs, createdAt: row.created_at, task: { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id } }];
+    return [{ id: row.id, classpath: row.classpath, ...tryDecodeTriggerKwargs(row.kwargs, `trigger ${row.id}`), createdAt: row.created_at, task: { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id } }];
   });
 }
 

@@ -6,6 +6,7 @@ import type { Db } from './database.ts';
 import { Channels, FAIL_METHOD, notify } from './protocol.ts';
 import type { TaskInstanceKey } from './schema.ts';
 import { submitTriggerOutcomes } from './triggers.ts';
+import { tryDecodeTriggerKwargs } from './trigger-kwargs.ts';
 
 /*
  * Operating a pending wait (issue 14): fire it now, cancel it, or move its timeout. Each is one
@@ -112,7 +113,7 @@ interface LockedWait {
 
 /** Locks the trigger row, then its deferred task instances; throws when there is no such trigger or nothing waits on it. */
 async function lockPendingWait(trx: Db, triggerId: number): Promise<LockedWait> {
-  const { rows } = await sql<{ classpath: string; kwargs: JsonObject; now: Date }>`
+  const { rows } = await sql<{ classpath: string; kwargs: string | JsonObject; now: Date }>`
     SELECT classpath, kwargs, clock_timestamp() AS now FROM trigger WHERE id = ${triggerId} FOR UPDATE`.execute(trx);
   const trigger = rows[0];
   if (!trigger) throw new WaitNotFoundError(triggerId);
@@ -124,7 +125,7 @@ async function lockPendingWait(trx: Db, triggerId: number): Promise<LockedWait> 
   if (tasks.rows.length === 0) throw new WaitNotPendingError(triggerId);
   return {
     classpath: trigger.classpath,
-    kwargs: trigger.kwargs,
+    kwargs: tryDecodeTriggerKwargs(trigger.kwargs, `trigger ${triggerId}`).kwargs,
     now: trigger.now,
     tasks: tasks.rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id, tryNumber: r.try_number, triggerTimeout: r.trigger_timeout })),
   };

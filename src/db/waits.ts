@@ -2,6 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import type { JsonObject } from '../sdk/json.ts';
 import { describeWait, type WaitTarget } from '../triggerer/describe-wait.ts';
 import type { Db } from './database.ts';
+import { tryDecodeTriggerKwargs } from './trigger-kwargs.ts';
 
 /*
  * The Waits page's reads (issue 14): every pending wait — a deferred task instance and the trigger
@@ -174,7 +175,7 @@ interface WaitRow {
   trigger_timeout: Date | null;
   timeout_key: string | null;
   classpath: string;
-  kwargs: JsonObject;
+  kwargs: string | JsonObject;
   created_at: Date;
   triggerer_id: number | null;
   hostname: string | null;
@@ -275,7 +276,7 @@ function toWait(row: WaitRow): Wait {
   return {
     triggerId: row.trigger_id,
     classpath: row.classpath,
-    waitsFor: describeWait(row.classpath, row.kwargs),
+    waitsFor: describeWait(row.classpath, tryDecodeTriggerKwargs(row.kwargs, `trigger ${row.trigger_id}`).kwargs),
     dagId: row.dag_id,
     runId: row.run_id,
     taskId: row.task_id,

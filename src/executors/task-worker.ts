@@ -7,6 +7,7 @@ import { withRetry } from '../db/retry.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import { OutcomeNotRecordedError, runTaskInstance } from '../runner/task-runner.ts';
 import type { Dag } from '../sdk/dag.ts';
+import { installKeyText } from '../secrets/process-keyring.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.ts';
 
 interface CachedDag {
@@ -95,6 +96,7 @@ export class TaskWorker {
     if (this.#state !== 'created') return;
     try {
       this.#config = config;
+      if (config.secretKeys !== undefined) installKeyText(config.secretKeys, 'the secret keys given to this worker');
       this.#log = createLogger(config.logLevel).child({ component: 'worker' });
       // One connection stays open while the process waits for its next task: without it, a task
       // after 10 s of quiet would start by opening one (tens of ms before its try is `running`).

@@ -21,6 +21,8 @@ export interface WorkerConfig {
   hostname?: string | undefined;
   /** How often a running try writes its heartbeat. @default 5000 */
   heartbeatIntervalMs?: number | undefined;
+  /** The secret keys (`TSFLOW_SECRET_KEY`, or the embedded setup's key file), comma-separated; none when unset. */
+  secretKeys?: string | undefined;
 }
 
 /** Executor → worker. */

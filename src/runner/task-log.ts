@@ -2,6 +2,7 @@ import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Level, type Logger } from 'pino';
 import type { TaskInstanceKey } from '../db/schema.ts';
+import { maskText } from '../secrets/masker.ts';
 
 /*
  * One log file per task instance try: `<logs>/<dag_id>/<run_id>/<task_id>/attempt=<try>.log`, JSON
@@ -55,7 +56,8 @@ export function openTaskLog(logsFolder: string, key: TaskInstanceKey, tryNumber:
   let fd: number | undefined = openSync(file, 'a');
   const sink = {
     write(line: string): void {
-      if (fd !== undefined) writeSync(fd, line);
+      // Secrets the task fetched (connections, secret variables, maskSecret) never reach the file.
+      if (fd !== undefined) writeSync(fd, maskText(line));
     },
   };
   const logger = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, sink);

@@ -3,6 +3,7 @@ import type { TaskInstanceRow } from '../db/schema.ts';
 import type { BaseOperator } from '../sdk/base-operator.ts';
 import type { TaskContext } from '../sdk/context.ts';
 import { controlKind, type RescheduleTask } from '../sdk/errors.ts';
+import { maskText } from '../secrets/masker.ts';
 import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
 import type { TaskDeferred } from '../sdk/task-deferred.ts';
 
@@ -98,7 +99,7 @@ const ESCAPED_NUL = /(?<!\\)(?:\\\\)*\\u0000/;
  */
 export function describeError(error: unknown): string {
   const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return text.replaceAll('\u0000', '\\0');
+  return maskText(text).replaceAll('\u0000', '\\0');
 }
 
 /** Resolves with the task's result, or rejects with the abort reason as soon as the signal fires. */

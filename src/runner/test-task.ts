@@ -2,11 +2,12 @@ import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import { sleep, sleepUntil } from '../common/sleep.ts';
 import type { BaseOperator } from '../sdk/base-operator.ts';
-import type { TaskContext, TaskRuntimeDefaults } from '../sdk/context.ts';
+import type { TaskContext, TaskRuntimeDefaults, VariableOptions } from '../sdk/context.ts';
 import { toJsonObject, toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
 import { resolveParams } from '../sdk/params.ts';
 import { EVENT_KEY, FAIL_METHOD } from '../sdk/resume-keys.ts';
 import type { TaskDeferred } from '../sdk/task-deferred.ts';
+import { lookupConnection, lookupVariable } from '../secrets/lookup.ts';
 import { failurePayload, firstEvent } from '../triggerer/run-trigger.ts';
 import type { TriggerRegistry } from '../triggerer/trigger-registry.ts';
 import { runContextFields } from './run-context.ts';
@@ -76,6 +77,9 @@ export async function testTask(options: TestTaskOptions): Promise<TestTaskResult
       signal: stop.signal,
       defaults: options.defaults,
       xcomPull: async () => undefined,
+      // The database is never opened here: connections and variables come from TSFLOW_CONN_* / TSFLOW_VAR_*.
+      getConnection: (connId: string) => lookupConnection(undefined, connId),
+      getVariable: <T = string>(variableKey: string, opts?: VariableOptions<T>) => lookupVariable<T>(undefined, variableKey, opts),
       xcomPush: async (key: string, value: unknown) => options.onXcom(key, toJsonValue(value, `XCom '${key}' of task '${task.taskId}'`)),
     };
     let row: { next_method: string | null; next_kwargs: JsonObject | null } = { next_method: null, next_kwargs: null };

@@ -1,5 +1,6 @@
 import { getXcom, setXcom } from '../db/xcom.ts';
-import type { TaskContext } from '../sdk/context.ts';
+import type { TaskContext, VariableOptions } from '../sdk/context.ts';
+import { lookupConnection, lookupVariable } from '../secrets/lookup.ts';
 import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
 import { runContextFields } from './run-context.ts';
 import type { TryRun } from './try-run.ts';
@@ -24,6 +25,8 @@ export function buildContext(t: TryRun, signal: AbortSignal, params: JsonObject)
     defaults: deps.defaults,
     xcomPull: async <T extends JsonValue = JsonValue>(taskId: string, xcomKey = 'return_value') =>
       (await getXcom(deps.db, { dagId: key.dagId, runId: key.runId, taskId }, xcomKey)) as T | undefined,
+    getConnection: (connId: string) => lookupConnection(deps.db, connId),
+    getVariable: <T = string>(variableKey: string, options?: VariableOptions<T>) => lookupVariable<T>(deps.db, variableKey, options),
     xcomPush: async (xcomKey: string, value: unknown) =>
       setXcom(deps.db, key, xcomKey, JSON.stringify(toJsonValue(value, `XCom '${xcomKey}' of task '${key.taskId}'`))),
   };

@@ -1,6 +1,17 @@
 import type { DateTime } from 'luxon';
 import type { Logger } from 'pino';
+import type { Connection } from '../secrets/connection.ts';
 import type { JsonObject, JsonValue } from './json.ts';
+
+export type { Connection };
+
+/** Options of `context.getVariable`. */
+export interface VariableOptions<T> {
+  /** Returned when the variable is not defined (otherwise that is an error naming the key). */
+  default?: T;
+  /** Parse the value as JSON. @default false */
+  json?: boolean;
+}
 
 /** What a task sees while it runs: Airflow's `context`, typed. */
 export interface TaskContext {
@@ -45,6 +56,18 @@ export interface TaskContext {
   /** The return value (or another key) of an upstream task in this run. */
   xcomPull<T extends JsonValue = JsonValue>(taskId: string, key?: string): Promise<T | undefined>;
   xcomPush(key: string, value: unknown): Promise<void>;
+  /**
+   * The connection `connId`: `TSFLOW_CONN_<ID>` if set, else the database. Its password (and the
+   * secret-looking values of its extra) are masked in logs from then on. An unknown id is an error
+   * naming it.
+   */
+  getConnection(connId: string): Promise<Connection>;
+  /**
+   * The variable `key`: `TSFLOW_VAR_<KEY>` if set, else the database; `options.default` when neither
+   * has it (without a default that is an error). A key that looks secret (`*password*`, `*token*`, …)
+   * has its value masked in logs from then on.
+   */
+  getVariable<T = string>(key: string, options?: VariableOptions<T>): Promise<string | T>;
   /** Engine settings a task may consult, such as the default for sensors' `deferrable`. */
   readonly defaults: TaskRuntimeDefaults;
 }

@@ -26,7 +26,8 @@ export {
   type TaskDefaults,
   type TaskSettings,
 } from './base-operator.ts';
-export type { TaskContext, TaskRuntimeDefaults } from './context.ts';
+export type { Connection, TaskContext, TaskRuntimeDefaults, VariableOptions } from './context.ts';
+export { maskSecret } from '../secrets/masker.ts';
 export { TaskDeferred, type DeferOptions } from './task-deferred.ts';
 export { BaseTrigger, TriggerEvent, type TriggerClass, type TriggerLogger, type TriggerRun, type TriggerRuntime } from './trigger.ts';
 export {

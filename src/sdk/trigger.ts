@@ -1,4 +1,5 @@
 import type { DateTime } from 'luxon';
+import type { Connection } from '../secrets/connection.ts';
 import { toJsonObject, toJsonValue, type JsonObject, type JsonValue } from './json.ts';
 
 /** What a trigger yields when the wait is over. Its payload reaches the resume method as `event`. */
@@ -32,6 +33,11 @@ export interface TriggerRuntime {
    * far cheaper than a `setTimeout` per trigger when a triggerer holds 100,000 waits.
    */
   sleepUntil(epochMs: number, signal: AbortSignal): Promise<void>;
+  /**
+   * The connection `connId`, resolved where the trigger runs (`TSFLOW_CONN_<ID>`, else the database),
+   * so a trigger row stores only the id, never the secret. Its password is masked in logs.
+   */
+  getConnection?(connId: string): Promise<Connection>;
 }
 
 /** The constructor shape the triggerer needs to rebuild a trigger from its row. */

@@ -4,6 +4,7 @@ import { storableText } from '../common/storable-json.ts';
 import type { ClaimedTrigger, TriggerOutcome } from '../db/triggers.ts';
 import { BaseTrigger, type TriggerEvent, type TriggerRuntime } from '../sdk/trigger.ts';
 import type { JsonObject, JsonValue } from '../sdk/json.ts';
+import { maskText } from '../secrets/masker.ts';
 import type { OutcomeWriter, WriteResult } from './outcome-writer.ts';
 import { failurePayload, firstEvent } from './run-trigger.ts';
 import { TriggerLog } from './trigger-log.ts';
@@ -112,6 +113,7 @@ export class ActiveTriggers {
     try {
       const { registry } = this.#deps;
       const TriggerClass = registry.lookup(row.classpath) ?? (await registry.resolve(row.classpath));
+      if (row.kwargsError !== undefined) throw new Error(row.kwargsError);
       trigger = new TriggerClass(row.kwargs);
       trigger.useLogger(active.log);
       active.dueAt = trigger.dueAtMillis();
@@ -255,7 +257,7 @@ export function storableFailure(thrown: unknown): JsonObject {
   let payload: { error: unknown; traceback: unknown };
   try {
     const built = thrown instanceof Error ? failurePayload(thrown) : undefined;
-    payload = built ? { error: built['error'], traceback: built['traceback'] } : { error: describeThrown(thrown), traceback: '' };
+    payload = built ? { error: built['error'], traceback: built['traceback'] } : { error: maskText(describeThrown(thrown)), traceback: '' };
   } catch {
     payload = { error: `a trigger threw a ${typeof thrown} that cannot be printed`, traceback: '' };
   }

@@ -32,7 +32,14 @@ export function describeWait(classpath: string, kwargs: JsonObject): WaitTarget 
   } else if (classpath === HttpPollTrigger.classpath) {
     const url = kwargs['url'];
     const method = kwargs['method'];
-    if (typeof url === 'string') return { kind: 'http', method: typeof method === 'string' ? method : 'GET', url: redactUrl(url) };
+    const connId = kwargs['httpConnId'];
+    const verb = typeof method === 'string' ? method : 'GET';
+    if (typeof connId === 'string' && connId !== '') {
+      const endpoint = typeof kwargs['endpoint'] === 'string' ? kwargs['endpoint'] : '';
+      // The connection's URL is resolved where the trigger runs; the endpoint shows without its query.
+      return { kind: 'http', method: verb, url: `connection ${connId}: ${endpoint.split(/[?#]/)[0] ?? ''}` };
+    }
+    if (typeof url === 'string') return { kind: 'http', method: verb, url: redactUrl(url) };
   }
   return { kind: 'other' };
 }

@@ -1,4 +1,5 @@
 import type { JsonObject } from '../sdk/json.ts';
+import { maskText } from '../secrets/masker.ts';
 import type { BaseTrigger, TriggerEvent, TriggerRuntime } from '../sdk/trigger.ts';
 
 /**
@@ -31,7 +32,7 @@ function asEvent(value: unknown, trigger: BaseTrigger): TriggerEvent {
 /** The `next_kwargs` of a task whose trigger failed: the error and its stack, as Airflow stores them. */
 export function failurePayload(error: unknown): JsonObject {
   if (error instanceof Error) {
-    return { error: `${error.name}: ${error.message}`, traceback: error.stack ?? '' };
+    return { error: maskText(`${error.name}: ${error.message}`), traceback: maskText(error.stack ?? '') };
   }
-  return { error: String(error), traceback: '' };
+  return { error: maskText(String(error)), traceback: '' };
 }

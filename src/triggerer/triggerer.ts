@@ -19,6 +19,7 @@ import {
   submitTriggerOutcomes,
   unassignDeadTriggerers,
 } from '../db/triggers.ts';
+import { lookupConnection } from '../secrets/lookup.ts';
 import { ActiveTriggers, type ActiveOutcome } from './active-triggers.ts';
 import { TimeTable } from './time-table.ts';
 import type { TriggererEvents } from './triggerer-events.ts';
@@ -126,7 +127,9 @@ export class Triggerer extends Daemon<TriggererEvents> {
     });
     const triggers = new ActiveTriggers({
       registry: this.#deps.registry,
-      runtime: this.#clock,
+      // Time triggers sleep on the shared clock; connections are resolved here, on this machine, so
+      // a trigger row stores a connection id, never its secret.
+      runtime: { sleepUntil: (epochMs, signal) => this.#clock.sleepUntil(epochMs, signal), getConnection: (connId) => lookupConnection(db, connId) },
       writer,
       figures: this.#figures,
       log: this.log,

@@ -1,3 +1,4 @@
+import { processMasker } from '../../secrets/masker.ts';
 import { DateTime } from 'luxon';
 import { createLogger } from '../../common/logger.ts';
 import { redactUrl } from '../../db/database.ts';
@@ -123,7 +124,7 @@ export const jobsCheck = defineCommand(
 export const triggersList = defineCommand(
   {
     name: 'triggers list',
-    summary: 'every trigger: classpath, owning triggerer, task(s), age and (time triggers) due time',
+    summary: 'every trigger: classpath, owning triggerer, task(s), age, (time triggers) due time, and kwargs with secrets as ***',
     options: { json: JSON_OUTPUT, 'triggers-folder': TRIGGERS_FOLDER },
   },
   async ({ values }, settings) =>
@@ -135,6 +136,7 @@ export const triggersList = defineCommand(
       for (const t of await listTriggers(runtime.database.db)) {
         let dueAt: string | null = null;
         try {
+          if (t.kwargsError !== undefined) throw new Error(t.kwargsError);
           const TriggerClass = await registry.resolve(t.classpath);
           dueAt = new TriggerClass(t.kwargs).dueAt()?.toUTC().toISO() ?? null;
         } catch {
@@ -143,6 +145,9 @@ export const triggersList = defineCommand(
         listing.push({
           id: t.id,
           classpath: t.classpath,
+          // Secret-looking fields (headers.Authorization, a token, …) and registered secrets as ***.
+          kwargs: processMasker.maskJson(t.kwargs),
+          ...(t.kwargsError === undefined ? {} : { kwargsError: t.kwargsError }),
           triggererId: t.triggererId,
           triggererHost: t.triggererId === null ? null : (jobs.get(t.triggererId) ?? null),
           tasks: t.tasks,
@@ -157,6 +162,7 @@ export const triggersList = defineCommand(
           const owner = t.triggererId === null ? 'unassigned' : `triggerer ${t.triggererId} (${t.triggererHost ?? '?'})`;
           const tasks = t.tasks.map((k) => `${k.dagId}.${k.taskId}@${k.runId}`).join(', ') || 'no task';
           console.log(`${String(t.id).padStart(6)}  ${t.classpath}  ${owner}  ${tasks}  age ${t.ageSeconds}s${t.dueAt ? `  due ${t.dueAt}` : ''}`);
+          console.log(`        kwargs ${t.kwargsError ?? JSON.stringify(t.kwargs)}`);
         }
         if (listing.length === 0) console.log('no triggers');
       }
