@@ -1,21 +1,7 @@
-import path from 'node:path';
 import { expect } from 'chai';
-import { DagBag } from '../src/dag-bag/dag-bag.ts';
-import { serializeDag } from '../src/dag-bag/serialized-dag.ts';
 import { listAudit } from '../src/db/audit-log.ts';
-import { recordDags } from '../src/db/serialized-dags.ts';
-import { call, login, startApi, type ApiRig } from './support/api.ts';
+import { call, login, recordApiDags, startApi, type ApiRig } from './support/api.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { FIXTURES } from './support/rig.ts';
-
-export const API_DAGS = path.join(FIXTURES, 'api-dags');
-
-/** Records the API fixture DAGs as a DAG processor would. */
-export async function recordApiDags(tdb: TestDatabase): Promise<DagBag> {
-  const bag = await DagBag.load(API_DAGS);
-  await recordDags(tdb.database.db, [...bag.dags.values()].map((d) => serializeDag(d, d.fileloc ?? '')));
-  return bag;
-}
 
 describe('API server: authentication, roles, CSRF, login limits', function () {
   this.timeout(60_000);

@@ -11,6 +11,20 @@ import type { Database } from '../../src/db/database.ts';
 import { Notifier } from '../../src/db/notifier.ts';
 import { Channels } from '../../src/db/protocol.ts';
 import type { ApiRole } from '../../src/db/schema.ts';
+import { DagBag } from '../../src/dag-bag/dag-bag.ts';
+import { serializeDag } from '../../src/dag-bag/serialized-dag.ts';
+import { recordDags } from '../../src/db/serialized-dags.ts';
+import type { TestDatabase } from './database.ts';
+import { FIXTURES } from './rig.ts';
+
+export const API_DAGS = path.join(FIXTURES, 'api-dags');
+
+/** Records the API fixture DAGs as a DAG processor would. */
+export async function recordApiDags(tdb: TestDatabase): Promise<DagBag> {
+  const bag = await DagBag.load(API_DAGS);
+  await recordDags(tdb.database.db, [...bag.dags.values()].map((d) => serializeDag(d, d.fileloc ?? '')));
+  return bag;
+}
 
 export const PASSWORD = 'correct horse battery staple';
 
