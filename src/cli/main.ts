@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { apiServerCommand } from './commands/api-server.ts';
+import { usersCreate, usersDelete, usersList, usersToken } from './commands/users.ts';
 import { dagsBackfill, dagsListRuns, dagsNextExecution, dagsPause, dagsUnpause } from './commands/dag-ops.ts';
 import { dagsTest } from './commands/dags-test.ts';
 import { dagParserCommand, dagProcessorCommand } from './commands/dag-processor.ts';
@@ -28,6 +30,7 @@ export const COMMANDS: readonly Command[] = [
   triggererCommand,
   dagProcessorCommand,
   workerCommand,
+  apiServerCommand,
   dagsList,
   dagsListImportErrors,
   dagsTrigger,
@@ -57,6 +60,10 @@ export const COMMANDS: readonly Command[] = [
   rotateSecretsCommand,
   secretsGenerateKey,
   workersList,
+  usersCreate,
+  usersList,
+  usersDelete,
+  usersToken,
   jobsCheck,
   dbMigrate,
   dbReset,

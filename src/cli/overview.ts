@@ -2,10 +2,10 @@ import { columnWidth, table, usageLine, type Command } from './usage.ts';
 
 /** Which section of the overview a command's first word belongs to. */
 const SECTIONS: readonly (readonly [string, readonly string[]])[] = [
-  ['daemons', ['standalone', 'scheduler', 'triggerer', 'dag-processor', 'worker']],
+  ['daemons', ['standalone', 'scheduler', 'triggerer', 'dag-processor', 'worker', 'api-server']],
   ['dags and tasks', ['dags', 'tasks', 'triggers']],
   ['connections, variables and secrets', ['connections', 'variables', 'rotate-secrets', 'secrets']],
-  ['operations', ['pools', 'workers', 'jobs', 'db']],
+  ['operations', ['pools', 'workers', 'jobs', 'users', 'db']],
 ];
 
 /** `tsflow help`: every command (from the same specs as each `--help`), then where settings come from. */

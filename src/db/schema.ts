@@ -177,6 +177,51 @@ export interface VariableTable {
   updated_at: DefaultedTimestamp;
 }
 
+export type ApiRole = 'viewer' | 'operator' | 'admin';
+
+export interface ApiUserTable {
+  id: Generated<number>;
+  username: string;
+  role: ApiRole;
+  /** `scrypt$N$r$p$salt$hash` (base64url). */
+  password_hash: string;
+  created_at: DefaultedTimestamp;
+}
+
+export interface ApiSessionTable {
+  /** SHA-256 of the cookie's session id. */
+  id_hash: string;
+  user_id: number;
+  csrf_token: string;
+  created_at: DefaultedTimestamp;
+  expires_at: Timestamp;
+}
+
+export interface ApiTokenTable {
+  id: Generated<number>;
+  /** SHA-256 of the token. */
+  token_hash: string;
+  user_id: number;
+  created_at: DefaultedTimestamp;
+  last_used_at: Timestamp | null;
+}
+
+export interface LoginFailureTable {
+  id: Generated<number>;
+  username: string;
+  client_ip: string;
+  at: DefaultedTimestamp;
+}
+
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: DefaultedTimestamp;
+  username: string | null;
+  action: string;
+  target: string | null;
+  details: ColumnType<JsonObject, string | undefined, string>;
+}
+
 export interface Schema {
   dag: DagTable;
   dag_run: DagRunTable;
@@ -189,6 +234,11 @@ export interface Schema {
   xcom: XcomTable;
   connection: ConnectionTable;
   variable: VariableTable;
+  api_user: ApiUserTable;
+  api_session: ApiSessionTable;
+  api_token: ApiTokenTable;
+  login_failure: LoginFailureTable;
+  audit_log: AuditLogTable;
 }
 
 export type TaskInstanceRow = Selectable<TaskInstanceTable>;
