@@ -9,6 +9,7 @@ import { schedulerCommand, standaloneCommand, triggererCommand } from './command
 import { dbMigrate, dbReset, dbStart, dbStatus, dbStop, jobsCheck, triggersList } from './commands/operations.ts';
 import { poolsDelete, poolsGet, poolsList, poolsSet } from './commands/pools.ts';
 import { tasksLogs } from './commands/task-logs.ts';
+import { triggersCancel, triggersExtend, triggersFire, triggersWaits } from './commands/triggers.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
 import { tasksTest } from './commands/tasks-test.ts';
 import { taskWorkerCommand } from './commands/task-worker.ts';
@@ -42,6 +43,10 @@ export const COMMANDS: readonly Command[] = [
   tasksClear,
   tasksTest,
   triggersList,
+  triggersWaits,
+  triggersFire,
+  triggersCancel,
+  triggersExtend,
   poolsSet,
   poolsList,
   poolsGet,

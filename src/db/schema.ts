@@ -127,6 +127,10 @@ export interface TaskInstanceTable {
   trigger_timeout: Timestamp | null;
   /** The `tsflow worker` job that claimed its current graphile-worker job (graphile executor only). */
   worker_job_id: number | null;
+  /** When the last time-trigger event it resumed from was written (database clock); see migration 0010. */
+  trigger_fired_at: Timestamp | null;
+  /** How late that trigger fired against its due moment, in ms, as its triggerer measured. */
+  trigger_lateness_ms: number | null;
 }
 
 /** Airflow's `slot_pool`. */

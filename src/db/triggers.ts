@@ -117,6 +117,11 @@ export interface TriggerOutcome {
   kind: 'event' | 'failure';
   /** The event payload, or `{ error, traceback }` for a failure. */
   payload: JsonValue;
+  /**
+   * A time trigger's event: how late it fired against its due moment (ms). Stored with the event
+   * (`trigger_fired_at`, `trigger_lateness_ms`) for the Waits page's lateness plot.
+   */
+  latenessMs?: number | undefined;
 }
 
 export interface SubmitResult {
@@ -163,7 +168,7 @@ const LARGE_BATCH = 100;
 
 /**
  * The assignments that resume a task instance from an `input` row `i` (trigger_id, failure,
- * payload): an event is stored at `next_kwargs.event`, a failure replaces `next_kwargs` and resumes
+ * payload, lateness): an event is stored at `next_kwargs.event`, a failure replaces `next_kwargs` and resumes
  * at `__fail__`. Shared by both batch statements.
  */
 const RESUME_FROM_INPUT = sql`
@@ -173,7 +178,9 @@ const RESUME_FROM_INPUT = sql`
         updated_at = clock_timestamp(),
         next_method = CASE WHEN i.failure THEN ${FAIL_METHOD}::text ELSE ti.next_method END,
         next_kwargs = CASE WHEN i.failure THEN i.payload
-                           ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object(${EVENT_KEY}::text, i.payload) END`;
+                           ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object(${EVENT_KEY}::text, i.payload) END,
+        trigger_fired_at = CASE WHEN i.lateness IS NULL THEN ti.trigger_fired_at ELSE clock_timestamp() END,
+        trigger_lateness_ms = coalesce(i.lateness, ti.trigger_lateness_ms)`;
 
 /**
  * The batch statements' result row: the refused ids are listed only when some were refused (in the
@@ -197,12 +204,13 @@ function lookupStatement(jobId: number, outcomes: readonly TriggerOutcome[]) {
   const ids = outcomes.map((o) => o.triggerId);
   const failures = outcomes.map((o) => o.kind === 'failure');
   const payloads = JSON.stringify(outcomes.map((o) => o.payload));
+  const lateness = outcomes.map((o) => (o.kind === 'event' ? (o.latenessMs ?? null) : null));
   // The refused ids are listed only when some were refused: in the usual batch all are owned, and
   // comparing one count saves the anti-join over the batch.
   return sql<{ foreign: number[]; resumed: number }>`
     WITH input AS (
-      SELECT i.trigger_id, i.failure, (${payloads}::jsonb) -> (i.n::int - 1) AS payload
-      FROM unnest(${ids}::bigint[], ${failures}::boolean[]) WITH ORDINALITY AS i(trigger_id, failure, n)
+      SELECT i.trigger_id, i.failure, (${payloads}::jsonb) -> (i.n::int - 1) AS payload, i.lateness
+      FROM unnest(${ids}::bigint[], ${failures}::boolean[], ${lateness}::float8[]) WITH ORDINALITY AS i(trigger_id, failure, lateness, n)
     ),
     -- Materialised, so the owner test is applied to the rows found by id and cannot steer the scan:
     -- planned together, an unanalysed table can make the planner AND trigger_triggerer_idx in and
@@ -231,10 +239,10 @@ function lookupStatement(jobId: number, outcomes: readonly TriggerOutcome[]) {
  * size of what is held it may scan — which is then the cheaper plan.
  */
 function scanStatement(jobId: number, outcomes: readonly TriggerOutcome[]) {
-  const input = JSON.stringify(outcomes.map((o) => [o.triggerId, o.kind === 'failure', o.payload]));
+  const input = JSON.stringify(outcomes.map((o) => [o.triggerId, o.kind === 'failure', o.payload, o.kind === 'event' ? (o.latenessMs ?? null) : null]));
   return sql<{ foreign: number[]; resumed: number }>`
     WITH input AS (
-      SELECT (e ->> 0)::bigint AS trigger_id, (e ->> 1)::boolean AS failure, e -> 2 AS payload
+      SELECT (e ->> 0)::bigint AS trigger_id, (e ->> 1)::boolean AS failure, e -> 2 AS payload, (e ->> 3)::float8 AS lateness
       FROM jsonb_array_elements(${input}::jsonb) AS e
     ),
     owned AS (
@@ -365,7 +373,9 @@ const SUBMIT_ONE = `
       updated_at = clock_timestamp(),
       next_method = CASE WHEN $3::boolean THEN $5::text ELSE ti.next_method END,
       next_kwargs = CASE WHEN $3::boolean THEN $4::jsonb
-                         ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object($6::text, $4::jsonb) END
+                         ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object($6::text, $4::jsonb) END,
+      trigger_fired_at = CASE WHEN $9::float8 IS NULL THEN ti.trigger_fired_at ELSE clock_timestamp() END,
+      trigger_lateness_ms = coalesce($9::float8, ti.trigger_lateness_ms)
     WHERE ti.trigger_id = $1::bigint AND ti.state = 'deferred' AND EXISTS (SELECT 1 FROM owned)
     RETURNING 1
   ),
@@ -379,7 +389,17 @@ export async function submitOneOutcome(pool: pg.Pool, jobId: number, outcome: Tr
   const { rows } = await pool.query<{ owned: number; resumed: number }>({
     name: 'tsflow_submit_one_outcome',
     text: SUBMIT_ONE,
-    values: [outcome.triggerId, jobId, outcome.kind === 'failure', JSON.stringify(outcome.payload), FAIL_METHOD, EVENT_KEY, Channels.ti, resumedPayload],
+    values: [
+      outcome.triggerId,
+      jobId,
+      outcome.kind === 'failure',
+      JSON.stringify(outcome.payload),
+      FAIL_METHOD,
+      EVENT_KEY,
+      Channels.ti,
+      resumedPayload,
+      outcome.kind === 'event' ? (outcome.latenessMs ?? null) : null,
+    ],
   });
   const owned = (rows[0]?.owned ?? 0) > 0;
   return { applied: owned ? new Set([outcome.triggerId]) : new Set(), resumed: rows[0]?.resumed ?? 0 };

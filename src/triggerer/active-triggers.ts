@@ -196,7 +196,7 @@ export class ActiveTriggers {
   #finish(active: ActiveTrigger, kind: TriggerOutcome['kind'], payload: JsonValue): void {
     active.phase = 'writing';
     if (kind === 'event' && active.dueAt !== undefined) active.latenessMs = Date.now() - active.dueAt;
-    this.#deps.writer.submit({ triggerId: active.triggerId, kind, payload, active });
+    this.#deps.writer.submit({ triggerId: active.triggerId, kind, payload, latenessMs: active.latenessMs, active });
   }
 
   /** The writer committed (or the fence refused) a trigger's outcome: the trigger is done. */
