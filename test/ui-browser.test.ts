@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { chromiumArgs, chromiumChildren, createUserWithCli, findChromium, NO_CHROMIUM } from './support/browser.ts';
+import { chromiumArgs, chromiumChildren, createUserWithCli, findChromium, noChromiumMessage } from './support/browser.ts';
 import { CliProcess, freePort } from './support/cli-process.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
@@ -31,7 +31,7 @@ describe('web UI in a headless Chromium (issue 14)', function () {
 
   before(async function () {
     if (!executablePath) {
-      console.log(`      ${NO_CHROMIUM}`);
+      console.log(`      ${noChromiumMessage()}`);
       this.skip();
     }
     tdb = await createTestDatabase();

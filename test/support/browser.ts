@@ -14,7 +14,12 @@ import { childPids } from './processes.ts';
 const NAMES = ['chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable'];
 const KNOWN = ['/usr/bin/chromium', '/usr/lib/chromium/chromium', '/usr/bin/chromium-browser', '/snap/bin/chromium', '/usr/bin/google-chrome'];
 
-export const NO_CHROMIUM = 'browser tests skipped: no Chromium found (install Debian\'s chromium or set TSFLOW_CHROMIUM)';
+/** Why the browser tests are skipped, printed as is. */
+export function noChromiumMessage(): string {
+  const given = process.env['TSFLOW_CHROMIUM'];
+  if (given) return `browser tests skipped: TSFLOW_CHROMIUM=${given} is not an executable file (point it at a Chromium, or unset it)`;
+  return "browser tests skipped: no Chromium found (install Debian's chromium or set TSFLOW_CHROMIUM)";
+}
 
 function executable(file: string): boolean {
   try {
