@@ -10,6 +10,7 @@ import { pickup } from '../bench/scenarios/pickup.ts';
 import { resume } from '../bench/scenarios/resume.ts';
 import { schedule } from '../bench/scenarios/schedule.ts';
 import { spread } from '../bench/scenarios/spread.ts';
+import { waits } from '../bench/scenarios/waits.ts';
 import type { Scenario, ScenarioResult } from '../bench/lib/scenario.ts';
 
 /*
@@ -93,5 +94,12 @@ describe('benchmarks, smoke mode', function () {
       expect([figures['runsCreated'], figures['duplicates'], figures['missing']]).to.deep.equal([40, 0, 0]);
       expect(figures['latenessP99Ms']).to.be.at.least(figures['latenessP50Ms'] as number);
     }
+  });
+
+  it('waits: pages read task_instance through an index, deep ones too', async () => {
+    const { figures } = await runSmoke(waits);
+    // 2,000 rows: a filter on the trigger may be planned as a scan; at 100,000 none is (npm run bench:waits).
+    for (const name of ['first', 'deep', 'createdDeep', 'dagDeep']) expect(figures[`${name}IndexUsed`], name).to.equal(1);
+    expect([figures['firstTotal'], figures['firstTotalExact']]).to.deep.equal([2000, 1]);
   });
 });

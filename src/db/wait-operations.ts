@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Duration } from 'luxon';
+import { toDuration, type DurationInput } from '../sdk/duration.ts';
 import type { JsonObject } from '../sdk/json.ts';
 import { describeWait } from '../triggerer/describe-wait.ts';
 import type { Db } from './database.ts';
@@ -77,8 +77,11 @@ export interface ExtendedWait {
   tasks: WaitingTask[];
 }
 
-/** `{ until }`: the timeout becomes that moment. `{ by }`: the current timeout moves that much later (a wait without a timeout has none to move). */
-export type WaitExtension = { until: Date } | { by: Duration };
+/**
+ * `{ until }`: the timeout becomes that moment. `{ by }`: the current timeout moves that much later
+ * (a luxon Duration, `{ minutes: 30 }`, `'PT30M'` or seconds); a wait without a timeout has none to move.
+ */
+export type WaitExtension = { until: Date } | { by: DurationInput };
 
 /** Job ids start at 1: an operator's fire takes the trigger over under this id inside its transaction. */
 const OPERATOR_FENCE = 0;
@@ -201,8 +204,14 @@ export async function extendWait(db: Db, triggerId: number, actor: string, exten
   const id = checkedId(triggerId);
   const by = checkedActor(actor);
   if ('until' in extension && !Number.isFinite(extension.until.getTime())) throw new InvalidWaitOperationError('until is not a valid date');
-  if ('by' in extension && (!extension.by.isValid || extension.by.toMillis() <= 0)) {
-    throw new InvalidWaitOperationError(`by must be a duration longer than zero, got ${extension.by.toISO() ?? 'an invalid duration'}`);
+  let byMs = 0;
+  if ('by' in extension) {
+    try {
+      byMs = toDuration(extension.by, 'by').toMillis();
+    } catch (error) {
+      throw new InvalidWaitOperationError((error as Error).message, { cause: error });
+    }
+    if (!(byMs > 0)) throw new InvalidWaitOperationError(`by must be a duration longer than zero, got ${JSON.stringify(extension.by)}`);
   }
   return db.transaction().execute(async (trx) => {
     const wait = await lockPendingWait(trx, id);
@@ -214,7 +223,7 @@ export async function extendWait(db: Db, triggerId: number, actor: string, exten
       if (current === null) {
         throw new InvalidWaitOperationError(`trigger ${id} has no timeout to extend (it waits until it fires): set one with --until / { until }`);
       }
-      until = new Date(current.getTime() + extension.by.toMillis());
+      until = new Date(current.getTime() + byMs);
     }
     if (until.getTime() <= wait.now.getTime()) {
       throw new InvalidWaitOperationError(`the new timeout of trigger ${id}, ${until.toISOString()}, is not in the future (it is ${wait.now.toISOString()}): choose a later moment`);

@@ -122,11 +122,12 @@ export const triggersWaits = defineCommand(
         cursor: values.cursor,
       });
       if (values.json) {
-        console.log(JSON.stringify({ waits: page.waits.map(waitJson), nextCursor: page.nextCursor, total: page.total, now: page.now.toISOString() }));
+        console.log(JSON.stringify({ waits: page.waits.map(waitJson), nextCursor: page.nextCursor, total: page.total, totalExact: page.totalExact, now: page.now.toISOString() }));
         return 0;
       }
       for (const w of page.waits) console.log(waitLine(w));
-      console.log(`${page.waits.length} shown of ${page.total ?? '?'} pending${page.nextCursor ? `; next: --cursor ${page.nextCursor}` : ''}`);
+      const total = page.total === null ? '?' : `${page.totalExact ? '' : 'about '}${page.total}`;
+      console.log(`${page.waits.length} shown of ${total} pending${page.nextCursor ? `; next: --cursor ${page.nextCursor}` : ''}`);
       return 0;
     });
   },
