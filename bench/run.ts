@@ -14,10 +14,11 @@ import { parse } from './scenarios/parse.ts';
 import { graphileExecutor } from './scenarios/graphile-executor.ts';
 import { schedule } from './scenarios/schedule.ts';
 import { waits } from './scenarios/waits.ts';
+import { api } from './scenarios/api.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, parse, schedule, graphileExecutor, waits];
+const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, parse, schedule, graphileExecutor, waits, api];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the

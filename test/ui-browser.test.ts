@@ -8,9 +8,9 @@ import { CliProcess, freePort } from './support/cli-process.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
 /*
- * The web UI in a real headless Chromium against real processes: `tsflow standalone` (scheduler,
- * executor, triggerer, DAG processor) on examples/dags and `tsflow api-server`, users made with
- * `tsflow users create`. What is asserted is what a person sees: labels, text, the colours'
+ * The web UI in a real headless Chromium against real processes: `tsflow standalone` on
+ * examples/dags (scheduler, executor, triggerer, DAG processor and the API server serving the UI),
+ * users made with `tsflow users create`. What is asserted is what a person sees: labels, text, the colours'
  * states in the squares' names.
  */
 
@@ -25,7 +25,6 @@ describe('web UI in a headless Chromium (issue 14)', function () {
   const executablePath = findChromium();
   let tdb: TestDatabase;
   let standalone: CliProcess | undefined;
-  let apiServer: CliProcess | undefined;
   let browser: Browser | undefined;
   let base = '';
 
@@ -41,22 +40,20 @@ describe('web UI in a headless Chromium (issue 14)', function () {
       expect(made.code, made.output).to.equal(0);
     }
     const port = await freePort();
-    apiServer = new CliProcess(['api-server', '--port', String(port)], env);
-    standalone = new CliProcess(['standalone', '--dags-folder', 'examples/dags'], env);
-    await apiServer.waitForOutput(/listening on/, 60_000);
-    await standalone.waitForOutput(/tsflow standalone: \d+ DAG\(s\)/, 90_000);
+    standalone = new CliProcess(['standalone', '--dags-folder', 'examples/dags', '--api-port', String(port)], env);
+    await standalone.waitForOutput(/web UI at http:\/\/127\.0\.0\.1:\d+\/ui\//, 90_000);
     base = `http://127.0.0.1:${port}`;
     browser = await chromium.launch({ executablePath, headless: true, args: chromiumArgs() });
   });
 
   after(async () => {
     await browser?.close();
-    // SIGTERM: each daemon drains and exits 0.
-    const exits = await Promise.all([apiServer?.stop(), standalone?.stop()]);
+    // SIGTERM: standalone drains and exits 0.
+    const exit = await standalone?.stop();
     await tdb?.drop();
     if (!executablePath) return;
     expect(await chromiumChildren(), 'Chromium processes left running').to.deep.equal([]);
-    for (const exit of exits) expect(exit?.code, `${standalone?.stderr}\n${apiServer?.stderr}`).to.equal(0);
+    expect(exit?.code, standalone?.stderr).to.equal(0);
   });
 
   async function signIn(username: string): Promise<Page> {

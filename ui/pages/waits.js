@@ -123,7 +123,7 @@ export function WaitsPage({ user, query }) {
           </table>
           <div class="pager">
             <button disabled=${paging.stack.length === 0} onClick=${() => setCursors({ key: filterKey, stack: paging.stack.slice(0, -1), current: paging.stack.at(-1) })}>Previous</button>
-            <span class="muted">page ${paging.stack.length + 1} · ${data.triggers.length} shown of ${data.total_entries ?? '?'} pending</span>
+            <span class="muted">page ${paging.stack.length + 1} · ${data.triggers.length} shown of ${data.total_entries === null ? 'many' : `${data.total_exact ? '' : 'about '}${data.total_entries.toLocaleString('en')}`} pending</span>
             <button disabled=${!data.next_cursor} onClick=${() => setCursors({ key: filterKey, stack: [...paging.stack, paging.current], current: data.next_cursor })}>Next</button>
           </div>`}
       </div>

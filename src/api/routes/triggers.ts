@@ -1,4 +1,3 @@
-import { Duration } from 'luxon';
 import { Type } from 'typebox';
 import { cancelWait, extendWait, fireWait, InvalidWaitOperationError, WaitNotFoundError, WaitNotPendingError, type WaitExtension, type WaitingTask } from '../../db/wait-operations.ts';
 import { DEFAULT_WAITS_LIMIT, InvalidWaitQueryError, listWaits, MAX_LATENESS_LIMIT, MAX_WAITS_LIMIT, waitLateness, type Wait, type WaitOrder } from '../../db/waits.ts';
@@ -122,7 +121,8 @@ export function registerTriggerRoutes(app: ApiApp, { database }: RouteContext): 
           200: Type.Object({
             triggers: Type.Array(PendingWait),
             next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last' }),
-            total_entries: Type.Union([Type.Integer(), Type.Null()]),
+            total_entries: Type.Union([Type.Integer(), Type.Null()], { description: 'null with with_total=false or a search (which no index serves)' }),
+            total_exact: Type.Boolean({ description: 'false: total_entries is the planner\'s estimate (beyond 10,000)' }),
             now: DateTimeString,
           }),
         }),
@@ -146,7 +146,7 @@ export function registerTriggerRoutes(app: ApiApp, { database }: RouteContext): 
           withTotal: q.with_total,
         }),
       );
-      return { triggers: page.waits.map(waitJson), next_cursor: page.nextCursor, total_entries: page.total, now: iso(page.now) };
+      return { triggers: page.waits.map(waitJson), next_cursor: page.nextCursor, total_entries: page.total, total_exact: page.totalExact, now: iso(page.now) };
     },
   );
 
@@ -244,7 +244,7 @@ export function registerTriggerRoutes(app: ApiApp, { database }: RouteContext): 
     async (request) => {
       const { by_seconds: bySeconds, until } = request.body;
       if ((bySeconds === undefined) === (until === undefined)) throw badRequest('body: give exactly one of by_seconds (a whole number of seconds) or until (an ISO 8601 moment)');
-      const extension: WaitExtension = until !== undefined ? { until: new Date(until) } : { by: Duration.fromObject({ seconds: bySeconds }) };
+      const extension: WaitExtension = until !== undefined ? { until: new Date(until) } : { by: { seconds: bySeconds as number } };
       const extended = await translate(() => extendWait(db, request.params.trigger_id, principalOf(request).user.username, extension));
       request.auditDetails = { trigger_timeout: iso(extended.triggerTimeout), by_seconds: bySeconds ?? null };
       return {

@@ -6,6 +6,7 @@ import { STARTUP_TIMEOUT } from '../common-options.ts';
 import type { Runtime } from '../runtime.ts';
 import type { CleanupStack } from '../../common/cleanup-stack.ts';
 import { startDaemon } from '../daemon-startup.ts';
+import { printWarning } from '../notice.ts';
 import { parsePort } from '../settings.ts';
 import { defineCommand } from '../usage.ts';
 
@@ -29,10 +30,28 @@ export async function startApiServer(runtime: Runtime, cleanup: CleanupStack, ho
     await server.start(host, port);
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    if (code === 'EADDRINUSE') throw new Error(`port ${port} on ${host} is already in use: choose another with --port, or stop what listens there`, { cause: error });
+    if (code === 'EADDRINUSE') throw new ApiPortInUseError(`the API server's port ${port} on ${host} is already in use: choose another port, or stop what listens there`, { cause: error });
     throw error;
   }
   return server;
+}
+
+/**
+ * `standalone`'s API server: its base URL, or undefined when the default port is taken (a warning:
+ * the scheduler and triggerer run on without it). A port given explicitly must be free.
+ */
+export async function startApiServerIn(runtime: Runtime, cleanup: CleanupStack, api: { host: string; port: number; required: boolean }): Promise<string | undefined> {
+  try {
+    return (await startApiServer(runtime, cleanup, api.host, api.port)).url;
+  } catch (error) {
+    if (api.required || !(error instanceof ApiPortInUseError)) throw error;
+    printWarning(`${error.message}; standalone runs without it`);
+    return undefined;
+  }
+}
+
+export class ApiPortInUseError extends Error {
+  override name = 'ApiPortInUseError';
 }
 
 /** `tsflow api-server [--host H] [--port P]`. */
@@ -62,7 +81,7 @@ export const apiServerCommand = defineCommand(
     });
     if (!started) return 0;
     try {
-      console.log(`tsflow api-server: listening on ${started.value.url}/api/v1 (database ${redactUrl(started.runtime.database.url)})`);
+      console.log(`tsflow api-server: listening on ${started.value.url}/api/v1, web UI at ${started.value.url}/ui/ (database ${redactUrl(started.runtime.database.url)})`);
       const signal = await started.received;
       started.runtime.logger.info({ signal }, 'shutting down');
       return 0;

@@ -19,6 +19,7 @@ import {
   startEmbeddedDagProcessor,
 } from '../components.ts';
 import { activeDagsIn, manualRunOf, requireActiveDag } from '../active-dags.ts';
+import { API_HOST, startApiServerIn } from './api-server.ts';
 import { DAG_PROCESSOR_OPTIONS, dagProcessorOptions } from './dag-processor.ts';
 import { startDaemon } from '../daemon-startup.ts';
 import { parseConf } from '../json-arg.ts';
@@ -61,11 +62,16 @@ export const standaloneCommand = defineCommand(
       ...executorOptions,
       'no-dag-processor': NO_DAG_PROCESSOR,
       ...DAG_PROCESSOR_OPTIONS,
+      'api-port': { type: 'string', value: 'P', description: 'the API server\'s port', default: '8080' },
+      'api-host': API_HOST,
+      'no-api-server': { type: 'boolean', description: 'do not start the API server' },
       'startup-timeout': STARTUP_TIMEOUT,
     },
     details: [
       'Without TSFLOW_DATABASE_URL it runs on the embedded PostgreSQL under TSFLOW_HOME. Logs at warn unless TSFLOW_LOG_LEVEL says otherwise.',
       'A DAG processor runs inside (its first pass is written before anything is scheduled) unless --no-dag-processor.',
+      'The API server runs inside too (its URL is printed), unless --no-api-server; with --run only when --api-port is given.',
+      'On the default port, a port in use is a warning; on a port given with --api-port, an error.',
     ],
   },
   async ({ values }, settings) => {
@@ -76,6 +82,9 @@ export const standaloneCommand = defineCommand(
     const executor = executorName(values.executor ?? settings.executor);
     const processorOptions = dagProcessorOptions(values);
     if ((values['run-id'] || values.conf) && !values.run) throw new UsageError('--run-id and --conf need --run DAG_ID');
+    const api = values['no-api-server'] || (values.run && values['api-port'] === undefined)
+      ? undefined
+      : { host: values['api-host'] ?? '127.0.0.1', port: values['api-port'] === undefined ? 8080 : parsePort(values['api-port'], '--api-port'), required: values['api-port'] !== undefined };
 
     const started = await startDaemon({
       settings,
@@ -97,13 +106,15 @@ export const standaloneCommand = defineCommand(
         await scheduler.start();
         cleanup.push('triggerer', () => triggerer.stop());
         await triggerer.start();
-        return { scheduler, dagCount: (await activeDagsIn(runtime.database.db, dagsFolder)).length };
+        const apiUrl = api ? await startApiServerIn(runtime, cleanup, api) : undefined;
+        return { scheduler, apiUrl, dagCount: (await activeDagsIn(runtime.database.db, dagsFolder)).length };
       },
     });
     if (!started) return 0;
-    const { runtime, received, value: { dagCount, scheduler } } = started;
+    const { runtime, received, value: { dagCount, scheduler, apiUrl } } = started;
     try {
       console.log(`tsflow standalone: ${dagCount} DAG(s) from ${dagsFolder}; database ${redactUrl(runtime.database.url)}`);
+      if (apiUrl) console.log(`tsflow standalone: API server at ${apiUrl}/api/v1, web UI at ${apiUrl}/ui/ (users: tsflow users create)`);
       if (!values.run) {
         const signal = await received;
         console.log(`tsflow standalone: ${signal} received, shutting down`);
