@@ -76,8 +76,16 @@ describe('web UI in a headless Chromium (issue 14)', function () {
     page.on('load', () => loads++);
     await inPage(page, 'window.__tsflowMarker = "not reloaded"');
 
-    // Trigger the demo with a long wait, from the DAGs page.
+    // Pause and unpause the demo from the DAGs page.
     const demoRow = page.getByRole('row').filter({ hasText: DEMO });
+    const paused = demoRow.getByRole('checkbox', { name: `paused ${DEMO}` });
+    expect(await paused.isChecked()).to.equal(false);
+    await paused.click();
+    await demoRow.getByText('paused', { exact: true }).waitFor();
+    await paused.click();
+    await demoRow.getByText('active', { exact: true }).waitFor();
+
+    // Trigger the demo with a long wait.
     await demoRow.getByRole('button', { name: 'Trigger' }).click();
     await page.getByLabel('Configuration (JSON)').fill('{"waitSeconds": 600}');
     await page.getByRole('button', { name: 'Trigger run' }).click();
@@ -98,8 +106,12 @@ describe('web UI in a headless Chromium (issue 14)', function () {
     expect(await viewer.getByRole('button', { name: 'Trigger' }).count()).to.equal(0);
     await viewer.context().close();
 
-    // The operator fires it from the Waits page, in a second tab, while the first shows the grid.
+    // The Cluster page shows the triggerer holding it.
     const waits = await page.context().newPage();
+    await waits.goto(`${base}/ui/#/cluster`);
+    await waits.getByRole('table', { name: 'Triggerers' }).getByRole('row').filter({ hasText: /healthy\s*1 \/ \d+/ }).waitFor();
+
+    // The operator fires it from the Waits page, in a second tab, while the first shows the grid.
     await waits.goto(`${base}/ui/#/waits`);
     const row = waits.getByRole('row').filter({ hasText: `${DEMO}.wait_then_report` });
     await row.waitFor();
