@@ -72,6 +72,7 @@ describe('API server: lists are paged, filtered and ordered', function () {
     const bad = await call(api.url, 'GET', '/api/v1/dags/~/dagRuns?order_by=conf', { token: api.tokens.viewer });
     expect(bad.status).to.equal(400);
     expect(bad.body['detail']).to.match(/order_by/);
+    expect((await call(api.url, 'GET', '/api/v1/dags/no_such_dag/dagRuns', { token: api.tokens.viewer })).status).to.equal(404);
   });
 });
 

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { isRetryableError } from '../db/retry.ts';
@@ -50,7 +51,7 @@ export function errorHandler(logger: Logger) {
       return sendProblem(reply, 503, 'Service Unavailable', 'the database is unreachable or restarting: try again in a few seconds');
     }
     if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
-      return sendProblem(reply, error.statusCode, 'Bad Request', error.message);
+      return sendProblem(reply, error.statusCode, STATUS_CODES[error.statusCode] ?? 'Bad Request', error.message);
     }
     logger.error({ err: error, method: request.method, route: request.routeOptions.url }, 'request failed');
     return sendProblem(reply, 500, 'Internal Server Error', 'the server failed to handle the request; its log says why');

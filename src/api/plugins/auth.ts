@@ -58,7 +58,6 @@ export function installAuth(app: FastifyInstance, db: Db): void {
 
   app.addHook('onRoute', (route) => {
     const config = route.config as { role?: ApiRole; public?: boolean } | undefined;
-    if (route.url.startsWith('/documentation')) return;
     if (config?.public === true) {
       if (!PUBLIC_ROUTES.has(route.url)) throw new Error(`route ${route.url} is marked public but is not in PUBLIC_ROUTES`);
       return;

@@ -79,6 +79,10 @@ export function registerDagRunRoutes(app: ApiApp, { database }: RouteContext): v
         logicalDateGte: q.logical_date_gte === undefined ? undefined : new Date(q.logical_date_gte),
         logicalDateLte: q.logical_date_lte === undefined ? undefined : new Date(q.logical_date_lte),
       });
+      if (total === 0 && request.params.dag_id !== '~') {
+        const known = await db.selectFrom('dag').select('dag_id').where('dag_id', '=', request.params.dag_id).executeTakeFirst();
+        if (!known) throw notFound(`DAG '${request.params.dag_id}' not found: GET /api/v1/dags lists the DAGs (~ lists every DAG's runs)`);
+      }
       return { dag_runs: rows.map(runJson), total_entries: total };
     },
   );
