@@ -113,18 +113,39 @@ export function onLiveStatus(listener) {
   return () => status.listeners.delete(listener);
 }
 
-/** Calls `reload` (debounced by `delayMs`) after each live event named in `events`, and after a reconnect. */
+/**
+ * Calls `reload` (debounced by `delayMs`) after each live event named in `events`, and after a
+ * reconnect. Reloads never overlap: events during one make one more when it is done.
+ */
 export function useLive(events, reload, delayMs = 250) {
   const latest = useRef(reload);
   latest.current = reload;
   const key = events.join(',');
   useEffect(() => {
     let timer = null;
+    let running = false;
+    let again = false;
+    const run = async () => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        await latest.current();
+      } finally {
+        running = false;
+        if (again) {
+          again = false;
+          run();
+        }
+      }
+    };
     const wanted = new Set([...events, 'reconnected']);
     const listener = (name) => {
       if (!wanted.has(name)) return;
       clearTimeout(timer);
-      timer = setTimeout(() => latest.current(), delayMs);
+      timer = setTimeout(run, delayMs);
     };
     listeners.add(listener);
     return () => {

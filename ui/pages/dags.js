@@ -14,7 +14,7 @@ export function DagsPage({ user }) {
     const lastRuns = await Promise.all(page.dags.map((d) => api('GET', `/dags/${enc(d.dag_id)}/dagRuns?limit=1&order_by=-logical_date`).then((r) => r.dag_runs[0] ?? null)));
     return { ...page, lastRuns };
   }, [offset, search]);
-  useLive(['dag', 'ti'], reload, 500);
+  useLive(['dag', 'ti'], reload, 1000);
   const [triggering, setTriggering] = useState(null);
   const [message, setMessage] = useState(null);
   const [actionError, setActionError] = useState(null);
