@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { expect } from 'chai';
+import { hashPassword } from '../src/api/credentials.ts';
+import { createUser } from '../src/db/api-users.ts';
 import { BIN, tsflow } from './support/cli.ts';
 import { CliProcess, freePort, stopAllProcesses, TcpProxy } from './support/cli-process.ts';
 import { API_DAGS, call, recordApiDags } from './support/api.ts';
@@ -75,7 +77,8 @@ describe('tsflow users and tsflow api-server (processes)', function () {
   });
 
   it('serves the API with a token from tsflow users token, answers 503 while the database is away, recovers, and stops cleanly on SIGTERM', async () => {
-    const token = (await tsflow(['users', 'token', 'alice'], env)).stdout.trim();
+    await createUser(tdb.database.db, 'carol', 'viewer', await hashPassword('pw'));
+    const token = (await tsflow(['users', 'token', 'carol'], env)).stdout.trim();
     expect(token).to.match(/^tsf_[A-Za-z0-9_-]{43}$/);
     const target = new URL(tdb.url);
     const proxyPort = await freePort();
@@ -113,17 +116,18 @@ describe('tsflow users and tsflow api-server (processes)', function () {
   });
 
   it('forgets a deleted user\'s tokens', async () => {
-    const token = (await tsflow(['users', 'token', 'alice'], env)).stdout.trim();
+    await createUser(tdb.database.db, 'dave', 'viewer', await hashPassword('pw'));
+    const token = (await tsflow(['users', 'token', 'dave'], env)).stdout.trim();
     const port = await freePort();
     const server = new CliProcess(['api-server', '--port', String(port)], env);
     await server.waitForOutput(/listening on/);
     const base = `http://127.0.0.1:${port}`;
     expect((await call(base, 'GET', '/api/v1/auth/me', { token })).status).to.equal(200);
-    expect((await tsflow(['users', 'delete', 'alice'], env)).code).to.equal(0);
+    expect((await tsflow(['users', 'delete', 'dave'], env)).code).to.equal(0);
     expect((await call(base, 'GET', '/api/v1/auth/me', { token })).status).to.equal(401);
-    const unknown = await tsflow(['users', 'token', 'alice'], env);
+    const unknown = await tsflow(['users', 'token', 'dave'], env);
     expect(unknown.code).to.equal(1);
-    expect(unknown.stderr).to.match(/user 'alice' does not exist/);
+    expect(unknown.stderr).to.match(/user 'dave' does not exist/);
   });
 
   it('starts the API server inside standalone and prints its URL', async () => {

@@ -1,5 +1,4 @@
-import { ApiServer } from '../../api/api-server.ts';
-import { LiveEvents } from '../../api/live-events.ts';
+import type { ApiServer } from '../../api/api-server.ts';
 import { redactUrl } from '../../db/database.ts';
 import { ALL_CHANNELS, createNotifier } from '../components.ts';
 import { STARTUP_TIMEOUT } from '../common-options.ts';
@@ -21,6 +20,9 @@ const API_CONNECTIONS = 10;
  * `standalone` share it.
  */
 export async function startApiServer(runtime: Runtime, cleanup: CleanupStack, host: string, port: number): Promise<ApiServer> {
+  // Loaded here, not at the top: every tsflow command (and every task process) imports this file
+  // through the command list, and Fastify with its plugins costs them start-up time for nothing.
+  const [{ ApiServer }, { LiveEvents }] = await Promise.all([import('../../api/api-server.ts'), import('../../api/live-events.ts')]);
   const live = new LiveEvents(createNotifier(runtime, ALL_CHANNELS));
   cleanup.push('event relay', () => live.stop());
   await live.start();
