@@ -12,6 +12,8 @@ import { failover } from './scenarios/failover.ts';
 import { chaos } from './scenarios/chaos.ts';
 import { parse } from './scenarios/parse.ts';
 import { graphileExecutor } from './scenarios/graphile-executor.ts';
+import { executorIdle } from './scenarios/executor-idle.ts';
+import { executorResume } from './scenarios/executor-resume.ts';
 import { schedule } from './scenarios/schedule.ts';
 import { waits } from './scenarios/waits.ts';
 import { api } from './scenarios/api.ts';
@@ -19,7 +21,7 @@ import { waitsPage } from './scenarios/waits-page.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, parse, schedule, graphileExecutor, waits, api, waitsPage];
+const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, parse, schedule, graphileExecutor, executorIdle, executorResume, waits, api, waitsPage];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the

@@ -3,7 +3,10 @@ import { burst } from '../bench/scenarios/burst.ts';
 import { chaos } from '../bench/scenarios/chaos.ts';
 import { due } from '../bench/scenarios/due.ts';
 import { eventWrite } from '../bench/scenarios/event-write.ts';
+import { executorIdle } from '../bench/scenarios/executor-idle.ts';
+import { executorResume } from '../bench/scenarios/executor-resume.ts';
 import { failover } from '../bench/scenarios/failover.ts';
+import { graphileExecutor } from '../bench/scenarios/graphile-executor.ts';
 import { hold } from '../bench/scenarios/hold.ts';
 import { parse } from '../bench/scenarios/parse.ts';
 import { pickup } from '../bench/scenarios/pickup.ts';
@@ -94,6 +97,38 @@ describe('benchmarks, smoke mode', function () {
       expect([figures['runsCreated'], figures['duplicates'], figures['missing']]).to.deep.equal([40, 0, 0]);
       expect(figures['latenessP99Ms']).to.be.at.least(figures['latenessP50Ms'] as number);
     }
+  });
+
+  /** Every result of a scenario that measures several set-ups: the ones expected, each figure a finite number, no target judged. */
+  async function runSmokeAll(scenario: Scenario, expected: string[]): Promise<ScenarioResult[]> {
+    const results = await scenario.run({ adminUrl: process.env['TSFLOW_TEST_ADMIN_URL'], smoke: true, log: () => undefined });
+    expect(results.map((r) => r.scenario)).to.deep.equal(expected);
+    for (const result of results) {
+      for (const [name, value] of Object.entries(result.figures)) expect(Number.isFinite(value), `${result.scenario}.${name} = ${value}`).to.equal(true);
+      expect(result.targets, 'smoke mode judges no targets').to.deep.equal([]);
+    }
+    return results;
+  }
+
+  it('executor: a burst through the graphile executor and the LocalExecutor', async () => {
+    const results = await runSmokeAll(graphileExecutor, ['executor', 'executor']);
+    for (const { figures } of results) expect(figures).to.include.keys('tasksPerSecond', 'queuedToRunningP99Ms');
+  });
+
+  it('executor-idle: one task at a time, with where the time goes', async () => {
+    const [graphile, local] = (await runSmokeAll(executorIdle, ['executor-idle', 'executor-idle-local'])) as [ScenarioResult, ScenarioResult];
+    expect(graphile.figures).to.include.keys('queuedToRunningP50Ms', 'queuedToRunningP99Ms', 'lockedToClaimedP50Ms', 'claimedToRunningP50Ms');
+    expect(graphile.figures).to.satisfy((f: Record<string, number>) => 'commitToLockedP50Ms' in f || 'queuedToLockedP50Ms' in f);
+    expect(local.figures).to.include.keys('queuedToRunningP50Ms', 'queuedToRunningP99Ms');
+  });
+
+  it('executor-resume: due → executeComplete through a tsflow worker and the LocalExecutor', async () => {
+    const results = await runSmokeAll(executorResume, ['executor-resume', 'executor-resume-local']);
+    for (const { figures, settings } of results) {
+      expect(settings['failedTasks']).to.equal(0);
+      expect(figures).to.include.keys('resumeP50Ms', 'resumeP99Ms', 'dueToScheduledP50Ms', 'scheduledToQueuedP50Ms', 'queuedToStartedP50Ms');
+    }
+    expect(results[0]?.figures).to.include.keys('queuedToLockedP50Ms', 'lockedToClaimedP50Ms', 'claimedToStartedP50Ms');
   });
 
   it('waits: pages read task_instance through an index, deep ones too', async () => {

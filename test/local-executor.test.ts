@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { expect } from 'chai';
+import { sql } from 'kysely';
 import type { DagBag } from '../src/dag-bag/dag-bag.ts';
 import type { TaskInstanceState } from '../src/db/schema.ts';
 import type { LocalExecutor } from '../src/executors/local-executor.ts';
@@ -90,6 +91,24 @@ describe('LocalExecutor: worker processes on a real PostgreSQL', () => {
     const tries = await t.database.db.selectFrom('task_instance').select('try_number').where('run_id', '=', 'wide').execute();
     expect(tries).to.have.length(100);
     expect(new Set(tries.map((r) => r.try_number))).to.deep.equal(new Set([1]));
+  });
+
+  it('keeps a connection open while a worker process waits for its next task, past the pool\'s 10 s idle timeout', async function () {
+    // Without it, the first task after a quiet spell waits for a new backend before its running write.
+    this.timeout(60_000);
+    const executor = localExecutor(t.database, { parallelism: 1 });
+    const workers = watchWorkers(executor);
+    const { scheduler } = await startScheduler(t.database, bag, {}, executor);
+    const ended = runEnded(scheduler, 'quiet');
+    await createRun(t.database, bag.getDag('ok_dag'), 'quiet');
+    scheduler.nudge();
+    expect((await ended).state).to.equal('success');
+    await new Promise((resolve) => setTimeout(resolve, 11_000));
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tsflow-worker'`.execute(t.database.db);
+    expect(workers.started, 'the warm worker process').to.have.length(1);
+    expect(workers.exited).to.deep.equal([]);
+    expect(rows[0]?.n, 'connections of the idle worker process').to.equal(1);
   });
 
   it('does not lose the task of a worker process that is killed: the try is retried on a new worker', async () => {

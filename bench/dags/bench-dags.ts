@@ -85,3 +85,8 @@ export const executorBench = dag({ dagId: 'executor_bench', ...UNLIMITED }, () =
   const size = Number(process.env['TSFLOW_BENCH_EXECUTOR_TASKS'] ?? 400);
   for (let i = 0; i < size; i++) new Noop({ taskId: `noop_${i}` });
 });
+
+/** The idle pick-up benchmark: one no-op task per run, one run at a time. */
+export const executorIdle = dag({ dagId: 'executor_idle', ...UNLIMITED }, () => {
+  new Noop({ taskId: 'noop' });
+});

@@ -1,23 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { silentLogger } from '../../src/common/logger.ts';
 import { DagBag } from '../../src/dag-bag/dag-bag.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createDagRun } from '../../src/db/dag-runs.ts';
-import type { BaseExecutor } from '../../src/executors/base-executor.ts';
-import { GraphileExecutor } from '../../src/executors/graphile-executor.ts';
-import { LocalExecutor } from '../../src/executors/local-executor.ts';
 import { Notifier } from '../../src/db/notifier.ts';
 import { Channels } from '../../src/db/protocol.ts';
 import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { openBenchDatabase } from '../lib/bench-database.ts';
+import { benchExecutor, type ExecutorKind } from '../lib/executors.ts';
 import { serverInfo, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/scenario.ts';
-import { until } from '../lib/seed.ts';
 import { summarise } from '../lib/stats.ts';
 import { BENCH_DAGS } from '../lib/triggerer-process.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/tsflow.mjs', import.meta.url));
 /** Task processes per tsflow worker; the LocalExecutor gets the same total. */
 const PER_WORKER = 4;
 
@@ -61,32 +55,10 @@ export const graphileExecutor: Scenario = {
   },
 };
 
-async function measure(database: Database, bag: DagBag, kind: 'graphile' | 'local', workers: number): Promise<Record<string, number>> {
-  const processes: ChildProcess[] = [];
+async function measure(database: Database, bag: DagBag, kind: ExecutorKind, workers: number): Promise<Record<string, number>> {
   const notifier = new Notifier({ url: database.url, channels: [Channels.trigger, Channels.ti, Channels.dag], logger: silentLogger() });
   await notifier.start();
-  let executor: BaseExecutor;
-  if (kind === 'graphile') {
-    executor = new GraphileExecutor({ parallelism: 0, database, logger: silentLogger() });
-    for (let i = 0; i < workers; i++) {
-      processes.push(
-        spawn(process.execPath, [BIN, 'worker', '--concurrency', String(PER_WORKER), '--dags-folder', BENCH_DAGS], {
-          env: { ...process.env, TSFLOW_DATABASE_URL: database.url, TSFLOW_LOG_LEVEL: 'warn', TSFLOW_HOSTNAME: `bench-${i}` },
-          stdio: ['ignore', 'ignore', 'inherit'],
-        }),
-      );
-    }
-    await until(async () => {
-      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM job WHERE job_type = 'worker' AND state = 'running' AND cardinality(graphile_worker_ids) > 0`.execute(database.db);
-      return (rows[0]?.n ?? 0) >= workers;
-    }, 'the workers to start', 60_000, 50);
-  } else {
-    executor = new LocalExecutor({
-      parallelism: workers * PER_WORKER,
-      logger: silentLogger(),
-      worker: { databaseUrl: database.url, dagsFolder: BENCH_DAGS, logLevel: 'warn', defaultDeferrable: false },
-    });
-  }
+  const { executor, stop } = await benchExecutor(database, kind, workers, PER_WORKER);
   const scheduler = new Scheduler({ database, dagBag: bag, executor, logger: silentLogger(), notifier });
   await scheduler.start();
   try {
@@ -119,8 +91,7 @@ async function measure(database: Database, bag: DagBag, kind: 'graphile' | 'loca
     };
   } finally {
     await scheduler.stop();
-    for (const child of processes) child.kill('SIGTERM');
-    await Promise.all(processes.map((child) => (child.exitCode !== null ? undefined : new Promise((resolve) => child.once('exit', resolve)))));
+    await stop();
     await notifier.stop();
   }
 }

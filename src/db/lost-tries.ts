@@ -84,14 +84,17 @@ export async function failZombies(db: Db, thresholdMs: number, retryAt: RetryAt,
 
 /**
  * Task instances `queued` for longer than `timeoutMs` (Airflow's `task_queued_timeout`): the scheduler
- * that queued them died before its executor started them, so nothing ever will. Their lost try is
- * retried or failed. `exclude` are those this scheduler's executor still holds. SKIP LOCKED.
+ * that queued them died before its executor started them, or they were withdrawn from a broker no
+ * worker took them from. Their lost try is retried or failed. `exclude` are those this scheduler's
+ * executor still holds; `reasonOf` may name a better reason for a row than a dead scheduler.
+ * SKIP LOCKED.
  */
 export async function failStuckQueued(
   db: Db,
   timeoutMs: number,
   exclude: readonly TaskInstanceKey[],
   retryAt: RetryAt,
+  reasonOf: (key: TaskInstanceKey) => string | undefined = () => undefined,
   limit = 1000,
 ): Promise<LostTry[]> {
   return db.transaction().execute(async (trx) => {
@@ -104,7 +107,8 @@ export async function failStuckQueued(
       ORDER BY queued_at NULLS FIRST
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED`.execute(trx);
-    return failLocked(trx, rows, () => `stuck in queued for more than ${Math.round(timeoutMs / 1000)} s: no executor started it (was its scheduler stopped?)`, retryAt);
+    const fallback = `stuck in queued for more than ${Math.round(timeoutMs / 1000)} s: no executor started it (was its scheduler stopped?)`;
+    return failLocked(trx, rows, (row) => reasonOf({ dagId: row.dag_id, runId: row.run_id, taskId: row.task_id }) ?? fallback, retryAt);
   });
 }
 

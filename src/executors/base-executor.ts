@@ -28,6 +28,13 @@ export interface ExecutorEvent {
   readonly tryNumber?: number;
 }
 
+/** A task instance withdrawn from its executor before anything started it, and why nothing did. */
+export interface RevokedWorkload {
+  readonly key: TaskInstanceKey;
+  /** Why it was never started, for the task instance's error (e.g. no worker serves its queue). */
+  readonly reason: string;
+}
+
 /** Runs a task instance and reports the states it commits; supplied by whoever builds the executor. */
 export type RunTask = (key: TaskInstanceKey, signal: AbortSignal, onState: (change: TaskStateChange) => void) => Promise<TaskRunResult>;
 
@@ -135,6 +142,23 @@ export abstract class BaseExecutor {
    */
   tryAdoptTaskInstances(_db: Db, _selfJobId: number, _deadThresholdMs: number): Promise<TaskInstanceKey[]> {
     return Promise.resolve([]);
+  }
+
+  /**
+   * Airflow's `revoke_task` for `task_queued_timeout`: withdraws the task instances this executor
+   * holds that were queued more than `olderThanMs` ago and that nothing has started yet, so none can
+   * start later, and frees their slots; the scheduler then retries or fails them as stuck in queued.
+   * Executors that start what they hold at once (Local, Sequential) have nothing to withdraw.
+   */
+  revokeStuckQueued(_db: Db, _olderThanMs: number): Promise<RevokedWorkload[]> {
+    return Promise.resolve([]);
+  }
+
+  /** Forgets a held workload without an event: it was withdrawn. */
+  protected release(key: TaskInstanceKey): void {
+    const id = tiKeyString(key);
+    this.#queued.delete(id);
+    this.#running.delete(id);
   }
 
   /** Holds a workload as running without launching it: it was launched elsewhere (adopted, or already published). */

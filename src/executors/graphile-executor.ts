@@ -3,8 +3,8 @@ import type { Database, Db } from '../db/database.ts';
 import { assertGraphileSchemaCurrent } from '../db/migrations.ts';
 import type { OnEnqueued } from '../db/scheduling.ts';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
-import { addTaskJobs, adoptQueuedWithJobs, deleteTaskJobs, jobKey, tryStandings, tryToRun } from '../graphile/task-jobs.ts';
-import { BaseExecutor, type ExecutorEvent, type Workload } from './base-executor.ts';
+import { addTaskJobs, adoptQueuedWithJobs, deleteTaskJobs, jobKey, revokeUnstartedJobs, tryStandings, tryToRun } from '../graphile/task-jobs.ts';
+import { BaseExecutor, type ExecutorEvent, type RevokedWorkload, type Workload } from './base-executor.ts';
 
 export interface GraphileExecutorOptions {
   /** Most task instances in flight (queued on a worker or running) for this scheduler; 0 = unlimited. @default 32 */
@@ -81,6 +81,22 @@ export class GraphileExecutor extends BaseExecutor {
       this.log.info({ task: tiKeyString(key), state: row.state }, 'adopted a task instance of a dead scheduler');
     }
     return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+  }
+
+  /**
+   * A job queued longer than `olderThanMs` that no worker took — none listens on its queue, or all
+   * of them are full — is withdrawn, so a worker started later cannot run a try the scheduler is
+   * about to retry or fail.
+   */
+  override async revokeStuckQueued(db: Db, olderThanMs: number): Promise<RevokedWorkload[]> {
+    const cutoff = Date.now() - olderThanMs;
+    const stale = this.runningWorkloads().filter((w) => w.queuedAt < cutoff);
+    const revoked = await revokeUnstartedJobs(db, stale.map((w) => ({ key: w.key, tryNumber: jobTry(w) })));
+    const seconds = Math.round(olderThanMs / 1000);
+    return revoked.map(({ key, queue }) => {
+      this.release(key);
+      return { key, reason: `stuck in queued for more than ${seconds} s: no worker took it from queue '${queue}' (is a \`tsflow worker --queues ${queue}\` running, with free slots?)` };
+    });
   }
 
   /**

@@ -96,7 +96,9 @@ export class TaskWorker {
     try {
       this.#config = config;
       this.#log = createLogger(config.logLevel).child({ component: 'worker' });
-      this.#database = openDatabase({ url: config.databaseUrl, poolSize: 3, applicationName: 'tsflow-worker' });
+      // One connection stays open while the process waits for its next task: without it, a task
+      // after 10 s of quiet would start by opening one (tens of ms before its try is `running`).
+      this.#database = openDatabase({ url: config.databaseUrl, poolSize: 3, keepOpen: 1, applicationName: 'tsflow-worker' });
       const database = this.#database;
       // A server restarting (or a dropped connection) while the worker starts is waited out, within
       // the executor's start timeout, rather than failing the task it was started for.

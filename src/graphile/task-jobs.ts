@@ -136,3 +136,21 @@ export async function adoptQueuedWithJobs(db: Db, selfJobId: number, deadThresho
     RETURNING ti.*`.execute(db);
   return rows;
 }
+
+/**
+ * Withdraws the jobs of these tries that no worker has locked, while their task instance is still
+ * queued (Airflow's `revoke_task`): a worker locking a job at the same moment wins (DELETE waits on
+ * its row lock and then sees `locked_at` set). Returns the tries withdrawn, with their queue.
+ */
+export async function revokeUnstartedJobs(db: Db, tries: readonly { key: TaskInstanceKey; tryNumber: number }[]): Promise<{ key: TaskInstanceKey; queue: string }[]> {
+  if (tries.length === 0) return [];
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; identifier: string }>`
+    DELETE FROM graphile_worker._private_jobs j
+    USING unnest(${tries.map((t) => t.key.dagId)}::text[], ${tries.map((t) => t.key.runId)}::text[], ${tries.map((t) => t.key.taskId)}::text[],
+                 ${tries.map((t) => jobKey(t.key, t.tryNumber))}::text[]) AS h(dag_id, run_id, task_id, job_key),
+          task_instance ti, graphile_worker._private_tasks gt
+    WHERE j.key = h.job_key AND j.locked_at IS NULL AND gt.id = j.task_id
+      AND ti.dag_id = h.dag_id AND ti.run_id = h.run_id AND ti.task_id = h.task_id AND ti.state = 'queued'
+    RETURNING h.dag_id, h.run_id, h.task_id, gt.identifier`.execute(db);
+  return rows.map((r) => ({ key: { dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }, queue: r.identifier.slice(IDENTIFIER_PREFIX.length) }));
+}

@@ -2,7 +2,7 @@ import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
 import { failFromExecutor, failStuckQueued, failZombies, type LostTry, type RetryAt } from '../db/lost-tries.ts';
-import type { TaskInstanceKey } from '../db/schema.ts';
+import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
 import { failDeadWorkers } from '../db/workers.ts';
 import type { BaseExecutor, ExecutorEvent } from '../executors/base-executor.ts';
 import { retryDelay } from '../runner/retry-delay.ts';
@@ -90,10 +90,14 @@ export class LostTryHandler {
     return dead.flatMap((w) => w.lost);
   }
 
-  /** Fails or retries task instances queued too long by a scheduler that is gone. */
+  /**
+   * Fails or retries task instances queued too long (Airflow's `task_queued_timeout`): those a
+   * scheduler that is gone left behind, and those this executor withdrew because nothing took them.
+   */
   async failStuckQueued(): Promise<LostTry[]> {
     const { db, executor, logger, queuedTimeoutMs } = this.#deps;
-    const lost = await failStuckQueued(db, queuedTimeoutMs, executor.heldKeys(), this.#retryAt);
+    const revoked = new Map((await executor.revokeStuckQueued(db, queuedTimeoutMs)).map((r) => [tiKeyString(r.key), r.reason]));
+    const lost = await failStuckQueued(db, queuedTimeoutMs, executor.heldKeys(), this.#retryAt, (key) => revoked.get(tiKeyString(key)));
     for (const stuck of lost) logger.error({ task: stuck.key, state: stuck.state, reason: stuck.reason }, 'task instance stuck in queued');
     return lost;
   }
