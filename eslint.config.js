@@ -19,6 +19,13 @@ export default tseslint.config(
     },
   },
   {
+    // The web UI: plain ES modules the browser runs.
+    files: ['ui/**/*.js'],
+    languageOptions: {
+      globals: { window: 'readonly', document: 'readonly', location: 'readonly', fetch: 'readonly', URLSearchParams: 'readonly', EventSource: 'readonly', addEventListener: 'readonly', removeEventListener: 'readonly', FormData: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', AbortController: 'readonly', TextDecoderStream: 'readonly', confirm: 'readonly', prompt: 'readonly' },
+    },
+  },
+  {
     files: ['migrations/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },

@@ -15,12 +15,13 @@ import { graphileExecutor } from './scenarios/graphile-executor.ts';
 import { executorIdle } from './scenarios/executor-idle.ts';
 import { executorResume } from './scenarios/executor-resume.ts';
 import { schedule } from './scenarios/schedule.ts';
-import { api } from './scenarios/api.ts';
 import { waits } from './scenarios/waits.ts';
+import { api } from './scenarios/api.ts';
+import { waitsPage } from './scenarios/waits-page.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, parse, schedule, graphileExecutor, executorIdle, executorResume, waits, api];
+const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, parse, schedule, graphileExecutor, executorIdle, executorResume, waits, api, waitsPage];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the

@@ -21,6 +21,8 @@ import { registerLogRoutes } from './routes/logs.ts';
 import { registerPoolRoutes } from './routes/pools.ts';
 import { registerStreamRoutes } from './routes/stream.ts';
 import { registerTaskInstanceRoutes } from './routes/task-instances.ts';
+import { registerTriggerRoutes } from './routes/triggers.ts';
+import { registerUi } from './ui.ts';
 import { registerUserRoutes } from './routes/users.ts';
 import { registerXcomRoutes } from './routes/xcoms.ts';
 
@@ -125,10 +127,12 @@ export async function buildApiServer(deps: ApiServerDeps, options: ApiServerOpti
       registerImportErrorRoutes(typed, context);
       registerAuditRoutes(typed, context);
       registerUserRoutes(typed, context);
+      registerTriggerRoutes(typed, context);
       registerStreamRoutes(typed, context);
       typed.get('/openapi.json', { config: { role: 'viewer' }, schema: { hide: true } }, async () => app.swagger());
     },
     { prefix: '/api/v1' },
   );
+  await registerUi(app);
   return app;
 }

@@ -20,7 +20,7 @@ export const SESSION_COOKIE = 'tsflow_session';
 export const CSRF_HEADER = 'x-csrf-token';
 
 /** The routes anyone may call. */
-export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/api/v1/health', '/api/v1/auth/login']);
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/api/v1/health', '/api/v1/auth/login', '/', '/ui/*']);
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 

@@ -83,7 +83,7 @@ export const apiServerCommand = defineCommand(
     });
     if (!started) return 0;
     try {
-      console.log(`tsflow api-server: listening on ${started.value.url}/api/v1 (database ${redactUrl(started.runtime.database.url)})`);
+      console.log(`tsflow api-server: listening on ${started.value.url}/api/v1, web UI at ${started.value.url}/ui/ (database ${redactUrl(started.runtime.database.url)})`);
       const signal = await started.received;
       started.runtime.logger.info({ signal }, 'shutting down');
       return 0;

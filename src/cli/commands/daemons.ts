@@ -114,7 +114,7 @@ export const standaloneCommand = defineCommand(
     const { runtime, received, value: { dagCount, scheduler, apiUrl } } = started;
     try {
       console.log(`tsflow standalone: ${dagCount} DAG(s) from ${dagsFolder}; database ${redactUrl(runtime.database.url)}`);
-      if (apiUrl) console.log(`tsflow standalone: API server at ${apiUrl}/api/v1 (users: tsflow users create)`);
+      if (apiUrl) console.log(`tsflow standalone: API server at ${apiUrl}/api/v1, web UI at ${apiUrl}/ui/ (users: tsflow users create)`);
       if (!values.run) {
         const signal = await received;
         console.log(`tsflow standalone: ${signal} received, shutting down`);
