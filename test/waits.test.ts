@@ -200,7 +200,8 @@ describe('waits: listing, fire, cancel and extend (issue 14)', () => {
       expect(report.p50Ms).to.be.a('number');
     });
 
-    it('tsflow triggers fire|cancel|extend ID: exit 0 and say what happened; non-zero with a clear message otherwise', async () => {
+    it('tsflow triggers fire|cancel|extend ID: exit 0 and say what happened; non-zero with a clear message otherwise', async function () {
+      this.timeout(90_000); // six CLI processes, one after the other
       const env = { TSFLOW_DATABASE_URL: t.url };
       const { triggerId, key, scheduler, runId } = await deferredRun('waits_once', { timeoutSeconds: 600 });
       const extend = await tsflow(['triggers', 'extend', String(triggerId), '--by', '30m', '--as', 'frank'], env);
