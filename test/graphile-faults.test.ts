@@ -189,6 +189,51 @@ describe('graphile executor: faults and limits', function () {
     await noProcessLeft();
   });
 
+  it('a `tsflow worker` outlives graphile-worker failing to mark a finished job done (its connection cut, as a restart does), and clears that job', async function () {
+    this.timeout(90_000);
+    const worker = await startWorker(t, { hostname: 'host-cut', queues: 'default,heavy', runsFile });
+    // The first completion of the job of `cut`'s light task has its connection terminated mid-statement
+    // (57P01, what `pg_ctl stop -m fast` does to an active query); the sequence is not rolled back, so
+    // only that first delete is cut.
+    await sql`CREATE SEQUENCE public.cut_once`.execute(t.database.db);
+    await sql`CREATE FUNCTION public.cut_release() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF OLD.key LIKE 'graphile_routing/cut/light#%' THEN
+          IF nextval('public.cut_once') = 1 THEN
+            PERFORM pg_terminate_backend(pg_backend_pid());
+            PERFORM pg_sleep(5);
+          END IF;
+        END IF;
+        RETURN OLD;
+      END $$`.execute(t.database.db);
+    await sql`CREATE TRIGGER cut_release BEFORE DELETE ON graphile_worker._private_jobs FOR EACH ROW EXECUTE FUNCTION public.cut_release()`.execute(t.database.db);
+    const s = (await startScheduler(t.database, bag, { heartbeatIntervalMs: 500, healthCheckThresholdMs: 10_000, pollIntervalMs: 1000 }, graphileExecutor(t))).scheduler;
+    const ended = runEnded(s, 'cut', 60_000);
+    await createDagRun(t.database.db, { dagId: 'graphile_routing', runId: 'cut', conf: {}, logicalDate: new Date() });
+    expect((await ended).state).to.equal('success');
+    await eventually(
+      async () => !isRunning(worker.daemon) || worker.daemon.stderr().includes('could not mark a finished job done') || undefined,
+      'the worker to log the failed release',
+      20_000,
+      50,
+    );
+    expect(isRunning(worker.daemon), `the worker exited: ${worker.daemon.stderr().slice(-3000)}`).to.equal(true);
+    expect((await sql<{ n: number }>`SELECT last_value::int AS n FROM public.cut_once`.execute(t.database.db)).rows[0]?.n, 'the release was cut').to.be.at.least(1);
+    // The job it could not mark done is deleted once it is past the worker's grace period.
+    await eventually(async () => (await graphileJobCount(t)) === 0, 'the job left locked to be deleted', 30_000, 100).catch((error: Error) => {
+      throw new Error(`${error.message}; worker: ${worker.daemon.stderr().slice(-3000)}`);
+    });
+    expect(isRunning(worker.daemon), `the worker exited: ${worker.daemon.stderr().slice(-3000)}`).to.equal(true);
+
+    const next = runEnded(s, 'next', 60_000);
+    await createDagRun(t.database.db, { dagId: 'graphile_routing', runId: 'next', conf: {}, logicalDate: new Date() });
+    expect((await next).state).to.equal('success');
+    expect((await tis('next')).map((ti) => [ti.task_id, ti.try_number, ti.worker_job_id])).to.deep.equal([['heavy', 1, worker.jobId], ['light', 1, worker.jobId]]);
+    expect((await runs()).sort()).to.deep.equal(['graphile_routing.heavy.1', 'graphile_routing.heavy.1', 'graphile_routing.light.1', 'graphile_routing.light.1']);
+    expect(await stopped(worker.daemon)).to.equal(0);
+    await noProcessLeft();
+  });
+
   it('a `tsflow worker` started before its database waits, then takes the jobs once the server is reachable', async function () {
     this.timeout(90_000);
     const port = await freePort();
