@@ -71,11 +71,14 @@ describe('graphile executor and tsflow worker', function () {
   it('runs 500 no-op tasks over 3 workers exactly once each, and leaves no job behind', async function () {
     this.timeout(180_000);
     await Promise.all([startWorker('host-a', 'default'), startWorker('host-b', 'default,heavy'), startWorker('host-c', 'default')]);
-    const s = await scheduler();
+    // Dead-worker detection is not what this test is about: 48 task processes on a loaded CI machine
+    // may hold a worker's heartbeat past FAST's 2 s, and a no-op task has no retry.
+    const s = await scheduler({ ...FAST, healthCheckThresholdMs: 15_000 });
     const ended = runEnded(s, 'many', 150_000);
     await createDagRun(t.database.db, { dagId: 'graphile_many', runId: 'many', conf: {}, logicalDate: new Date() });
-    expect((await ended).state).to.equal('success');
+    const state = (await ended).state;
     const rows = await tis('many');
+    expect(state, JSON.stringify(rows.filter((ti) => ti.state !== 'success').slice(0, 5))).to.equal('success');
     expect(rows).to.have.length(500);
     expect(rows.filter((ti) => ti.state !== 'success' || ti.try_number !== 1)).to.deep.equal([]);
     const lines = await runs();
