@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -12,10 +12,10 @@ import { tsflow } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { eventually } from './support/events.ts';
-import { childPids, isRunning, spawnDaemon, stopProcesses, type DaemonProcess } from './support/processes.ts';
-import { FIXTURES, runEnded, startScheduler, startTriggerer } from './support/rig.ts';
+import { GRAPHILE_DAGS as DAGS, graphileJobCount, readRuns, startWorker as startGraphileWorker, taskInstancesOf } from './support/graphile-rig.ts';
+import { childPids, isRunning, spawnDaemon, stopProcesses } from './support/processes.ts';
+import { runEnded, startScheduler, startTriggerer } from './support/rig.ts';
 
-const DAGS = path.join(FIXTURES, 'graphile-dags');
 const FAST: SchedulerOptions = { heartbeatIntervalMs: 300, healthCheckThresholdMs: 2000, pollIntervalMs: 1000 };
 
 /**
@@ -44,50 +44,16 @@ describe('graphile executor and tsflow worker', function () {
     await rm(runsDir, { recursive: true, force: true });
   });
 
-  async function startWorker(hostname: string, queues: string, extra: string[] = []): Promise<{ daemon: DaemonProcess; jobId: number }> {
-    const daemon = spawnDaemon(['worker', '--queues', queues, '--heartbeat-interval', '0.3', '--poll-interval', '0.5', '--dags-folder', DAGS, ...extra], {
-      TSFLOW_DATABASE_URL: t.url,
-      TSFLOW_HOSTNAME: hostname,
-      TSFLOW_TEST_RUNS_FILE: runsFile,
-    });
-    const job = await eventually(
-      async () =>
-        (await t.database.db.selectFrom('job').select(['id', 'graphile_worker_ids']).where('pid', '=', daemon.child.pid!).where('job_type', '=', 'worker').executeTakeFirst()) ?? false,
-      `worker ${hostname} to register`,
-      30_000,
-    ).catch((error: Error) => {
-      throw new Error(`${error.message}; its stderr: ${daemon.stderr()}`);
-    });
-    // Its graphile-worker ids are written once graphile-worker runs: then it takes jobs.
-    await eventually(
-      async () => ((await t.database.db.selectFrom('job').select('graphile_worker_ids').where('id', '=', job.id).executeTakeFirstOrThrow()).graphile_worker_ids?.length ?? 0) > 0,
-      `worker ${hostname} to run graphile-worker`,
-      30_000,
-    );
-    return { daemon, jobId: job.id };
-  }
+  const startWorker = (hostname: string, queues: string, extra: string[] = []) => startGraphileWorker(t, { hostname, queues, extra, runsFile });
 
   async function scheduler(options: SchedulerOptions = FAST, parallelism = 500) {
     const executor = new GraphileExecutor({ parallelism, database: t.database, logger: silentLogger() });
     return (await startScheduler(t.database, bag, options, executor)).scheduler;
   }
 
-  async function runs(): Promise<string[]> {
-    return (await readFile(runsFile, 'utf8').catch(() => '')).split('\n').filter(Boolean);
-  }
-
-  /** Each task instance, with the host of the worker that took its last job (the runner clears `hostname` when a try ends). */
-  const tis = (runId: string) =>
-    t.database.db
-      .selectFrom('task_instance as ti')
-      .leftJoin('job as j', 'j.id', 'ti.worker_job_id')
-      .select(['ti.task_id', 'ti.state', 'ti.try_number', 'j.hostname', 'ti.error'])
-      .where('ti.run_id', '=', runId)
-      .orderBy('ti.task_id')
-      .execute();
-
-  const graphileJobs = async (): Promise<number> =>
-    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM graphile_worker._private_jobs`.execute(t.database.db)).rows[0]?.n ?? -1;
+  const runs = () => readRuns(runsFile);
+  const tis = (runId: string) => taskInstancesOf(t, runId);
+  const graphileJobs = () => graphileJobCount(t);
 
   it('routes a heavy-queue task only to the worker listening on heavy', async () => {
     await startWorker('host-light', 'default');
@@ -102,19 +68,23 @@ describe('graphile executor and tsflow worker', function () {
     ]);
   });
 
-  it('runs 200 no-op tasks over 3 workers exactly once each, and leaves no job behind', async () => {
+  it('runs 500 no-op tasks over 3 workers exactly once each, and leaves no job behind', async function () {
+    this.timeout(180_000);
     await Promise.all([startWorker('host-a', 'default'), startWorker('host-b', 'default,heavy'), startWorker('host-c', 'default')]);
-    const s = await scheduler();
-    const ended = runEnded(s, 'many', 50_000);
+    // Dead-worker detection is not what this test is about: 48 task processes on a loaded CI machine
+    // may hold a worker's heartbeat past FAST's 2 s, and a no-op task has no retry.
+    const s = await scheduler({ ...FAST, healthCheckThresholdMs: 15_000 });
+    const ended = runEnded(s, 'many', 150_000);
     await createDagRun(t.database.db, { dagId: 'graphile_many', runId: 'many', conf: {}, logicalDate: new Date() });
-    expect((await ended).state).to.equal('success');
+    const state = (await ended).state;
     const rows = await tis('many');
-    expect(rows).to.have.length(200);
-    expect(rows.every((ti) => ti.state === 'success' && ti.try_number === 1)).to.equal(true);
+    expect(state, JSON.stringify(rows.filter((ti) => ti.state !== 'success').slice(0, 5))).to.equal('success');
+    expect(rows).to.have.length(500);
+    expect(rows.filter((ti) => ti.state !== 'success' || ti.try_number !== 1)).to.deep.equal([]);
     const lines = await runs();
-    expect(lines).to.have.length(200);
-    expect(new Set(lines).size).to.equal(200);
-    expect(new Set(rows.map((ti) => ti.hostname)).size, 'tasks spread over the workers').to.be.greaterThan(1);
+    expect(lines).to.have.length(500);
+    expect(new Set(lines)).to.deep.equal(new Set(rows.map((ti) => `graphile_many.${ti.task_id}.1`)));
+    expect(new Set(rows.map((ti) => ti.hostname)).size, 'tasks spread over the workers').to.equal(3);
     expect(await graphileJobs()).to.equal(0);
   });
 
@@ -220,29 +190,30 @@ describe('graphile executor and tsflow worker', function () {
     expect((await tis('stale')).map((ti) => [ti.task_id, ti.state, ti.try_number])).to.deep.equal([['heavy', 'success', 1], ['light', 'success', 1]]);
   });
 
-  it('a restarted scheduler adopts the queued task instances of the dead one: none gets a second job or runs twice', async () => {
+  it('a restarted scheduler adopts the 100 queued task instances of the dead one: none gets a second job or runs twice', async function () {
+    this.timeout(120_000);
     const first = await scheduler();
     await createDagRun(t.database.db, { dagId: 'graphile_adopt', runId: 'adopt', conf: {}, logicalDate: new Date() });
-    await eventually(async () => (await tis('adopt')).filter((ti) => ti.state === 'queued').length === 40, 'all 40 to be queued', 20_000);
-    expect(await graphileJobs()).to.equal(40);
+    await eventually(async () => (await tis('adopt')).filter((ti) => ti.state === 'queued').length === 100, 'all 100 to be queued', 30_000);
+    expect(await graphileJobs()).to.equal(100);
     await first.stop();
     const second = await scheduler();
     const rescheduled: string[] = [];
     second.on('ti:state', ({ key, state }) => state === 'scheduled' && rescheduled.push(key.taskId));
     await eventually(
-      async () => (await t.database.db.selectFrom('task_instance').select('task_id').where('run_id', '=', 'adopt').where('queued_by_job_id', '=', second.jobId!).execute()).length === 40,
-      'the new scheduler to adopt all 40',
-      15_000,
+      async () => (await t.database.db.selectFrom('task_instance').select('task_id').where('run_id', '=', 'adopt').where('queued_by_job_id', '=', second.jobId!).execute()).length === 100,
+      'the new scheduler to adopt all 100',
+      20_000,
     );
-    expect(await graphileJobs()).to.equal(40);
-    const ended = runEnded(second, 'adopt', 40_000);
+    expect(await graphileJobs()).to.equal(100);
+    const ended = runEnded(second, 'adopt', 90_000);
     await startWorker('host-adopt', 'adopt', ['--concurrency', '8']);
     expect((await ended).state).to.equal('success');
     expect(rescheduled).to.deep.equal([]);
     const lines = await runs();
-    expect(lines).to.have.length(40);
-    expect(new Set(lines).size).to.equal(40);
-    expect((await tis('adopt')).every((ti) => ti.try_number === 1)).to.equal(true);
+    expect(lines).to.have.length(100);
+    expect(new Set(lines).size).to.equal(100);
+    expect((await tis('adopt')).filter((ti) => ti.state !== 'success' || ti.try_number !== 1)).to.deep.equal([]);
   });
 
   it('resumes a deferred task through a remote worker', async () => {

@@ -154,3 +154,19 @@ export async function revokeUnstartedJobs(db: Db, tries: readonly { key: TaskIns
     RETURNING h.dag_id, h.run_id, h.task_id, gt.identifier`.execute(db);
   return rows.map((r) => ({ key: { dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }, queue: r.identifier.slice(IDENTIFIER_PREFIX.length) }));
 }
+
+/**
+ * Deletes the jobs a live worker holds locked (`locked_by` one of its graphile-worker ids) whose
+ * handler has returned — not in `activeJobIds`, and locked over `minAgeMs` ago, so a job locked an
+ * instant ago whose handler has not begun is left alone. They are jobs graphile-worker could not
+ * mark done (see src/graphile/job-release.ts): their try ran, its outcome is in tsflow's tables, and
+ * with max_attempts 1 they would otherwise stay locked for good. Returns how many it deleted.
+ */
+export async function deleteLeftoverJobs(db: Db, graphileWorkerIds: readonly string[], activeJobIds: readonly string[], minAgeMs: number): Promise<number> {
+  if (graphileWorkerIds.length === 0) return 0;
+  const { numAffectedRows } = await sql`
+    DELETE FROM graphile_worker._private_jobs
+    WHERE locked_by = ANY(${[...graphileWorkerIds]}::text[]) AND NOT (id = ANY(${[...activeJobIds]}::bigint[]))
+      AND locked_at < now() - make_interval(secs => ${minAgeMs / 1000})`.execute(db);
+  return Number(numAffectedRows ?? 0);
+}

@@ -11,7 +11,7 @@ import { claimQueuedTry, describeWorker } from '../db/workers.ts';
 import type { ExecutorEvent } from '../executors/base-executor.ts';
 import type { LocalExecutor } from '../executors/local-executor.ts';
 import { graphileLogger, GRAPHILE_SCHEMA } from '../graphile/graphile-schema.ts';
-import { isTaskJobPayload, taskIdentifier } from '../graphile/task-jobs.ts';
+import { deleteLeftoverJobs, isTaskJobPayload, taskIdentifier } from '../graphile/task-jobs.ts';
 import { compileRemoteWorkerOptions, type CompiledRemoteWorkerOptions, type RemoteWorkerOptions } from './remote-worker-options.ts';
 
 export interface RemoteWorkerDeps {
@@ -32,6 +32,9 @@ export interface RemoteWorkerEvents {
 
 export type RemoteWorkerState = DaemonState;
 
+/** A job locked this long ago whose handler is not running was left behind (see jobReleaseFailed); younger ones may be starting. */
+const LEFTOVER_MIN_AGE_MS = 5000;
+
 /**
  * `tsflow worker`: Airflow's Celery worker, on graphile-worker. It takes the jobs of its queues
  * only (its task list holds just their identifiers) up to `concurrency` at once, and runs each
@@ -50,6 +53,11 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
   readonly #waiting = new Map<string, (event: ExecutorEvent) => void>();
   #kicking: Promise<void> = Promise.resolve();
   #jobId: number | undefined;
+  /** graphile-worker's ids for this worker (it locks jobs with them). */
+  readonly #graphileIds: string[] = [];
+  /** The graphile-worker jobs whose handler is running. */
+  readonly #activeJobs = new Set<string>();
+  #sweep: NodeJS.Timeout | undefined;
 
   constructor(deps: RemoteWorkerDeps, options: RemoteWorkerOptions = {}) {
     super('worker', deps.logger);
@@ -81,11 +89,19 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
     this.onStop('task processes', () => executor.end());
 
     const events = new EventEmitter() as WorkerEvents;
-    const graphileIds: string[] = [];
+    const graphileIds = this.#graphileIds;
     // graphile-worker 0.18 locks jobs with its pool's id (older versions used each worker's id): record both.
     events.on('pool:create', ({ workerPool }) => graphileIds.push(workerPool.id));
     events.on('worker:create', ({ worker }) => graphileIds.push(worker.workerId));
-    const handler: Task = (payload) => this.#handle(payload);
+    const handler: Task = async (payload, helpers) => {
+      const jobId = String(helpers.job.id);
+      this.#activeJobs.add(jobId);
+      try {
+        await this.#handle(payload);
+      } finally {
+        this.#activeJobs.delete(jobId);
+      }
+    };
     const taskList: TaskList = Object.fromEntries(queues.map((queue) => [taskIdentifier(queue), handler]));
     const runner = await run({
       connectionString: database.url,
@@ -100,6 +116,7 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
       taskList,
     });
     this.onStop('graphile-worker', () => this.#drain(runner));
+    this.onStop('leftover jobs', () => clearTimeout(this.#sweep));
     // Recorded so that a scheduler finding this worker dead can unlock the jobs it held.
     await describeWorker(db, jobId, queues, graphileIds);
     this.log.info({ queues, concurrency, hostname }, 'worker started');
@@ -119,6 +136,32 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
         .finally(() => (beating = false));
     }, this.#options.heartbeatIntervalMs);
     this.onStop('heartbeat', () => clearInterval(timer));
+  }
+
+  /**
+   * graphile-worker could not mark a finished job done or failed (the server went away at that
+   * moment; see src/graphile/job-release.ts). The try ran and recorded its outcome itself; the job is
+   * left locked by this worker, and is deleted once the database answers again. (A job that was to be
+   * marked failed goes too: its try is then found by the scheduler's zombie or queued-timeout checks.)
+   */
+  jobReleaseFailed(error: unknown): void {
+    this.log.warn({ err: error }, 'graphile-worker could not mark a finished job done or failed; this worker deletes the job once the database answers');
+    this.#sweepLeftovers();
+  }
+
+  #sweepLeftovers(): void {
+    if (this.#sweep !== undefined || this.state === 'stopped') return;
+    this.#sweep = setTimeout(() => {
+      this.#sweep = undefined;
+      deleteLeftoverJobs(this.#deps.database.db, this.#graphileIds, [...this.#activeJobs], LEFTOVER_MIN_AGE_MS).then(
+        (deleted) => this.log.info({ deleted }, 'deleted the jobs graphile-worker could not mark done'),
+        (error: unknown) => {
+          this.log.warn({ err: error }, 'could not delete the jobs graphile-worker left locked; trying again');
+          this.#sweepLeftovers();
+        },
+      );
+    }, LEFTOVER_MIN_AGE_MS);
+    this.#sweep.unref(); // a stopping worker does not wait for it
   }
 
   protected override afterStop(): void {

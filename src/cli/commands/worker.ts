@@ -1,11 +1,12 @@
 import { listWorkers } from '../../db/workers.ts';
+import { isJobReleaseFailure } from '../../graphile/job-release.ts';
 import { RemoteWorker } from '../../worker/remote-worker.ts';
-import { compileRemoteWorkerOptions, type RemoteWorkerOptions } from '../../worker/remote-worker-options.ts';
+import { compileRemoteWorkerOptions, type CompiledRemoteWorkerOptions, type RemoteWorkerOptions } from '../../worker/remote-worker-options.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT, STARTUP_TIMEOUT } from '../common-options.ts';
 import { createLocalExecutor } from '../components.ts';
 import { startDaemon } from '../daemon-startup.ts';
 import { withRuntime } from '../runtime.ts';
-import { parseCount, parseSeconds, UsageError } from '../settings.ts';
+import { parseCount, parseSeconds, UsageError, type Settings } from '../settings.ts';
 import { defineCommand } from '../usage.ts';
 
 /** Database connections the worker keeps: heartbeat and claims (graphile-worker has its own pool). */
@@ -49,29 +50,59 @@ export const workerCommand = defineCommand(
     } catch (error) {
       throw new UsageError((error as Error).message);
     }
-    const started = await startDaemon({
-      settings,
-      startupTimeout: values['startup-timeout'],
-      runtime: { applicationName: 'tsflow-worker', keepOpen: WORKER_CONNECTIONS },
-      shutdownTimeoutMs: compiled.shutdownTimeoutMs + 10_000,
-      start: async (runtime, cleanup) => {
-        const executor = createLocalExecutor(runtime, dagsFolder, compiled.concurrency);
-        const worker = new RemoteWorker({ database: runtime.database, executor, logger: runtime.logger, hostname: settings.hostname }, compiled);
-        cleanup.push('worker', () => worker.stop());
-        await worker.start();
-        return worker;
-      },
-    });
-    if (!started) return 0;
+    // graphile-worker's unawaited job release failing (the server going away as a job ends) is the one
+    // unhandled rejection this process outlives (src/graphile/job-release.ts); any other ends it, as
+    // Node would without this listener.
+    let current: RemoteWorker | undefined;
+    const onUnhandledRejection = (reason: unknown): void => {
+      if (current && isJobReleaseFailure(reason)) {
+        current.jobReleaseFailed(reason);
+        return;
+      }
+      process.nextTick(() => {
+        throw reason instanceof Error ? reason : new Error(`unhandled rejection: ${String(reason)}`);
+      });
+    };
+    process.on('unhandledRejection', onUnhandledRejection);
     try {
-      const signal = await started.received;
-      started.runtime.logger.info({ signal, shutdownTimeoutMs: compiled.shutdownTimeoutMs }, 'shutting down: letting running tasks finish');
-      return 0;
+      return await runWorker(settings, values, dagsFolder, compiled, (worker) => (current = worker));
     } finally {
-      await started.close();
+      process.off('unhandledRejection', onUnhandledRejection);
     }
   },
 );
+
+/** Starts the worker (telling `onWorker` each one built: a start-up retried after a lost connection builds another), runs it until a signal, drains it. */
+async function runWorker(
+  settings: Settings,
+  values: { 'startup-timeout'?: string | undefined },
+  dagsFolder: string,
+  compiled: CompiledRemoteWorkerOptions,
+  onWorker: (worker: RemoteWorker) => void,
+): Promise<number> {
+  const started = await startDaemon({
+    settings,
+    startupTimeout: values['startup-timeout'],
+    runtime: { applicationName: 'tsflow-worker', keepOpen: WORKER_CONNECTIONS },
+    shutdownTimeoutMs: compiled.shutdownTimeoutMs + 10_000,
+    start: async (runtime, cleanup) => {
+      const executor = createLocalExecutor(runtime, dagsFolder, compiled.concurrency);
+      const worker = new RemoteWorker({ database: runtime.database, executor, logger: runtime.logger, hostname: settings.hostname }, compiled);
+      onWorker(worker);
+      cleanup.push('worker', () => worker.stop());
+      await worker.start();
+      return worker;
+    },
+  });
+  if (!started) return 0;
+  try {
+    const signal = await started.received;
+    started.runtime.logger.info({ signal, shutdownTimeoutMs: compiled.shutdownTimeoutMs }, 'shutting down: letting running tasks finish');
+    return 0;
+  } finally {
+    await started.close();
+  }
+}
 
 /** `tsflow workers list [--json]`: what Celery's Flower shows. */
 export const workersList = defineCommand(
