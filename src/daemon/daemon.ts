@@ -25,6 +25,7 @@ export abstract class Daemon<Events extends { [K in keyof Events]: unknown }> ex
   #state: DaemonState = 'created';
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
+  #beatingSince: number | undefined;
 
   constructor(name: string, logger: Logger) {
     super();
@@ -119,10 +120,29 @@ export abstract class Daemon<Events extends { [K in keyof Events]: unknown }> ex
       if (beating || this.stopSignal.aborted) return;
       beating = true;
       heartbeatJob(db, jobId)
-        .then(onBeat, (error: unknown) => this.log.warn({ err: error }, 'heartbeat failed'))
+        .then(
+          () => {
+            this.#beatingSince ??= Date.now();
+            onBeat();
+          },
+          (error: unknown) => {
+            this.#beatingSince = undefined;
+            this.log.warn({ err: error }, 'heartbeat failed');
+          },
+        )
         .finally(() => (beating = false));
     }, intervalMs);
     this.onStop('heartbeat', () => clearInterval(timer));
+  }
+
+  /**
+   * How long this daemon's heartbeat has been landing without a miss (0 before the first beat, and
+   * again after a failed one). A peer's stale heartbeat only means it is dead once this daemon has
+   * itself been beating for a whole threshold: right after a database outage every heartbeat is
+   * stale, and the first daemon back must not take its live peers' work.
+   */
+  protected get heartbeatStreakMs(): number {
+    return this.#beatingSince === undefined ? 0 : Date.now() - this.#beatingSince;
   }
 
   /** Listens to the notifier until stop. */

@@ -294,6 +294,9 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     await this.#reconcileExecutorEvents(); // a workload that failed to start is the reconciliation's, not an orphan
     const { db } = this.#deps.database;
     const { executor } = this.#deps;
+    // Peers (schedulers, workers) are judged dead only once this scheduler's own heartbeat has
+    // landed for a whole threshold: after a database outage every heartbeat is stale.
+    if (this.heartbeatStreakMs < this.#options.healthCheckThresholdMs) return;
     this.#announceLost(await this.#lostTries.failDeadWorkers(this.#options.healthCheckThresholdMs));
     // Adopted first (graphile: their job is still in the broker), so that the requeue below — which
     // spares what the executor holds — does not give them a second job.
