@@ -4,7 +4,7 @@ import { dag, FailTask, task, type Dag, type TaskContext } from '../src/sdk/inde
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { indexOf, runThroughScheduler } from './support/dag-runner.ts';
-import { FIXTURES } from './support/rig.ts';
+import { createRun, FIXTURES, localExecutor, runEnded, startScheduler } from './support/rig.ts';
 
 describe('TaskFlow tasks, end to end through the scheduler (real PostgreSQL)', function () {
   this.timeout(60_000);
@@ -38,6 +38,22 @@ describe('TaskFlow tasks, end to end through the scheduler (real PostgreSQL)', f
     expect(values['report.echo:return_value'], 'the Bash task in the group').to.equal('done');
     expect(indexOf(seen, 'transform', 'running')).to.be.greaterThan(indexOf(seen, 'extract', 'success'));
     expect(indexOf(seen, 'report.echo', 'running')).to.be.greaterThan(indexOf(seen, 'load', 'success'));
+  });
+
+  it('runs the same DAG file in LocalExecutor worker processes', async () => {
+    const folder = `${FIXTURES}taskflow-dags`;
+    const bag = await DagBag.load(folder);
+    const etl = bag.getDag('taskflow_etl');
+    const executor = localExecutor(t.database, { parallelism: 2, worker: { dagsFolder: folder } });
+    const { scheduler } = await startScheduler(t.database, bag, {}, executor);
+    const ended = runEnded(scheduler, 'in_workers', 40_000);
+    await createRun(t.database, etl, 'in_workers');
+    scheduler.nudge();
+    expect((await ended).state).to.equal('success');
+    const values = await xcoms('in_workers', etl.dagId);
+    expect(values['load:return_value']).to.equal('total: 24');
+    expect(values['report.load:return_value']).to.equal('orders: 3');
+    expect(values['report.echo:return_value']).to.equal('done');
   });
 
   it('task.sensor pokes until done and hands its xcomValue downstream; a failed producer stops its consumers', async () => {
