@@ -1,6 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { dag, FailTask, task, type Dag, type TaskContext } from '../src/sdk/index.ts';
+import { tsflow } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { indexOf, runThroughScheduler } from './support/dag-runner.ts';
@@ -76,5 +80,20 @@ describe('TaskFlow tasks, end to end through the scheduler (real PostgreSQL)', f
     expect(values['wait_for_rows:return_value']).to.equal(30);
     expect(values['double:return_value']).to.equal(60);
     expect(seen.filter((s) => s.task === 'double__1').map((s) => s.state)).to.deep.equal(['upstream_failed']);
+  });
+
+  it('`tsflow dags test` runs the TaskFlow example DAG, printing each task log', async () => {
+    const logs = await mkdtemp(path.join(os.tmpdir(), 'tsflow-taskflow-demo-'));
+    try {
+      const result = await tsflow(['dags', 'test', 'taskflow_demo', '--dags-folder', 'examples/dags'], { TSFLOW_DATABASE_URL: t.url, TSFLOW_LOGS_FOLDER: logs });
+      expect(result.code, result.stderr + result.stdout).to.equal(0);
+      expect(result.stdout).to.match(/taskflow_demo\.report\.load\s+success/);
+      expect(result.stdout).to.contain('loaded 49.75 EUR');
+      expect(result.stdout).to.contain('archiving run');
+      const archived = await t.database.db.selectFrom('xcom').select('value').where('dag_id', '=', 'taskflow_demo').where('task_id', '=', 'archive').executeTakeFirstOrThrow();
+      expect(archived.value).to.match(/^archived-\d{8}$/);
+    } finally {
+      await rm(logs, { recursive: true, force: true });
+    }
   });
 });
