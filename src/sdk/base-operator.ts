@@ -3,6 +3,7 @@ import type { TaskContext } from './context.ts';
 import { assertValidId, currentDag, type Dag } from './dag.ts';
 import { toDuration, type DurationInput } from './duration.ts';
 import { TaskDeferralError, TaskDeferralTimeout } from './errors.ts';
+import { currentGroupScope } from './group-scope.ts';
 import type { JsonObject, JsonValue } from './json.ts';
 import { EVENT_KEY, FAIL_METHOD } from './resume-keys.ts';
 import { TaskDeferred, type DeferOptions } from './task-deferred.ts';
@@ -80,16 +81,21 @@ export abstract class BaseOperator<R = unknown> {
     if (!owner) {
       throw new TypeError(`task '${options.taskId}' was created outside a DAG: construct it inside dag({...}, () => { ... })`);
     }
-    const merged: TaskDefaults = { ...owner.defaultArgs, ...withoutUndefined(options) };
-    this.taskId = options.taskId;
+    // Inside taskGroup(): the id gets the group's prefix, and the group's defaults sit between the DAG's and the task's.
+    const group = currentGroupScope(owner);
+    const taskId = group ? group.childId(options.taskId) : options.taskId;
+    assertValidId('taskId', taskId);
+    const merged: TaskDefaults = { ...owner.defaultArgs, ...group?.defaultArgs, ...withoutUndefined(options) };
+    this.taskId = taskId;
     this.dag = owner;
-    this.settings = resolveSettings(options.taskId, merged);
+    this.settings = resolveSettings(taskId, merged);
     this.callbacks = {
       onSuccess: merged.onSuccessCallback,
       onFailure: merged.onFailureCallback,
       onRetry: merged.onRetryCallback,
     };
     owner.addTask(this);
+    group?.addTask(taskId);
   }
 
   abstract execute(context: TaskContext): R | Promise<R>;

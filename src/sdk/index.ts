@@ -17,6 +17,11 @@ export {
   type Timetable,
 } from '../scheduling/index.ts';
 export { chain } from './chain.ts';
+export type { Dependencies, DependencyNode, DependencyTarget } from './dependencies.ts';
+export { task, TaskFlowOperator, TaskFlowSensor, type SensorReturn, type TaskFunction, type TaskFunctionOptions, type TaskSensorOptions, type XComArgsOf } from './taskflow.ts';
+export { XComArg, XComNotFound, isXComArg } from './xcom-arg.ts';
+export { taskGroup, TaskGroup, type TaskGroupOptions } from './task-group.ts';
+export { BashOperator, type BashOperatorOptions } from './bash-operator.ts';
 export {
   BaseOperator,
   DEFAULT_POOL,
