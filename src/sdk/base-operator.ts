@@ -6,6 +6,7 @@ import { TaskDeferralError, TaskDeferralTimeout } from './errors.ts';
 import type { JsonObject, JsonValue } from './json.ts';
 import { EVENT_KEY, FAIL_METHOD } from './resume-keys.ts';
 import { TaskDeferred, type DeferOptions } from './task-deferred.ts';
+import { toTriggerRule, type TriggerRule } from './trigger-rule.ts';
 
 export { FAIL_METHOD };
 
@@ -37,6 +38,11 @@ export interface TaskDefaults {
   pool?: string;
   /** How many of the pool's slots the task takes: a whole number ≥ 1. @default 1 */
   poolSlots?: number;
+  /**
+   * When the task runs, given how its upstream tasks ended (`'all_done'`, `'none_failed'`, …; see
+   * the README's "Trigger rules and branching"). @default 'all_success'
+   */
+  triggerRule?: TriggerRule;
   onSuccessCallback?: TaskCallback;
   onFailureCallback?: TaskCallback;
   onRetryCallback?: TaskCallback;
@@ -59,6 +65,7 @@ export interface TaskSettings {
   readonly queue: string;
   readonly pool: string;
   readonly poolSlots: number;
+  readonly triggerRule: TriggerRule;
 }
 
 /**
@@ -186,5 +193,6 @@ function resolveSettings(taskId: string, options: TaskDefaults): TaskSettings {
     queue: options.queue ?? 'default',
     pool,
     poolSlots,
+    triggerRule: toTriggerRule(taskId, options.triggerRule),
   };
 }
