@@ -2,6 +2,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { sql } from 'kysely';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
+import { finishTry, startTry } from '../src/db/task-instances.ts';
 import type { Scheduler } from '../src/scheduler/scheduler.ts';
 import type { JsonObject } from '../src/sdk/json.ts';
 import { TRIGGER_RULES, type TriggerRule } from '../src/sdk/trigger-rule.ts';
@@ -171,5 +172,22 @@ describe('trigger rules and branching, end to end (PostgreSQL, in-process schedu
     ]);
     await runAll([{ dagId: 'latest_only', runId: 'by_hand', conf: {} }]);
     expect(await states('latest_only', 'by_hand')).to.deep.equal({ latest_only: 'success', work: 'success', after: 'success' });
+  });
+
+  it('a branch\'s skips land with its success in one fenced statement, and only on task instances not started', async function () {
+    await stopAll(); // no scheduler: the rows are moved by hand
+    const runId = await createRun(t.database, bag.getDag('branching'), 'by_hand');
+    const key = (taskId: string) => ({ dagId: 'branching', runId, taskId });
+    const set = (taskId: string, state: 'queued' | 'scheduled') =>
+      t.database.db.updateTable('task_instance').set({ state }).where('dag_id', '=', 'branching').where('run_id', '=', runId).where('task_id', '=', taskId).execute();
+    await set('branch', 'queued');
+    const started = await startTry(t.database.db, key('branch'), { hostname: 'test', pid: process.pid });
+    await set('a', 'queued'); // already handed to an executor: left alone
+    await set('b', 'scheduled'); // not queued yet: skipped
+    // A stale try (another try number) lands nothing, skips included.
+    expect(await finishTry(t.database.db, key('branch'), started.row.try_number + 1, { state: 'success', skipTaskIds: ['a', 'b', 'join'] })).to.equal(false);
+    expect(await states('branching', runId)).to.include({ branch: 'running', b: 'scheduled', join: null });
+    expect(await finishTry(t.database.db, key('branch'), started.row.try_number, { state: 'success', skipTaskIds: ['a', 'b', 'join'] })).to.equal(true);
+    expect(await states('branching', runId)).to.deep.equal({ branch: 'success', a: 'queued', b: 'skipped', b_next: null, join: 'skipped', join_all: null });
   });
 });
