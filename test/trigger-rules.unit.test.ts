@@ -75,6 +75,8 @@ describe('trigger rules: the option, checked when the DAG is built and serialize
     const spec = new DagSpec(old);
     expect(spec.tasks.get('b')!.triggerRule).to.equal('all_success');
     expect(spec.leafTaskIds).to.deep.equal(['b']);
+    const newer = { ...data, tasks: data.tasks.map((t) => ({ ...t, triggerRule: 'all_done_setup_success' })) } as unknown as SerializedDag;
+    expect(() => new DagSpec(newer)).to.throw(/serialized DAG 'old': task 'a' has trigger rule "all_done_setup_success", which this tsflow does not know/);
   });
 });
 

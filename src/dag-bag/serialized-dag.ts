@@ -6,7 +6,7 @@ import { DEFAULT_POOL } from '../sdk/base-operator.ts';
 import type { Dag } from '../sdk/dag.ts';
 import type { SerializedParams } from '../sdk/params.ts';
 import { startsFromTrigger } from '../sdk/sensors/base-sensor.ts';
-import { DEFAULT_TRIGGER_RULE, type TriggerRule } from '../sdk/trigger-rule.ts';
+import { DEFAULT_TRIGGER_RULE, isTriggerRule, type TriggerRule } from '../sdk/trigger-rule.ts';
 
 /** The format version of `serialized_dag.data`; a reader meeting a newer one says so. */
 export const SERIALIZED_DAG_VERSION = 1;
@@ -102,9 +102,16 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
   };
 }
 
-/** A task serialized before pools or trigger rules existed lacks their fields: it takes the defaults. */
-function withDefaults(task: SerializedTask): SerializedTask {
+/**
+ * A task serialized before pools or trigger rules existed lacks their fields: it takes the defaults.
+ * A rule this version does not know (written by a newer tsflow) makes the DAG unusable here, rather
+ * than a task that waits forever.
+ */
+function withDefaults(dagId: string, task: SerializedTask): SerializedTask {
   const { pool, poolSlots, triggerRule } = task as Partial<SerializedTask>;
+  if (triggerRule !== undefined && !isTriggerRule(triggerRule)) {
+    throw new Error(`serialized DAG '${dagId}': task '${task.taskId}' has trigger rule ${JSON.stringify(triggerRule)}, which this tsflow does not know: upgrade tsflow`);
+  }
   if (pool !== undefined && poolSlots !== undefined && triggerRule !== undefined) return task;
   return { ...task, pool: pool ?? DEFAULT_POOL, poolSlots: poolSlots ?? 1, triggerRule: triggerRule ?? DEFAULT_TRIGGER_RULE };
 }
@@ -152,7 +159,7 @@ export class DagSpec {
     }
     this.data = data;
     this.timetable = timetable ?? (data.timetable.kind === 'custom' ? undefined : deserializeTimetable(data.timetable));
-    this.tasks = new Map(data.tasks.map((t) => [t.taskId, withDefaults(t)]));
+    this.tasks = new Map(data.tasks.map((t) => [t.taskId, withDefaults(data.dagId, t)]));
     this.leafTaskIds = data.tasks.filter((t) => t.downstream.length === 0).map((t) => t.taskId);
     this.startDate = data.startDate ? DateTime.fromISO(data.startDate, { zone: 'utc' }) : undefined;
     this.endDate = data.endDate ? DateTime.fromISO(data.endDate, { zone: 'utc' }) : undefined;

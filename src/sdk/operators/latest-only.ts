@@ -12,6 +12,7 @@ import type { BaseOperatorOptions } from '../base-operator.ts';
 export class LatestOnlyOperator extends BranchOperator {
   readonly #now: () => DateTime;
 
+  /** `now`: the clock the window is judged by (tests); the system clock by default. */
   constructor(options: BaseOperatorOptions & { now?: () => DateTime }) {
     const { now, ...rest } = options;
     super(rest);
