@@ -10,7 +10,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { eventually } from './support/events.ts';
 import { InProcessExecutor } from './support/in-process-executor.ts';
-import { createRun, FIXTURES, startScheduler } from './support/rig.ts';
+import { createRun, FIXTURES, localExecutor, startScheduler } from './support/rig.ts';
 
 const FOLDER = path.join(FIXTURES, 'trigger-rule-dags');
 
@@ -189,5 +189,15 @@ describe('trigger rules and branching, end to end (PostgreSQL, in-process schedu
     expect(await states('branching', runId)).to.include({ branch: 'running', b: 'scheduled', join: null });
     expect(await finishTry(t.database.db, key('branch'), started.row.try_number, { state: 'success', skipTaskIds: ['a', 'b', 'join'] })).to.equal(true);
     expect(await states('branching', runId)).to.deep.equal({ branch: 'success', a: 'queued', b: 'skipped', b_next: null, join: 'skipped', join_all: null });
+  });
+
+  it('a branch run by a worker process (LocalExecutor) skips the same tasks', async function () {
+    this.timeout(90_000);
+    await stopAll();
+    ({ scheduler } = await startScheduler(t.database, bag, { pollIntervalMs: 1000 }, localExecutor(t.database, { parallelism: 2, worker: { dagsFolder: FOLDER } })));
+    await runAll([{ dagId: 'branching', runId: 'in_worker', conf: { follow: 'b' } }], 80_000);
+    expect(await states('branching', 'in_worker')).to.deep.equal({
+      branch: 'success', a: 'skipped', b: 'success', b_next: 'success', join: 'success', join_all: 'skipped',
+    });
   });
 });
