@@ -6,6 +6,7 @@ import { DEFAULT_POOL } from '../sdk/base-operator.ts';
 import type { Dag } from '../sdk/dag.ts';
 import type { SerializedParams } from '../sdk/params.ts';
 import { startsFromTrigger } from '../sdk/sensors/base-sensor.ts';
+import { DEFAULT_TRIGGER_RULE, isTriggerRule, type TriggerRule } from '../sdk/trigger-rule.ts';
 
 /** The format version of `serialized_dag.data`; a reader meeting a newer one says so. */
 export const SERIALIZED_DAG_VERSION = 1;
@@ -27,6 +28,8 @@ export interface SerializedTask {
   /** Absent in DAGs serialized before pools: read as 'default_pool' and 1 (`DagSpec`). */
   readonly pool: string;
   readonly poolSlots: number;
+  /** Absent in DAGs serialized before trigger rules: read as 'all_success'. */
+  readonly triggerRule: TriggerRule;
   /** A sensor whose new tries the scheduler defers itself (Airflow's `start_from_trigger`). */
   readonly startFromTrigger: boolean;
 }
@@ -93,15 +96,24 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
       queue: task.settings.queue,
       pool: task.settings.pool,
       poolSlots: task.settings.poolSlots,
+      triggerRule: task.settings.triggerRule,
       startFromTrigger: startsFromTrigger(task),
     })),
   };
 }
 
-/** A task serialized before pools existed has no pool fields: it takes the defaults. */
-function withPoolDefaults(task: SerializedTask): SerializedTask {
-  const { pool, poolSlots } = task as Partial<SerializedTask>;
-  return pool !== undefined && poolSlots !== undefined ? task : { ...task, pool: pool ?? DEFAULT_POOL, poolSlots: poolSlots ?? 1 };
+/**
+ * A task serialized before pools or trigger rules existed lacks their fields: it takes the defaults.
+ * A rule this version does not know (written by a newer tsflow) makes the DAG unusable here, rather
+ * than a task that waits forever.
+ */
+function withDefaults(dagId: string, task: SerializedTask): SerializedTask {
+  const { pool, poolSlots, triggerRule } = task as Partial<SerializedTask>;
+  if (triggerRule !== undefined && !isTriggerRule(triggerRule)) {
+    throw new Error(`serialized DAG '${dagId}': task '${task.taskId}' has trigger rule ${JSON.stringify(triggerRule)}, which this tsflow does not know: upgrade tsflow`);
+  }
+  if (pool !== undefined && poolSlots !== undefined && triggerRule !== undefined) return task;
+  return { ...task, pool: pool ?? DEFAULT_POOL, poolSlots: poolSlots ?? 1, triggerRule: triggerRule ?? DEFAULT_TRIGGER_RULE };
 }
 
 /** A stable hash of a serialized DAG: the processor skips writing a DAG whose hash has not changed. */
@@ -135,6 +147,8 @@ export class DagSpec {
   readonly data: SerializedDag;
   readonly timetable: Timetable | undefined;
   readonly tasks: ReadonlyMap<string, SerializedTask>;
+  /** Tasks with no downstream: a run fails when one of them failed or is upstream_failed. */
+  readonly leafTaskIds: readonly string[];
   readonly startDate: DateTime | undefined;
   readonly endDate: DateTime | undefined;
 
@@ -145,7 +159,8 @@ export class DagSpec {
     }
     this.data = data;
     this.timetable = timetable ?? (data.timetable.kind === 'custom' ? undefined : deserializeTimetable(data.timetable));
-    this.tasks = new Map(data.tasks.map((t) => [t.taskId, withPoolDefaults(t)]));
+    this.tasks = new Map(data.tasks.map((t) => [t.taskId, withDefaults(data.dagId, t)]));
+    this.leafTaskIds = data.tasks.filter((t) => t.downstream.length === 0).map((t) => t.taskId);
     this.startDate = data.startDate ? DateTime.fromISO(data.startDate, { zone: 'utc' }) : undefined;
     this.endDate = data.endDate ? DateTime.fromISO(data.endDate, { zone: 'utc' }) : undefined;
   }

@@ -242,16 +242,31 @@ export async function scheduleDueRetries(db: Db): Promise<TaskInstanceKey[]> {
   return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
 }
 
+/** A DAG's leaves (tasks with no downstream): they decide how its runs end. */
+export interface DagLeaves {
+  readonly dagId: string;
+  readonly leafTaskIds: readonly string[];
+}
+
 /**
- * Marks running runs whose task instances have all finished: failed if any failed, else success. One
+ * Marks running runs whose task instances have all finished: failed if a leaf task instance failed
+ * or is upstream_failed, else success — skipped leaves count as success, and a failure upstream that
+ * a trigger rule (`all_done`, `one_failed`) let the run get past does not fail it (Airflow's rule).
+ * A DAG missing from `leaves` (not loaded) falls back to "failed if any task instance failed". One
  * transaction with a NOTIFY when a run finished, so `dags trigger --wait` hears it at once.
  */
-export async function finishCompletedRuns(db: Db): Promise<{ dagId: string; runId: string; state: DagRunState }[]> {
+export async function finishCompletedRuns(
+  db: Db,
+  leaves: readonly DagLeaves[] = [],
+): Promise<{ dagId: string; runId: string; state: DagRunState }[]> {
+  const pairs = leaves.flatMap((d) => d.leafTaskIds.map((taskId) => [d.dagId, taskId] as const));
   return db.transaction().execute(async (trx) => {
     const { rows } = await sql<{ dag_id: string; run_id: string; state: DagRunState }>`
       UPDATE dag_run r SET
         state = CASE WHEN EXISTS (
           SELECT 1 FROM task_instance ti WHERE ti.dag_id = r.dag_id AND ti.run_id = r.run_id AND ti.state IN ('failed', 'upstream_failed')
+            AND (NOT (r.dag_id = ANY(${leaves.map((d) => d.dagId)}::text[]))
+              OR (ti.dag_id, ti.task_id) IN (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[])))
         ) THEN 'failed' ELSE 'success' END,
         end_date = now()
       WHERE r.state = 'running' AND NOT EXISTS (

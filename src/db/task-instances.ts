@@ -126,6 +126,11 @@ export interface TryOutcome {
   nextMethod?: string | null;
   /** An XCom to store with a success, in the same transaction. */
   returnValue?: string | undefined;
+  /**
+   * A branching task's success: task instances of the same run to set `skipped` with it, those not
+   * started yet (no state, or scheduled and not queued).
+   */
+  skipTaskIds?: readonly string[] | undefined;
 }
 
 /**
@@ -157,10 +162,18 @@ export async function finishTry(db: Db, key: TaskInstanceKey, tryNumber: number,
       ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE SET value = excluded.value
       RETURNING 1
     ),
+    skipped AS (
+      UPDATE task_instance s SET state = 'skipped', start_date = coalesce(s.start_date, clock_timestamp()),
+        end_date = clock_timestamp(), updated_at = now()
+      FROM ended e, unnest(${[...(outcome.skipTaskIds ?? [])]}::text[]) AS k(task_id)
+      WHERE s.dag_id = e.dag_id AND s.run_id = e.run_id AND s.task_id = k.task_id AND (s.state IS NULL OR s.state = 'scheduled')
+      RETURNING 1
+    ),
     notified AS (
       SELECT ${pgNotify(Channels.ti, outcome.state)} FROM ended
     )
-    SELECT (SELECT count(*) FROM ended)::int AS landed, (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM notified) AS notified`.execute(db);
+    SELECT (SELECT count(*) FROM ended)::int AS landed, (SELECT count(*) FROM stored) AS stored,
+      (SELECT count(*) FROM skipped) AS skipped, (SELECT count(*) FROM notified) AS notified`.execute(db);
   return (rows[0]?.landed ?? 0) > 0;
 }
 

@@ -15,7 +15,11 @@ import type { TaskRunResult, TryRun } from './try-run.ts';
 export async function recordOutcome(t: TryRun, outcome: TaskOutcome): Promise<TaskRunResult> {
   switch (outcome.kind) {
     case 'value':
-      return finish(t, { state: 'success', returnValue: outcome.value === undefined ? undefined : JSON.stringify(outcome.value) });
+      return finish(t, {
+        state: 'success',
+        returnValue: outcome.value === undefined ? undefined : JSON.stringify(outcome.value),
+        ...(outcome.skipDownstream ? { skipTaskIds: outcome.skipDownstream } : {}),
+      });
     case 'deferred':
       return defer(t, outcome.deferral);
     case 'rescheduled':

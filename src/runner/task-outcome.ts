@@ -2,7 +2,7 @@ import type { DateTime } from 'luxon';
 import type { TaskInstanceRow } from '../db/schema.ts';
 import type { BaseOperator } from '../sdk/base-operator.ts';
 import type { TaskContext } from '../sdk/context.ts';
-import { controlKind, type RescheduleTask } from '../sdk/errors.ts';
+import { controlKind, type RescheduleTask, type SkipDownstreamTasks } from '../sdk/errors.ts';
 import { maskText } from '../secrets/masker.ts';
 import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
 import type { TaskDeferred } from '../sdk/task-deferred.ts';
@@ -14,8 +14,11 @@ import type { TaskDeferred } from '../sdk/task-deferred.ts';
  */
 
 export type TaskOutcome =
-  /** `execute` (or the resume method) returned; the value is stored as the `return_value` XCom. */
-  | { kind: 'value'; value: JsonValue | undefined }
+  /**
+   * `execute` (or the resume method) returned; the value is stored as the `return_value` XCom.
+   * `skipDownstream`: a branching operator's not-followed tasks, skipped with this success.
+   */
+  | { kind: 'value'; value: JsonValue | undefined; skipDownstream?: readonly string[] }
   /** It handed a trigger over (`this.defer()`): the try continues in the triggerer. */
   | { kind: 'deferred'; deferral: TaskDeferred }
   /** A sensor in reschedule mode: run the try again at `at`, without holding a worker meanwhile. */
@@ -48,7 +51,7 @@ export function invoke(task: BaseOperator, context: TaskContext, row: Pick<TaskI
   );
   const outcome = raceAbort(work, signal).then(
     (value) => returned(value, task.taskId),
-    (error: unknown) => thrown(error),
+    (error: unknown) => thrown(error, task.taskId),
   );
   return {
     outcome,
@@ -59,7 +62,7 @@ export function invoke(task: BaseOperator, context: TaskContext, row: Pick<TaskI
 }
 
 /** What a thrown value means: one of the SDK's control-flow signals, or a failure. */
-export function thrown(error: unknown): TaskOutcome {
+export function thrown(error: unknown, taskId = 'unknown'): TaskOutcome {
   switch (controlKind(error)) {
     case 'defer':
       return { kind: 'deferred', deferral: error as TaskDeferred };
@@ -69,6 +72,11 @@ export function thrown(error: unknown): TaskOutcome {
       return { kind: 'skipped', message: describeError(error) };
     case 'fail':
       return { kind: 'failed', error, retryable: false };
+    case 'skip-downstream': {
+      const signal = error as SkipDownstreamTasks;
+      const outcome = returned(signal.value, taskId);
+      return outcome.kind === 'value' ? { ...outcome, skipDownstream: [...signal.taskIds] } : outcome;
+    }
     case undefined:
       return { kind: 'failed', error, retryable: true };
   }

@@ -2,6 +2,7 @@ import type { Db } from '../db/database.ts';
 import type { TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
 import { listUndecidedRunTaskInstances, transitionTaskInstances, type StateChange } from '../db/scheduling.ts';
 import type { DagSpec } from '../dag-bag/serialized-dag.ts';
+import { countUpstream, decideTriggerRule } from './trigger-rules.ts';
 
 /** Skips and upstream failures cascade one level per round; a DAG deeper than this finishes next pass. */
 const DEPENDENCY_ROUNDS = 50;
@@ -9,9 +10,8 @@ const DEPENDENCY_ROUNDS = 50;
 const keyString = (dagId: string, runId: string, taskId: string): string => `${dagId}\u0000${runId}\u0000${taskId}`;
 
 /**
- * Trigger rule `all_success`, over the task instances of running runs that have no state yet:
- * all upstreams succeeded → `scheduled`; one failed (or upstream_failed) → `upstream_failed`; one
- * skipped → `skipped`. The writes are fenced on the row still having no state, so two schedulers
+ * Each task's trigger rule (`decideTriggerRule`), over the task instances of running runs that have
+ * no state yet: `scheduled`, or a `skipped` / `upstream_failed` that then cascades. The writes are fenced on the row still having no state, so two schedulers
  * evaluating at once change each row once. Returns the changes that landed, in order.
  */
 export async function evaluateDependencies(
@@ -29,10 +29,8 @@ export async function evaluateDependencies(
       const task = dagOf(row.dag_id)?.tasks.get(row.task_id);
       if (!task) continue;
       const upstream = task.upstream.map((id) => states.get(keyString(row.dag_id, row.run_id, id)) ?? null);
-      const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
-      if (upstream.some((s) => s === 'failed' || s === 'upstream_failed')) changes.push({ key, state: 'upstream_failed' });
-      else if (upstream.some((s) => s === 'skipped')) changes.push({ key, state: 'skipped' });
-      else if (upstream.every((s) => s === 'success')) changes.push({ key, state: 'scheduled' });
+      const decision = decideTriggerRule(task.triggerRule, countUpstream(upstream));
+      if (decision !== 'wait') changes.push({ key: { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id }, state: decision });
     }
     const changed = await transitionTaskInstances(db, changes, [null]);
     const byKey = new Map(changes.map((c) => [keyString(c.key.dagId, c.key.runId, c.key.taskId), c.state]));

@@ -13,7 +13,7 @@ import type { LostTry } from '../db/lost-tries.ts';
 import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
 import { builtInPlanner, createDueRuns, msUntilNextDagrun, refreshStalledDags, type RunPlanner } from '../db/next-dagrun.ts';
 import { failTimedOutRuns, msUntilNextRunTimeout } from '../db/run-timeouts.ts';
-import { enqueueScheduled, finishCompletedRuns, type PoolWait, listStartableRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
+import { type DagLeaves, enqueueScheduled, finishCompletedRuns, type PoolWait, listStartableRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
 import { recordDags } from '../db/serialized-dags.ts';
 import { msUntilNextDue } from '../db/task-instances.ts';
 import { deleteUnusedTriggers } from '../db/triggers.ts';
@@ -244,7 +244,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     // poll), not on every notification of a burst of resumes.
     if (this.#runsMayFinish) {
       this.#runsMayFinish = false;
-      const finished = await finishCompletedRuns(this.#deps.database.db);
+      const finished = await finishCompletedRuns(this.#deps.database.db, this.#dagLeaves());
       for (const run of finished) {
         this.log.info(run, 'run finished');
         this.emit('run:state', run);
@@ -367,6 +367,10 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     } else {
       this.log.warn(wait, 'tasks need more slots than their pool has in all; they are not queued until the pool grows');
     }
+  }
+
+  #dagLeaves(): DagLeaves[] {
+    return [...this.#dags.values()].map((spec) => ({ dagId: spec.dagId, leafTaskIds: spec.leafTaskIds }));
   }
 
   #dag(dagId: string): DagSpec | undefined {

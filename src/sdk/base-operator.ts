@@ -7,6 +7,7 @@ import { currentGroupScope } from './group-scope.ts';
 import type { JsonObject, JsonValue } from './json.ts';
 import { EVENT_KEY, FAIL_METHOD } from './resume-keys.ts';
 import { TaskDeferred, type DeferOptions } from './task-deferred.ts';
+import { toTriggerRule, type TriggerRule } from './trigger-rule.ts';
 
 export { FAIL_METHOD };
 
@@ -38,6 +39,11 @@ export interface TaskDefaults {
   pool?: string;
   /** How many of the pool's slots the task takes: a whole number ≥ 1. @default 1 */
   poolSlots?: number;
+  /**
+   * When the task runs, given how its upstream tasks ended (`'all_done'`, `'none_failed'`, …; see
+   * the README's "Trigger rules and branching"). @default 'all_success'
+   */
+  triggerRule?: TriggerRule;
   onSuccessCallback?: TaskCallback;
   onFailureCallback?: TaskCallback;
   onRetryCallback?: TaskCallback;
@@ -60,6 +66,7 @@ export interface TaskSettings {
   readonly queue: string;
   readonly pool: string;
   readonly poolSlots: number;
+  readonly triggerRule: TriggerRule;
 }
 
 /**
@@ -192,5 +199,6 @@ function resolveSettings(taskId: string, options: TaskDefaults): TaskSettings {
     queue: options.queue ?? 'default',
     pool,
     poolSlots,
+    triggerRule: toTriggerRule(taskId, options.triggerRule),
   };
 }

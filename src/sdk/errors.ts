@@ -5,7 +5,7 @@ import type { DateTime } from 'luxon';
  * that ended up with another copy of the SDK (CommonJS vs ESM, a second install) still works.
  */
 const KIND = Symbol.for('tsflow.error-kind');
-export type ControlKind = 'skip' | 'reschedule' | 'fail' | 'defer';
+export type ControlKind = 'skip' | 'reschedule' | 'fail' | 'defer' | 'skip-downstream';
 
 export function controlKind(error: unknown): ControlKind | undefined {
   return typeof error === 'object' && error !== null ? ((error as Record<symbol, ControlKind | undefined>)[KIND] ?? undefined) : undefined;
@@ -35,6 +35,22 @@ export class FailTask extends Error {
   override name = 'FailTask';
 }
 
+/**
+ * Thrown by branching operators (Airflow 3's `DownstreamTasksSkipped`): the task succeeds with
+ * `value` as its return value, and the listed task instances of the same run that have not started
+ * are set `skipped` in the same statement as that success.
+ */
+export class SkipDownstreamTasks extends Error {
+  override name = 'SkipDownstreamTasks';
+  readonly taskIds: readonly string[];
+  readonly value: unknown;
+  constructor(taskIds: readonly string[], value?: unknown) {
+    super(`skipping downstream tasks: ${taskIds.join(', ') || '(none)'}`);
+    this.taskIds = taskIds;
+    this.value = value;
+  }
+}
+
 /** The task's trigger failed (threw, returned no event, could not be loaded). Raised on resume. */
 export class TaskDeferralError extends Error {
   override name = 'TaskDeferralError';
@@ -48,6 +64,7 @@ export class TaskDeferralTimeout extends TaskDeferralError {
 brand(SkipTask.prototype, 'skip');
 brand(RescheduleTask.prototype, 'reschedule');
 brand(FailTask.prototype, 'fail');
+brand(SkipDownstreamTasks.prototype, 'skip-downstream');
 
 /** A sensor ran past its `timeout` (Airflow's `AirflowSensorTimeout`); it fails without retrying. */
 export class SensorTimeout extends FailTask {

@@ -31,6 +31,10 @@ export {
   type TaskDefaults,
   type TaskSettings,
 } from './base-operator.ts';
+export { TRIGGER_RULES, type TriggerRule } from './trigger-rule.ts';
+export { BranchOperator, type BranchChoice, type BranchOperatorOptions } from './operators/branch.ts';
+export { ShortCircuitOperator, type ShortCircuitOperatorOptions } from './operators/short-circuit.ts';
+export { LatestOnlyOperator } from './operators/latest-only.ts';
 export type { Connection, TaskContext, TaskRuntimeDefaults, VariableOptions } from './context.ts';
 export { maskSecret } from '../secrets/masker.ts';
 export { TaskDeferred, type DeferOptions } from './task-deferred.ts';
