@@ -80,10 +80,18 @@ export const chaosBench = dag({ dagId: 'chaos_bench', ...UNLIMITED }, () => {
   new ChaosProbe({ taskId: 'wait', retries: 3, retryDelay: 1 });
 });
 
-/** The executor benchmark's wave of independent no-op tasks (run by LocalExecutor workers or tsflow workers). */
+/**
+ * The executor benchmark's wave of independent no-op tasks (run by LocalExecutor workers or tsflow
+ * workers): 400, and 20 for the smoke run. Two DAGs rather than a size from the environment: a
+ * process that imported this file earlier (another scenario, in the same test process) keeps the
+ * size it read then, and its runs would ask workers for tasks their DAG does not have.
+ */
 export const executorBench = dag({ dagId: 'executor_bench', ...UNLIMITED }, () => {
-  const size = Number(process.env['TSFLOW_BENCH_EXECUTOR_TASKS'] ?? 400);
-  for (let i = 0; i < size; i++) new Noop({ taskId: `noop_${i}` });
+  for (let i = 0; i < 400; i++) new Noop({ taskId: `noop_${i}` });
+});
+
+export const executorBenchSmoke = dag({ dagId: 'executor_bench_smoke', ...UNLIMITED }, () => {
+  for (let i = 0; i < 20; i++) new Noop({ taskId: `noop_${i}` });
 });
 
 /** The idle pick-up benchmark: one no-op task per run, one run at a time. */
