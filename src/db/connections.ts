@@ -1,26 +1,18 @@
-import { sql } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import type { JsonObject } from '../sdk/json.ts';
 import { checkConnId, type Connection, type ConnectionFields } from '../secrets/connection.ts';
 import type { Keyring } from '../secrets/keyring.ts';
 import { requireKeyring } from '../secrets/process-keyring.ts';
 import type { Db } from './database.ts';
+import type { ConnectionTable } from './schema.ts';
 
 /*
  * The `connection` table. Password and extra are encrypted with the process's keyring before they
  * leave this module and decrypted when read; every other column is clear text (Airflow's split).
  */
 
-interface ConnectionRow {
-  conn_id: string;
-  conn_type: string;
-  description: string | null;
-  host: string | null;
-  schema: string | null;
-  login: string | null;
-  password: string | null;
-  port: number | null;
-  extra: string | null;
-}
+/** A stored row, as read: its columns, without the timestamps. */
+type ConnectionRow = Omit<Selectable<ConnectionTable>, 'created_at' | 'updated_at'>;
 
 /** Creates or replaces connection `connId`. Refused (naming TSFLOW_SECRET_KEY) when the process has no key. */
 export async function putConnection(db: Db, connId: string, fields: ConnectionFields): Promise<void> {
