@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { hashPassword, newSecret, sha256 } from '../../src/api/credentials.ts';
 import { addToken, createUser } from '../../src/db/api-users.ts';
 import { openBenchDatabase } from '../lib/bench-database.ts';
+import { freePort } from '../lib/metrics-scrape.ts';
 import { serverInfo, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/scenario.ts';
 import { summarise } from '../lib/stats.ts';
 
@@ -20,14 +20,6 @@ const ENDPOINTS: readonly (readonly [string, string])[] = [
   ['jobs', '/api/v1/jobs'],
   ['health', '/api/v1/health'],
 ];
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** `clients` loops, each sending one request after the other for `durationMs`; every latency in ms. */
 async function load(url: string, token: string, clients: number, durationMs: number): Promise<{ latencies: number[]; errors: number; seconds: number }> {

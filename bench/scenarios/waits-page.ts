@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { hashPassword, newSecret, sha256 } from '../../src/api/credentials.ts';
 import { addToken, createUser } from '../../src/db/api-users.ts';
 import { chromiumArgs, findChromium, noChromiumMessage } from '../../test/support/browser.ts';
 import { openBenchDatabase } from '../lib/bench-database.ts';
+import { freePort } from '../lib/metrics-scrape.ts';
 import { serverInfo, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/scenario.ts';
 import { summarise } from '../lib/stats.ts';
 import { cursorAfter, seedWaits } from './waits.ts';
@@ -14,14 +14,6 @@ const BIN = fileURLToPath(new URL('../../bin/tsflow.mjs', import.meta.url));
 const PASSWORD = 'bench password';
 /** The page size the Waits page asks for. */
 const PAGE = 50;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function startApiServer(databaseUrl: string, port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, [BIN, 'api-server', '--port', String(port)], {
