@@ -55,6 +55,23 @@ globalThis.clearTimeout = ((handle?: Parameters<typeof realClearTimeout>[0]) => 
   realClearTimeout(handle);
 }) as typeof clearTimeout;
 
+/*
+ * Root hook: after every test file (in parallel mode, each worker runs its own files) everything the
+ * tests started is stopped, so a long timer still pending is a leak (a trigger never cancelled, a
+ * daemon never stopped). Fail, naming where each was created, and forget them so the next file is
+ * judged on its own.
+ */
+export const mochaHooks = {
+  async afterAll(): Promise<void> {
+    await new Promise((resolve) => realSetTimeout(resolve, 100));
+    const leaks = [...intervals].filter(([handle]) => (handle as NodeJS.Timeout).hasRef?.());
+    for (const [handle] of leaks) intervals.delete(handle);
+    if (leaks.length > 0) {
+      throw new Error(`the tests left ${leaks.length} timer(s) pending after every daemon stopped:\n  ${leaks.map(([, site]) => site).join('\n  ')}`);
+    }
+  },
+};
+
 export async function mochaGlobalSetup(): Promise<void> {
   let adminUrl = process.env['TSFLOW_TEST_DATABASE_URL'];
   if (!adminUrl) {
@@ -99,14 +116,6 @@ export async function mochaGlobalTeardown(): Promise<void> {
   await server?.stop();
   if (home) await rm(home, { recursive: true, force: true });
   if (cliHome) await rm(cliHome, { recursive: true, force: true });
-  // Everything the tests started is stopped by now: a long timer still pending is a leak (a trigger
-  // never cancelled, a daemon never stopped). Fail the run, naming where each was created. (Mocha
-  // re-exits with its own failure count, so a later process.exit(1) could not fail it.)
-  await new Promise((resolve) => realSetTimeout(resolve, 200));
-  const leaks = [...intervals].filter(([handle]) => (handle as NodeJS.Timeout).hasRef?.()).map(([, site]) => site);
-  if (leaks.length > 0) {
-    throw new Error(`the tests left ${leaks.length} timer(s) pending after every daemon stopped:\n  ${leaks.join('\n  ')}`);
-  }
   // If the process still lingers, say what holds it open, then kill it: a hung CI run is worse.
   realSetTimeout(() => {
     console.error(`the test process is still alive 15 s after teardown; open resources: ${process.getActiveResourcesInfo().join(', ')}`);
