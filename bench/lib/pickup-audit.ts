@@ -4,9 +4,9 @@ import type { Database } from '../../src/db/database.ts';
 
 /**
  * Stamps, per task instance, the moments it is queued (with the enqueue's transaction id, whose
- * commit time pg_xact_commit_timestamp gives), its graphile-worker job is locked by a worker's
- * getJob, and a tsflow worker claims it (`worker_job_id` set): database triggers, clock_timestamp()
- * of each row's statement. Bench databases only.
+ * commit time pg_xact_commit_timestamp gives) and its graphile-worker job is locked by a worker's
+ * getJob: database triggers, clock_timestamp() of each row's statement. (A tsflow worker claims the
+ * try in the task process's `running` write: that moment is start_date.) Bench databases only.
  */
 export async function installPickupAudit(database: Database): Promise<void> {
   const d = database.db;
@@ -18,8 +18,6 @@ export async function installPickupAudit(database: Database): Promise<void> {
     BEGIN INSERT INTO pickup_audit (event, job_key) VALUES ('locked', NEW.key); RETURN NULL; END $$`.execute(d);
   await sql`CREATE OR REPLACE TRIGGER pickup_queued AFTER UPDATE ON task_instance FOR EACH ROW
     WHEN (NEW.state = 'queued' AND OLD.state IS DISTINCT FROM 'queued') EXECUTE FUNCTION pickup_audit_ti('queued')`.execute(d);
-  await sql`CREATE OR REPLACE TRIGGER pickup_claimed AFTER UPDATE ON task_instance FOR EACH ROW
-    WHEN (NEW.worker_job_id IS NOT NULL AND OLD.worker_job_id IS DISTINCT FROM NEW.worker_job_id) EXECUTE FUNCTION pickup_audit_ti('claimed')`.execute(d);
   await sql`CREATE OR REPLACE TRIGGER pickup_locked AFTER UPDATE ON graphile_worker._private_jobs FOR EACH ROW
     WHEN (OLD.locked_at IS NULL AND NEW.locked_at IS NOT NULL) EXECUTE FUNCTION pickup_audit_job()`.execute(d);
 }
@@ -34,12 +32,11 @@ export interface PickupTimes {
   /** The enqueue's commit (needs track_commit_timestamp). */
   committed: number | null;
   locked: number | null;
-  claimed: number | null;
 }
 
 /**
  * The pick-up stages of one task of each run of `dagId` whose run id starts with `runPrefix`, for
- * the job of try `tryNumber`. Each is the latest queueing and the first lock and claim after it.
+ * the job of try `tryNumber`. Each is the latest queueing and the first lock after it.
  */
 export async function readPickups(database: Database, dagId: string, runPrefix: string, commitTimestamps: boolean, tryNumber = 1): Promise<PickupTimes[]> {
   const committed = commitTimestamps
@@ -53,9 +50,7 @@ export async function readPickups(database: Database, dagId: string, runPrefix: 
       ${committed} AS committed,
       (SELECT (extract(epoch FROM a.at) * 1000)::float8 FROM pickup_audit a
        WHERE a.event = 'locked' AND a.job_key = ti.dag_id || '/' || ti.run_id || '/' || ti.task_id || '#' || ${tryNumber}::int AND a.at >= ti.queued_at
-       ORDER BY a.at LIMIT 1) AS locked,
-      (SELECT (extract(epoch FROM a.at) * 1000)::float8 FROM pickup_audit a
-       WHERE a.event = 'claimed' AND a.run_id = ti.run_id AND a.task_id = ti.task_id AND a.at >= ti.queued_at ORDER BY a.at LIMIT 1) AS claimed
+       ORDER BY a.at LIMIT 1) AS locked
     FROM task_instance ti WHERE ti.dag_id = ${dagId} AND starts_with(ti.run_id, ${runPrefix})`.execute(database.db);
   return rows;
 }

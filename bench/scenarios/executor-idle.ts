@@ -32,8 +32,8 @@ const QUIET_GAP_MS = 10_600;
  * Where the time goes, from database triggers the scenario installs (clock_timestamp() of the
  * statement's row) and the enqueue transaction's commit time (pg_xact_commit_timestamp, when the
  * server tracks it): queued_at → enqueue commit (add_jobs and the commit) → graphile-worker's job
- * locked (its LISTEN hears `jobs:insert`, a worker's getJob) → try claimed (getJob's reply, the
- * handler, claimQueuedTry) → running (the job handed to a warm task process, which writes `running`).
+ * locked (its LISTEN hears `jobs:insert`, a worker's getJob) → running (getJob's reply, the handler,
+ * the job handed to a warm task process, whose `running` write claims the try).
  * The bench process LISTENs to `jobs:insert` too: commit → NOTIFY heard by a client.
  */
 export const executorIdle: Scenario = {
@@ -128,8 +128,7 @@ async function stageFigures(db: BenchDatabase, kind: ExecutorKind, runPrefix: st
       commitToNotify: span(r.committed, heard.get(r.runId) ?? null),
       commitToLocked: span(r.committed, r.locked),
       queuedToLocked: r.committed === null ? span(r.queued, r.locked) : null,
-      lockedToClaimed: span(r.locked, r.claimed),
-      claimedToRunning: span(r.claimed, r.started),
+      lockedToRunning: span(r.locked, r.started),
     };
   });
   const figures: Record<string, number> = {};

@@ -13,7 +13,7 @@ const PARALLELISM = 16;
  * benchmark's measurement (a triggerer process, a scheduler process, DateTimeTriggers falling due
  * uniformly over 10 s, 10 a second, the task recording when executeComplete started) at a rate where tasks
  * mostly resume one at a time. Stages: due → event written (triggerer) → queued (scheduler) →
- * executeComplete (executor: for graphile, → job locked → try claimed → started).
+ * executeComplete (executor: for graphile, → job locked → started, the try claimed as it starts).
  */
 export const executorResume: Scenario = {
   name: 'executor-resume',
@@ -33,8 +33,7 @@ export const executorResume: Scenario = {
         addStage(figures, 'queuedToStarted', samples.map((s) => s.queuedToStarted));
         if (kind === 'graphile') {
           addStage(figures, 'queuedToLocked', samples.map((s) => s.queuedToLocked));
-          addStage(figures, 'lockedToClaimed', samples.map((s) => s.lockedToClaimed));
-          addStage(figures, 'claimedToStarted', samples.map((s) => s.claimedToStarted));
+          addStage(figures, 'lockedToStarted', samples.map((s) => s.lockedToStarted));
         }
         context.log(`${kind}: ${slowestLine(samples.map((s) => ({ ...s })), 'total')}`);
         results.push({

@@ -66,10 +66,8 @@ export interface ResumeSample {
   queuedToStarted: number | null;
   /** Graphile executor: queued → the job locked by the worker's getJob (enqueue commit, NOTIFY, getJob). */
   queuedToLocked: number | null;
-  /** Graphile executor: locked → the try claimed (the handler, claimQueuedTry). */
-  lockedToClaimed: number | null;
-  /** Graphile executor: claimed → executeComplete starting (hand-over to a warm task process, the resume). */
-  claimedToStarted: number | null;
+  /** Graphile executor: locked → executeComplete starting (the handler, a warm task process's claiming start write, the resume). */
+  lockedToStarted: number | null;
 }
 
 /**
@@ -125,8 +123,7 @@ export async function measureResume(db: BenchDatabase, context: ScenarioContext,
         const pickup = pickups.get(r.run_id);
         return {
           queuedToLocked: span(r.queued_at, pickup?.locked ?? null),
-          lockedToClaimed: span(pickup?.locked ?? null, pickup?.claimed ?? null),
-          claimedToStarted: span(pickup?.claimed ?? null, startedAt),
+          lockedToStarted: span(pickup?.locked ?? null, startedAt),
           total: startedAt - due,
           dueToScheduled: r.scheduled_at === null ? null : r.scheduled_at - due,
           scheduledToQueued: r.scheduled_at === null || r.queued_at === null ? null : r.queued_at - r.scheduled_at,

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import type { Db } from './database.ts';
 import { setRunState } from './dag-runs.ts';
 import { lockPoolRooms } from './pools.ts';
@@ -131,11 +131,15 @@ export type PoolWait =
   | { kind: 'too-small'; pool: string; slots: number; poolSlots: number };
 
 /**
- * Called inside the enqueue transaction with the rows it just marked queued: an executor whose
- * broker lives in the same database (graphile) publishes their jobs here, so the rows and their
- * jobs commit together or not at all. A throw rolls the enqueue back.
+ * Part of the very statement that marks task instances queued: an executor whose broker lives in the
+ * same database (graphile) publishes their jobs here, so the rows and their jobs commit together or
+ * not at all, at no extra round trip. `publish` reads the rows just queued from the CTE named
+ * `queued` (task_instance's columns, after the update) and is run as a CTE of its own; an error in
+ * it rolls the enqueue back.
  */
-export type OnEnqueued = (trx: Db, rows: readonly TaskInstanceRow[]) => Promise<void>;
+export interface OnEnqueued {
+  readonly publish: RawBuilder<unknown>;
+}
 
 /**
  * The scheduler's critical section: takes up to `limit` scheduled task instances of running runs
@@ -201,12 +205,15 @@ export async function enqueueScheduled(
     });
     if (chosen.length === 0) return [];
     const { rows } = await sql<TaskInstanceRow>`
-      UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, worker_job_id = NULL, updated_at = now()
-      FROM unnest(${chosen.map((c) => c.dag_id)}::text[], ${chosen.map((c) => c.run_id)}::text[], ${chosen.map((c) => c.task_id)}::text[])
-        AS c(dag_id, run_id, task_id)
-      WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id
-      RETURNING ti.*`.execute(trx);
-    if (onEnqueued && rows.length > 0) await onEnqueued(trx, rows);
+      WITH queued AS (
+        UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, worker_job_id = NULL, updated_at = now()
+        FROM unnest(${chosen.map((c) => c.dag_id)}::text[], ${chosen.map((c) => c.run_id)}::text[], ${chosen.map((c) => c.task_id)}::text[])
+          AS c(dag_id, run_id, task_id)
+        WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id
+        RETURNING ti.*
+      ),
+      published AS (${onEnqueued?.publish ?? sql`SELECT 0`})
+      SELECT queued.* FROM queued WHERE (SELECT count(*) FROM published) >= 0`.execute(trx);
     return rows;
   });
 }

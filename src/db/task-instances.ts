@@ -64,16 +64,40 @@ export class TaskInstanceStateError extends Error {
 }
 
 /**
+ * A `tsflow worker` taking a graphile-worker job claims its try in the start write itself: the task
+ * instance must still be queued for that very try, and it is marked as this worker's as it starts.
+ */
+export interface TryClaim {
+  /** The worker's job id, recorded on the row (a dead worker's tries are found by it). */
+  workerJobId: number;
+  /** The try the job runs (the stored try + 1 for a fresh start, the same for a resume). */
+  tryNumber: number;
+}
+
+/**
+ * The job's try is no longer queued — it ran, was cleared, failed or revoked since the job was
+ * added — so the job is stale and must run nothing.
+ */
+export class StaleTryError extends TaskInstanceStateError {
+  override name = 'StaleTryError';
+}
+
+/**
  * Marks a task instance running for one try, in ONE statement (one round trip; it runs before every
  * task and every resume). A fresh try increments try_number and sets start_date; a resume
- * (next_method set) keeps both. Returns the run's conf and logical date with it.
+ * (next_method set) keeps both. Returns the run's conf and logical date with it. With a `claim`, the
+ * row must be queued for the claimed try, and records the claiming worker (StaleTryError if not):
+ * the row lock also waits out a scheduler failing this try at the same moment, so the two never
+ * both win.
  */
 export async function startTry(
   db: Db,
   key: TaskInstanceKey,
   who: { hostname: string; pid: number },
   allowed: readonly TaskInstanceState[] = ['queued', 'scheduled'],
+  claim?: TryClaim,
 ): Promise<StartedTry> {
+  const claimTry = claim?.tryNumber ?? null;
   const { rows } = await sql<TaskInstanceRow & RunInfoColumns>`
     WITH started AS (
       UPDATE task_instance SET
@@ -81,8 +105,11 @@ export async function startTry(
         try_number = CASE WHEN next_method IS NULL THEN try_number + 1 ELSE try_number END,
         start_date = CASE WHEN next_method IS NOT NULL AND start_date IS NOT NULL THEN start_date ELSE clock_timestamp() END,
         error = CASE WHEN next_method IS NULL THEN NULL ELSE error END,
-        end_date = NULL, hostname = ${who.hostname}, pid = ${who.pid}, last_heartbeat_at = now(), updated_at = now()
+        end_date = NULL, hostname = ${who.hostname}, pid = ${who.pid}, last_heartbeat_at = now(), updated_at = now(),
+        worker_job_id = coalesce(${claim?.workerJobId ?? null}::int, worker_job_id)
       WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state = ANY(${[...allowed]}::text[])
+        AND (${claimTry}::int IS NULL
+          OR (state = 'queued' AND (CASE WHEN next_method IS NULL THEN try_number + 1 ELSE try_number END) = ${claimTry}::int))
       RETURNING *
     )
     SELECT s.*, ${runInfoColumns}
@@ -92,6 +119,7 @@ export async function startTry(
     const [row, run] = splitRunInfo(started);
     return { row, resuming: row.next_method !== null, run };
   }
+  if (claim) throw new StaleTryError(`task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is no longer queued for try ${claim.tryNumber}`);
   const current = await getTaskInstance(db, key);
   if (!current) {
     throw new TaskInstanceStateError(

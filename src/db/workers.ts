@@ -1,27 +1,12 @@
 import { sql } from 'kysely';
+import { jobKeySql } from '../graphile/task-jobs.ts';
 import type { Db } from './database.ts';
 import { failLocked, type LockedRow, type LostTry, type RetryAt } from './lost-tries.ts';
-import type { TaskInstanceKey } from './schema.ts';
 
 /*
  * `tsflow worker` jobs, seen from the worker (claiming a task instance's job) and from schedulers
  * (finding dead workers) and the CLI (`workers list`).
  */
-
-/**
- * A worker takes a job: the task instance must still be queued for that very try (its job is
- * current), and it is marked as this worker's. No row back: the job is stale — the try ran, was
- * cleared, or was failed since — and must run nothing. The row lock also waits out a scheduler
- * failing this try at the same moment, so the two never both win.
- */
-export async function claimQueuedTry(db: Db, key: TaskInstanceKey, tryNumber: number, workerJobId: number): Promise<boolean> {
-  const { rows } = await sql<{ task_id: string }>`
-    UPDATE task_instance SET worker_job_id = ${workerJobId}
-    WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state = 'queued'
-      AND (CASE WHEN next_method IS NULL THEN try_number + 1 ELSE try_number END) = ${tryNumber}
-    RETURNING task_id`.execute(db);
-  return rows.length > 0;
-}
 
 /** Records a worker's queues and graphile-worker worker ids on its job row. */
 export async function describeWorker(db: Db, jobId: number, queues: readonly string[], graphileWorkerIds: readonly string[]): Promise<void> {
@@ -84,7 +69,7 @@ async function releaseJobs(trx: Db, graphileWorkerIds: readonly string[]): Promi
     UPDATE graphile_worker._private_jobs j SET locked_at = NULL, locked_by = NULL, attempts = 0, updated_at = now()
     FROM task_instance t
     WHERE j.locked_by = ANY(${[...graphileWorkerIds]}::text[]) AND t.state = 'queued'
-      AND j.key = t.dag_id || '/' || t.run_id || '/' || t.task_id || '#' || (CASE WHEN t.next_method IS NULL THEN t.try_number + 1 ELSE t.try_number END)`.execute(trx);
+      AND j.key = ${jobKeySql('t')}`.execute(trx);
   await sql`DELETE FROM graphile_worker._private_jobs WHERE locked_by = ANY(${[...graphileWorkerIds]}::text[])`.execute(trx);
 }
 

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
 import type { Db } from '../db/database.ts';
+import type { TryClaim } from '../db/task-instances.ts';
 import type { OnEnqueued } from '../db/scheduling.ts';
 import type { TaskRunResult, TaskStateChange } from '../runner/task-runner.ts';
 
@@ -13,6 +14,8 @@ export interface Workload {
   readonly tryNumber: number;
   /** It resumes a deferred try (same try number) rather than starting the next one. */
   readonly resuming?: boolean;
+  /** A `tsflow worker`'s job: the try starts only if still queued for it (see TryClaim). */
+  readonly claim?: TryClaim | undefined;
 }
 
 /** What the executor reports about a workload it finished. `failed` means the run itself broke. */
@@ -26,6 +29,8 @@ export interface ExecutorEvent {
    * on it: only that try, still running, is failed — never a try someone else started since.
    */
   readonly tryNumber?: number;
+  /** The workload's claim found its try no longer queued: nothing ran (state `success`: nothing broke). */
+  readonly stale?: boolean;
 }
 
 /** A task instance withdrawn from its executor before anything started it, and why nothing did. */

@@ -3,7 +3,7 @@ import type { Database, Db } from '../db/database.ts';
 import { assertGraphileSchemaCurrent } from '../db/migrations.ts';
 import type { OnEnqueued } from '../db/scheduling.ts';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
-import { addTaskJobs, adoptQueuedWithJobs, deleteTaskJobs, jobKey, revokeUnstartedJobs, tryStandings, tryToRun } from '../graphile/task-jobs.ts';
+import { adoptQueuedWithJobs, publishQueuedJobs, deleteTaskJobs, jobKey, revokeUnstartedJobs, tryStandings, tryToRun } from '../graphile/task-jobs.ts';
 import { BaseExecutor, type ExecutorEvent, type RevokedWorkload, type Workload } from './base-executor.ts';
 
 export interface GraphileExecutorOptions {
@@ -31,7 +31,7 @@ export class GraphileExecutor extends BaseExecutor {
     this.#database = options.database;
   }
 
-  override readonly onEnqueued: OnEnqueued = (trx, rows) => addTaskJobs(trx, rows);
+  override readonly onEnqueued: OnEnqueued = { publish: publishQueuedJobs };
 
   override async start(): Promise<void> {
     await assertGraphileSchemaCurrent(this.#database);

@@ -157,7 +157,12 @@ export class LocalExecutor extends BaseExecutor {
       this.onTaskState(change);
     };
     try {
-      const outcome = await worker.run(key, onState);
+      const outcome = await worker.run(key, onState, workload.claim);
+      if (outcome.kind === 'error' && outcome.stale) {
+        this.#release(worker);
+        this.changeState(key, { key, state: 'success', info: outcome.message, stale: true });
+        return;
+      }
       if (outcome.kind === 'error') {
         this.#release(worker);
         this.changeState(key, { key, state: 'failed', info: outcome.message, ...(tryNumber === undefined ? {} : { tryNumber }) });

@@ -5,6 +5,7 @@ import { fileStamp, loadDagVersion } from '../dag-bag/load-dag.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import { withRetry } from '../db/retry.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
+import { StaleTryError, type TryClaim } from '../db/task-instances.ts';
 import { OutcomeNotRecordedError, runTaskInstance } from '../runner/task-runner.ts';
 import type { Dag } from '../sdk/dag.ts';
 import { installKeyText } from '../secrets/process-keyring.ts';
@@ -62,7 +63,7 @@ export class TaskWorker {
         void this.#init(message.config);
         return;
       case 'run':
-        this.#startRun(message.key);
+        this.#startRun(message.key, message.claim);
         return;
       case 'shutdown':
         void this.stop('shutdown requested');
@@ -113,21 +114,21 @@ export class TaskWorker {
     }
   }
 
-  #startRun(key: TaskInstanceKey): void {
+  #startRun(key: TaskInstanceKey, claim: TryClaim | undefined): void {
     if (this.#state !== 'ready') {
       this.#send({ type: 'error', message: `the worker is ${this.#state}, not ready for a task` });
       return;
     }
     this.#state = 'busy';
     const abort = new AbortController();
-    const done = this.#run(key, abort.signal).finally(() => {
+    const done = this.#run(key, abort.signal, claim).finally(() => {
       this.#current = undefined;
       if (this.#state === 'busy') this.#state = 'ready';
     });
     this.#current = { abort, done };
   }
 
-  async #run(key: TaskInstanceKey, signal: AbortSignal): Promise<void> {
+  async #run(key: TaskInstanceKey, signal: AbortSignal, claim: TryClaim | undefined): Promise<void> {
     const config = this.#config as WorkerConfig;
     const database = this.#database as Database;
     const log = this.#log as Logger;
@@ -146,11 +147,15 @@ export class TaskWorker {
         },
         dag,
         key,
-        { signal },
+        { signal, claim },
       );
       this.#send({ type: 'done', result, ...(this.#recycle ? { retire: true } : {}) });
       if (this.#recycle) void this.stop('a DAG file it had imported changed and cannot be re-imported (CommonJS)');
     } catch (error) {
+      if (error instanceof StaleTryError) {
+        this.#send({ type: 'error', message: error.message, stale: true });
+        return;
+      }
       // The runner has already said why it could not record the outcome, in this log and the task's.
       if (!(error instanceof OutcomeNotRecordedError)) log.error({ err: error, task: key }, 'task run failed outside the task');
       this.#send({ type: 'error', message: error instanceof Error ? error.message : String(error) });

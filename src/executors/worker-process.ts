@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
+import type { TryClaim } from '../db/task-instances.ts';
 import type { TaskRunResult, TaskStateChange } from '../runner/task-runner.ts';
 import { isFromWorker, type FromWorker, type ToWorker, type WorkerConfig } from './worker-protocol.ts';
 
@@ -16,7 +17,7 @@ export interface WorkerProcessOptions {
 }
 
 /** How a run on a worker ended, when the worker itself survived it. */
-export type RunOutcome = { kind: 'done'; result: TaskRunResult } | { kind: 'error'; message: string };
+export type RunOutcome = { kind: 'done'; result: TaskRunResult } | { kind: 'error'; message: string; stale?: boolean };
 
 export type WorkerProcessState = 'starting' | 'idle' | 'busy' | 'retiring' | 'exited';
 
@@ -106,12 +107,12 @@ export class WorkerProcess {
   }
 
   /** Runs one task instance; rejects with WorkerLostError if the process dies meanwhile. */
-  run(key: TaskInstanceKey, onState: (change: TaskStateChange) => void): Promise<RunOutcome> {
+  run(key: TaskInstanceKey, onState: (change: TaskStateChange) => void, claim?: TryClaim): Promise<RunOutcome> {
     if (this.#state !== 'idle') return Promise.reject(new Error(`worker process ${this.pid} is ${this.#state}, not idle`));
     this.#state = 'busy';
     return new Promise<RunOutcome>((resolve, reject) => {
       this.#run = { key, onState, resolve, reject };
-      this.#send({ type: 'run', key });
+      this.#send({ type: 'run', key, ...(claim ? { claim } : {}) });
     });
   }
 
@@ -219,7 +220,7 @@ export class WorkerProcess {
           this.#state = 'retiring';
           this.#stopReason ??= 'retired: a DAG file it had imported changed and cannot be re-imported';
         }
-        run.resolve(message.type === 'done' ? { kind: 'done', result: message.result } : { kind: 'error', message: message.message });
+        run.resolve(message.type === 'done' ? { kind: 'done', result: message.result } : { kind: 'error', message: message.message, ...(message.stale ? { stale: true } : {}) });
         return;
     }
   }

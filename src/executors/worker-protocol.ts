@@ -1,5 +1,6 @@
 import type { LogLevel } from '../common/logger.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
+import type { TryClaim } from '../db/task-instances.ts';
 import type { TaskRunResult, TaskStateChange } from '../runner/task-runner.ts';
 
 /*
@@ -28,7 +29,8 @@ export interface WorkerConfig {
 /** Executor → worker. */
 export type ToWorker =
   | { type: 'init'; config: WorkerConfig }
-  | { type: 'run'; key: TaskInstanceKey }
+  /** With a `claim` (a `tsflow worker`'s job), the try starts only if still queued for that try. */
+  | { type: 'run'; key: TaskInstanceKey; claim?: TryClaim | undefined }
   | { type: 'shutdown' };
 
 /** Worker → executor. */
@@ -39,8 +41,11 @@ export type FromWorker =
   | { type: 'state'; change: TaskStateChange }
   /** The run ended and recorded its outcome; with `retire`, the worker exits now (a DAG file it cannot re-import changed). */
   | { type: 'done'; result: TaskRunResult; retire?: boolean }
-  /** The run broke outside the task (its DAG would not load, the task instance was not queued, …). */
-  | { type: 'error'; message: string };
+  /**
+   * The run broke outside the task (its DAG would not load, the task instance was not queued, …).
+   * `stale`: a claimed try was no longer queued, so nothing ran and nothing broke.
+   */
+  | { type: 'error'; message: string; stale?: boolean };
 
 const TO_WORKER = new Set(['init', 'run', 'shutdown']);
 const FROM_WORKER = new Set(['ready', 'init-failed', 'state', 'done', 'error']);

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { TaskInstanceKey, TaskInstanceRow } from '../db/schema.ts';
 
@@ -44,25 +44,38 @@ export function tryToRun(row: Pick<TaskInstanceRow, 'try_number' | 'next_method'
   return row.next_method === null ? row.try_number + 1 : row.try_number;
 }
 
+/** `tryToRun` in SQL, over the task_instance columns of `alias`. */
+function tryToRunSql(alias: string): RawBuilder<number> {
+  const t = sql.raw(alias);
+  return sql<number>`(CASE WHEN ${t}.next_method IS NULL THEN ${t}.try_number + 1 ELSE ${t}.try_number END)`;
+}
+
+/** `jobKey` in SQL, for the try a queued row of `alias` runs. */
+export function jobKeySql(alias: string): RawBuilder<string> {
+  const t = sql.raw(alias);
+  return sql<string>`(${t}.dag_id || '/' || ${t}.run_id || '/' || ${t}.task_id || '#' || ${tryToRunSql(alias)})`;
+}
+
 /**
- * Adds one job per queued row, in one statement, inside the caller's transaction (the enqueue).
+ * The jobs of the rows the scheduler's enqueue statement just marked queued (its CTE `queued`), one
+ * per row, added by that same statement (OnEnqueued): a task instance is never queued without its
+ * job, nor a job added for one that was not queued, and publishing costs no round trip of its own.
  * job_key_mode is `replace` (add_jobs' only mode): a job of the same try that no worker has locked
  * yet is replaced — so a repeated enqueue of a try leaves one job, never two — while a locked one
  * (a worker is finishing the try's previous part, e.g. the run that deferred) keeps running and
  * loses its key, so the resume gets a job of its own. `unsafe_dedupe` would hand the resume to the
- * finishing job and lose it. max_attempts 1: tsflow counts tries and retries itself.
+ * finishing job and lose it. max_attempts 1: tsflow counts tries and retries itself. Priority: the
+ * higher the task's weight, the sooner (graphile runs the lowest number first).
  */
-export async function addTaskJobs(trx: Db, rows: readonly TaskInstanceRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  const payloads = rows.map((r) => JSON.stringify({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id, tryNumber: tryToRun(r) } satisfies TaskJobPayload));
-  await sql`
-    SELECT count(*) FROM graphile_worker.add_jobs((
-      SELECT array_agg(ROW(s.identifier, s.payload, NULL, NULL, 1, s.job_key, s.priority, NULL)::graphile_worker.job_spec)
-      FROM unnest(${rows.map((r) => taskIdentifier(r.queue))}::text[], ${payloads}::json[],
-                  ${rows.map((r) => jobKey({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }, tryToRun(r)))}::text[],
-                  ${rows.map((r) => -Math.max(-32768, Math.min(32767, r.priority_weight)))}::smallint[])
-        AS s(identifier, payload, job_key, priority)))`.execute(trx);
-}
+export const publishQueuedJobs: RawBuilder<unknown> = sql`
+  SELECT count(*) FROM graphile_worker.add_jobs((
+    SELECT array_agg(ROW(
+      ${IDENTIFIER_PREFIX} || q.queue,
+      json_build_object('dagId', q.dag_id, 'runId', q.run_id, 'taskId', q.task_id, 'tryNumber', ${tryToRunSql('q')}),
+      NULL, NULL, 1, ${jobKeySql('q')}, (-greatest(-32767, least(32767, q.priority_weight)))::smallint, NULL
+    )::graphile_worker.job_spec)
+    FROM queued q))
+  WHERE EXISTS (SELECT 1 FROM queued)`;
 
 /** One held try's standing, for the executor's sync. */
 export interface TryStanding {

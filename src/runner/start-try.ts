@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { withRetry } from '../db/retry.ts';
 import { getRunInfo } from '../db/run-info.ts';
 import type { TaskInstanceKey } from '../db/schema.ts';
-import { getTaskInstance, startTry, TaskInstanceStateError, type StartedTry } from '../db/task-instances.ts';
+import { getTaskInstance, startTry, TaskInstanceStateError, type StartedTry, type TryClaim } from '../db/task-instances.ts';
 import { describeError } from './task-outcome.ts';
 import type { TaskRunnerDeps } from './try-run.ts';
 
@@ -14,15 +14,22 @@ import type { TaskRunnerDeps } from './try-run.ts';
  * reply was lost finds it `running` and refuses. That row is ours when it names this host and
  * process, and then the try is adopted as started. Another start could only have written the same
  * host and pid from this very process, for the same task instance, between two of our attempts:
- * executors never hold one task instance twice, so the two cannot be confused.
+ * executors never hold one task instance twice, so the two cannot be confused. A `claim` (a
+ * `tsflow worker`'s job) is passed to startTry.
  */
-export async function startTryRetrying(deps: TaskRunnerDeps, key: TaskInstanceKey, signal: AbortSignal | undefined, log: Logger): Promise<StartedTry> {
+export async function startTryRetrying(
+  deps: TaskRunnerDeps,
+  key: TaskInstanceKey,
+  signal: AbortSignal | undefined,
+  log: Logger,
+  claim?: TryClaim,
+): Promise<StartedTry> {
   const who = { hostname: deps.hostname, pid: deps.pid };
   let uncertain = false;
   return withRetry(
     async () => {
       try {
-        return await startTry(deps.db, key, who);
+        return await startTry(deps.db, key, who, undefined, claim);
       } catch (error) {
         const adopted = uncertain && error instanceof TaskInstanceStateError ? await adoptStartedTry(deps, key) : undefined;
         if (adopted) {

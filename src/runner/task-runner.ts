@@ -1,4 +1,5 @@
 import { DateTime } from 'luxon';
+import type { TryClaim } from '../db/task-instances.ts';
 import type { Logger } from 'pino';
 import type { TaskInstanceKey } from '../db/schema.ts';
 import type { StartedTry } from '../db/task-instances.ts';
@@ -30,11 +31,11 @@ export async function runTaskInstance(
   deps: TaskRunnerDeps,
   dag: Dag,
   key: TaskInstanceKey,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; claim?: TryClaim | undefined } = {},
 ): Promise<TaskRunResult> {
   const task = dag.getTask(key.taskId);
   const taskLogger = deps.logger.child({ dagId: key.dagId, runId: key.runId, taskId: key.taskId });
-  const started = await startTryRetrying(deps, key, options.signal, taskLogger);
+  const started = await startTryRetrying(deps, key, options.signal, taskLogger, options.claim);
   const processLog = taskLogger.child({ tryNumber: started.row.try_number });
   const taskLog = openLog(deps, key, started.row.try_number, processLog);
   const t = describeTry(deps, task, key, started, { log: taskLog?.logger ?? processLog, processLog, signal: options.signal });

@@ -5,9 +5,8 @@ import { Daemon, type DaemonState } from '../daemon/daemon.ts';
 import type { Database } from '../db/database.ts';
 import { assertGraphileSchemaCurrent, assertSchemaCurrent } from '../db/migrations.ts';
 import { heartbeatJob } from '../db/jobs.ts';
-import { withRetry } from '../db/retry.ts';
 import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
-import { claimQueuedTry, describeWorker } from '../db/workers.ts';
+import { describeWorker } from '../db/workers.ts';
 import type { ExecutorEvent } from '../executors/base-executor.ts';
 import type { LocalExecutor } from '../executors/local-executor.ts';
 import { graphileLogger, GRAPHILE_SCHEMA } from '../graphile/graphile-schema.ts';
@@ -51,6 +50,8 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
   readonly #options: CompiledRemoteWorkerOptions;
   /** Handlers waiting for their task's outcome, by task instance. */
   readonly #waiting = new Map<string, (event: ExecutorEvent) => void>();
+  /** Each task instance's job being handled, by key: a second job of the same key waits for it. */
+  readonly #handling = new Map<string, Promise<ExecutorEvent>>();
   #kicking: Promise<void> = Promise.resolve();
   #jobId: number | undefined;
   /** graphile-worker's ids for this worker (it locks jobs with them). */
@@ -193,29 +194,34 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
     }
     const key = { dagId: payload.dagId, runId: payload.runId, taskId: payload.taskId };
     const { tryNumber } = payload;
-    // Retried across a dropped connection or a restarting server (the claim is idempotent: a retry
-    // after a commit whose reply was lost finds the row still queued, and ours): a job that failed
-    // here would cost its try.
-    const claimed = await withRetry(() => claimQueuedTry(this.#deps.database.db, key, tryNumber, this.#jobId as number), {
-      maxAttempts: 30,
-      baseMs: 100,
-      capMs: 2000,
-      onRetry: (error, attempt) => this.log.warn({ task: tiKeyString(key), attempt: attempt + 1, err: error }, 'could not claim a job; retrying'),
-    });
-    if (!claimed) {
-      this.log.info({ task: tiKeyString(key), tryNumber }, 'stale job (its try is no longer queued): dropped without running');
+    const id = tiKeyString(key);
+    // A resume's job can arrive while this worker still finishes the part of the try that deferred
+    // (its job was locked, so the resume got a job of its own): it waits for that part to end.
+    for (let earlier = this.#handling.get(id); earlier; earlier = this.#handling.get(id)) await earlier.catch(() => undefined);
+    const outcome = new Promise<ExecutorEvent>((resolve) => this.#waiting.set(id, resolve));
+    this.#handling.set(id, outcome);
+    try {
+      // The task process claims the try in the write that starts it (startTry with a claim): no
+      // round trip of its own before the task starts. A stale job — its try no longer queued — runs
+      // nothing. That write is retried across a dropped connection or a restarting server.
+      const accepted = this.#deps.executor.queueWorkload({
+        key, priorityWeight: 0, queuedAt: Date.now(), tryNumber: tryNumber - 1, claim: { workerJobId: this.#jobId as number, tryNumber },
+      });
+      if (!accepted) {
+        this.#waiting.delete(id);
+        throw new Error(`this worker is already running ${id}`);
+      }
+      this.#kick();
+      await outcome;
+    } finally {
+      if (this.#handling.get(id) === outcome) this.#handling.delete(id);
+    }
+    const event = await outcome;
+    if (event.stale) {
+      this.log.info({ task: id, tryNumber }, 'stale job (its try is no longer queued): dropped without running');
       this.emit('job:stale', { key, tryNumber });
       return;
     }
-    const id = tiKeyString(key);
-    const outcome = new Promise<ExecutorEvent>((resolve) => this.#waiting.set(id, resolve));
-    const accepted = this.#deps.executor.queueWorkload({ key, priorityWeight: 0, queuedAt: Date.now(), tryNumber: tryNumber - 1 });
-    if (!accepted) {
-      this.#waiting.delete(id);
-      throw new Error(`this worker is already running ${id}`);
-    }
-    this.#kick();
-    const event = await outcome;
     this.emit('task:done', { key, tryNumber, state: event.state });
     // A task process that broke outside the task: the job fails, and the scheduler's executor
     // reports it so the try is retried or failed (fenced on the try) with this reason.
