@@ -8,6 +8,7 @@ import type { JsonObject, JsonValue } from './json.ts';
 import { EVENT_KEY, FAIL_METHOD } from './resume-keys.ts';
 import { TaskDeferred, type DeferOptions } from './task-deferred.ts';
 import { toTriggerRule, type TriggerRule } from './trigger-rule.ts';
+import { XComArg } from './xcom-arg.ts';
 
 export { FAIL_METHOD };
 
@@ -106,6 +107,14 @@ export abstract class BaseOperator<R = unknown> {
   }
 
   abstract execute(context: TaskContext): R | Promise<R>;
+
+  /**
+   * A reference to this task's return value (Airflow's `.output`): pass it to a TaskFlow task to run
+   * after this one and receive the value, as with a task function's result.
+   */
+  get output(): XComArg<Awaited<R>> {
+    return new XComArg<Awaited<R>>(this);
+  }
 
   /**
    * Resumes a deferred (or rescheduled) try: calls `method(context, event, kwargs)`, or raises the
