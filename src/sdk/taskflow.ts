@@ -38,20 +38,23 @@ type TaskBody<A extends unknown[], R> = (context: TaskContext, ...args: A) => R 
 
 /** The operator behind a TaskFlow task: resolves its XComArg arguments, then calls the function. */
 export class TaskFlowOperator<A extends unknown[] = unknown[], R = unknown> extends BaseOperator<R> {
+  /** The arguments' strings are templates (Airflow's `op_args`); XComArg values are not rendered. */
+  static override readonly templateFields: readonly string[] = ['opArgs'];
   readonly multipleOutputs: boolean;
+  /** The arguments the function is called with after the context: values and XComArgs. */
+  readonly opArgs: readonly unknown[];
   readonly #fn: TaskBody<A, R>;
-  readonly #args: readonly unknown[];
 
   constructor(options: TaskFunctionOptions & { taskId: string }, fn: TaskBody<A, R>, args: readonly unknown[]) {
     super(withoutTaskFlowOptions(options));
     this.multipleOutputs = options.multipleOutputs ?? false;
     this.#fn = fn;
-    this.#args = args;
+    this.opArgs = args;
     for (const arg of findXComArgs(args)) arg.operator.setDownstream(this);
   }
 
   override async execute(context: TaskContext): Promise<R> {
-    const args = (await resolveXComArgs(this.#args, context)) as A;
+    const args = (await resolveXComArgs(this.opArgs, context)) as A;
     const result = await this.#fn(context, ...args);
     if (this.multipleOutputs) await pushOutputs(this.taskId, result, context);
     return result;
