@@ -109,8 +109,8 @@ describe('templated fields (Nunjucks, with Airflow context names)', () => {
       new BashOperator({ taskId: 'c', bashCommand: 'echo {{ conn.missing_conn.host }}' });
     });
     const failure = (taskId: string) => renderTemplateFields(d.getTask(taskId), contextFor()).then(() => '', (e: Error) => e.message);
-    expect(await failure('v')).to.match(/^template error in field 'bashCommand' \(line 2, column 14\): .*variable 'nope' is not defined/);
-    expect(await failure('c')).to.match(/^template error in field 'bashCommand' \(line 1, column 15\): .*connection 'missing_conn' is not defined/);
+    expect(await failure('v')).to.match(/^template error in field 'bashCommand' \(line 2, column 16\): .*variable 'nope' is not defined/);
+    expect(await failure('c')).to.match(/^template error in field 'bashCommand' \(line 1, column 14\): .*connection 'missing_conn' is not defined/);
   });
 
   it('renders strings inside arrays and plain objects, leaves other values and functions alone', async () => {
