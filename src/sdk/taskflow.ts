@@ -3,6 +3,7 @@ import type { TaskContext } from './context.ts';
 import { currentDag, type Dag } from './dag.ts';
 import { currentGroupScope } from './group-scope.ts';
 import { toJsonValue, type JsonValue } from './json.ts';
+import { TaskFlowBranchOperator, type BranchBody, type TaskBranchOptions } from './operators/taskflow-branch.ts';
 import { BaseSensorOperator, type BaseSensorOptions, type PokeResult } from './sensors/base-sensor.ts';
 import { findXComArgs, resolveXComArgs, XComArg } from './xcom-arg.ts';
 
@@ -162,9 +163,20 @@ function sensorFunction<A extends unknown[], V = undefined>(options: TaskSensorO
   return makeTaskFunction<A, V | undefined>(options, (o, args) => new TaskFlowSensor<A, V>(o, fn, args), label);
 }
 
+function branchFunction<A extends unknown[]>(fn: BranchBody<A>): TaskFunction<A, string[]>;
+function branchFunction<A extends unknown[]>(options: TaskBranchOptions, fn: BranchBody<A>): TaskFunction<A, string[]>;
+function branchFunction<A extends unknown[]>(first: TaskBranchOptions | BranchBody<A>, second?: BranchBody<A>): TaskFunction<A, string[]> {
+  const fn = typeof first === 'function' ? first : second;
+  const options = typeof first === 'function' ? {} : first;
+  if (typeof fn !== 'function') throw new TypeError("task.branch() needs the function that picks the branch: task.branch({ taskId }, (ctx, ...args) => 'task_id')");
+  const label = baseLabel(options, fn, 'task.branch');
+  return makeTaskFunction<A, string[]>(options, (o, args) => new TaskFlowBranchOperator<A>(o, fn, args), label);
+}
+
 /**
  * `task(options?, fn)`: a TaskFlow task function. `task.sensor(options, fn)`: one that pokes until
  * `fn` returns true or `{ isDone: true, xcomValue }`, with the sensors' pokeInterval, timeout, mode
- * and softFail.
+ * and softFail. `task.branch(options?, fn)`: one that follows the task ids (or task group ids) `fn`
+ * returns and skips the other direct downstream tasks.
  */
-export const task = Object.assign(taskFunction, { sensor: sensorFunction });
+export const task = Object.assign(taskFunction, { sensor: sensorFunction, branch: branchFunction });
