@@ -16,14 +16,14 @@ import { runContextFields } from './run-context.ts';
  * otherwise the context is that of a manual run at that date with an empty conf.
  */
 
-export interface RenderedTask {
-  /** The run whose context was used, or undefined when none has that logical date. */
+/** The context a task's templates are rendered with by `tasks render`, and which run it came from. */
+export interface RenderContext {
+  readonly context: TaskContext;
+  /** The run whose context is used, or undefined when none has that logical date. */
   readonly runId: string | undefined;
-  /** Each templated field with its rendered value (or its value as is, when not rendered: unset, a function). */
-  readonly fields: readonly { readonly field: string; readonly value: unknown }[];
 }
 
-export async function renderTask(options: { task: BaseOperator; db: Db; logicalDate: DateTime; log: Logger }): Promise<RenderedTask> {
+export async function renderContextFor(options: { task: BaseOperator; db: Db; logicalDate: DateTime; log: Logger }): Promise<RenderContext> {
   const { task, db, log } = options;
   const dag = task.dag;
   const found = await findRunByLogicalDate(db, dag.dagId, options.logicalDate.toJSDate());
@@ -36,10 +36,9 @@ export async function renderTask(options: { task: BaseOperator; db: Db; logicalD
     dataIntervalEnd: interval.end.toJSDate(),
     prevSuccess: undefined,
   };
-  const runId = found?.runId ?? `manual__${options.logicalDate.toUTC().toISO()}`;
   const context: TaskContext = {
     dagId: dag.dagId,
-    runId,
+    runId: found?.runId ?? `manual__${options.logicalDate.toUTC().toISO()}`,
     taskId: task.taskId,
     tryNumber: 1,
     maxTries: task.settings.retries,
@@ -54,10 +53,12 @@ export async function renderTask(options: { task: BaseOperator; db: Db; logicalD
     getConnection: (connId: string) => lookupConnection(db, connId),
     getVariable: <T = string>(key: string, opts?: VariableOptions<T>) => lookupVariable<T>(db, key, opts),
   };
+  return { context, runId: found?.runId };
+}
+
+/** Each templated field with its rendered value (or its value as is when it is not rendered: unset, a function). */
+export async function renderFields(task: BaseOperator, context: TaskContext): Promise<{ field: string; value: unknown }[]> {
   const rendered = await renderTemplateFields(task, context);
   const record = task as unknown as Record<string, unknown>;
-  return {
-    runId: found?.runId,
-    fields: templateFieldsOf(task).map((field) => ({ field, value: rendered.has(field) ? rendered.get(field) : record[field] })),
-  };
+  return templateFieldsOf(task).map((field) => ({ field, value: rendered.has(field) ? rendered.get(field) : record[field] }));
 }

@@ -1,6 +1,6 @@
 import { DateTime } from 'luxon';
 import { DagBag } from '../../dag-bag/dag-bag.ts';
-import { renderTask } from '../../runner/render-task.ts';
+import { renderContextFor, renderFields } from '../../runner/render-task.ts';
 import { DAGS_FOLDER, dagsFolderOf } from '../common-options.ts';
 import { parseLogicalDate } from '../run-args.ts';
 import { withRuntime } from '../runtime.ts';
@@ -30,10 +30,11 @@ export const tasksRender = defineCommand(
     const bag = await DagBag.load(dagsFolderOf(settings, values['dags-folder']));
     const task = bag.getDag(dagId).getTask(taskId);
     return withRuntime(settings, {}, async (runtime) => {
-      const rendered = await renderTask({ task, db: runtime.database.db, logicalDate, log: runtime.logger });
-      if (rendered.runId === undefined) console.error(`(no run of ${dagId} has logical date ${logicalDate.toUTC().toISO()}: rendering for a manual run with an empty conf)`);
-      if (rendered.fields.length === 0) console.log(`# task '${taskId}' has no templated fields`);
-      for (const { field, value } of rendered.fields) {
+      const { context, runId } = await renderContextFor({ task, db: runtime.database.db, logicalDate, log: runtime.logger });
+      if (runId === undefined) console.error(`(no run of ${dagId} has logical date ${logicalDate.toUTC().toISO()}: rendering for a manual run with an empty conf)`);
+      const fields = await renderFields(task, context);
+      if (fields.length === 0) console.log(`# task '${taskId}' has no templated fields`);
+      for (const { field, value } of fields) {
         console.log(`# ${field}`);
         console.log(formatValue(value));
       }
