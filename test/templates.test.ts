@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { sql } from 'kysely';
 import { silentLogger } from '../src/common/logger.ts';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
+import { clearTaskInstances } from '../src/db/clear.ts';
 import { createDagRun, upsertDags } from '../src/db/dag-runs.ts';
 import type { TaskInstanceKey } from '../src/db/schema.ts';
 import { startQueuedRun } from '../src/db/scheduling.ts';
@@ -88,8 +89,11 @@ describe('templated fields and task.branch, end to end (PostgreSQL)', function (
       expect(log).to.contain('pw=*** env=***');
       expect(log).to.contain('Running command: echo \\"pw=***');
       expect(log).not.to.contain(PASSWORD);
-      // The operator holds its templates again after the run.
+      // The operator holds its templates again after the run: cleared and run again, it renders its second try.
       expect(bag.getDag('tpl_bash').getTask('say')).to.have.property('bashCommand').that.contains('{{ ds }}');
+      await clearTaskInstances(t.database.db, { dagId: key.dagId, runId: key.runId, taskIds: ['say'], retries: new Map([['say', 0]]) });
+      expect((await run(key)).state).to.equal('success');
+      expect(await storedReturnValue(t.database, key)).to.equal('2026-03-01|param-x|conf-y|var-k|2');
     });
 
     it('a template error fails the task, naming the field and the line', async () => {
