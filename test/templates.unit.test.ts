@@ -161,6 +161,17 @@ describe('templated fields (Nunjucks, with Airflow context names)', () => {
     expect(seen).to.deep.equal(['{{ ds }}', 'day 2026-03-01', { when: '20260301T063000' }]);
   });
 
+  it("renders a task.sensor's string arguments before it pokes", async () => {
+    const d = dag({ dagId: 'sensor_args' }, () => {
+      const wait = task.sensor({ pokeInterval: 1 }, function wait(_ctx: TaskContext, day: string) {
+        return { isDone: true, xcomValue: day };
+      });
+      wait('day {{ ds_nodash }}');
+    });
+    const outcome = await invoke(d.getTask('wait'), contextFor(), { next_method: null, next_kwargs: null }, new AbortController().signal).outcome;
+    expect(outcome).to.deep.include({ kind: 'value', value: 'day 20260301' });
+  });
+
   it('fails the try (retryable) with the template error, before the code runs', async () => {
     let ran = false;
     const d = dag({ dagId: 'bad_syntax' }, () => {

@@ -135,18 +135,20 @@ type SensorBody<A extends unknown[], V> = (context: TaskContext, ...args: A) => 
 
 /** The sensor behind `task.sensor`: each poke resolves the arguments and calls the function. Never deferrable (it has no trigger). */
 export class TaskFlowSensor<A extends unknown[] = unknown[], V = unknown> extends BaseSensorOperator {
+  /** The arguments' strings are templates, as a TaskFlow task's; XComArg values are not rendered. */
+  static override readonly templateFields: readonly string[] = ['opArgs'];
+  readonly opArgs: readonly unknown[];
   readonly #fn: SensorBody<A, V>;
-  readonly #args: readonly unknown[];
 
   constructor(options: TaskSensorOptions & { taskId: string }, fn: SensorBody<A, V>, args: readonly unknown[]) {
     super({ ...options, deferrable: false });
     this.#fn = fn;
-    this.#args = args;
+    this.opArgs = args;
     for (const arg of findXComArgs(args)) arg.operator.setDownstream(this);
   }
 
   override async poke(context: TaskContext): Promise<PokeResult> {
-    const args = (await resolveXComArgs(this.#args, context)) as A;
+    const args = (await resolveXComArgs(this.opArgs, context)) as A;
     const result = await this.#fn(context, ...args);
     if (typeof result === 'boolean') return result;
     if (typeof result !== 'object' || result === null || typeof result.isDone !== 'boolean') {
