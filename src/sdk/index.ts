@@ -33,6 +33,7 @@ export {
 } from './base-operator.ts';
 export { TRIGGER_RULES, type TriggerRule } from './trigger-rule.ts';
 export { BranchOperator, type BranchChoice, type BranchOperatorOptions } from './operators/branch.ts';
+export { TaskFlowBranchOperator, type TaskBranchOptions } from './operators/taskflow-branch.ts';
 export { ShortCircuitOperator, type ShortCircuitOperatorOptions } from './operators/short-circuit.ts';
 export { LatestOnlyOperator } from './operators/latest-only.ts';
 export type { Connection, TaskContext, TaskRuntimeDefaults, VariableOptions } from './context.ts';
