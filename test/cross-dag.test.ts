@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { sql } from 'kysely';
 import { DateTime } from 'luxon';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { serializeDag } from '../src/dag-bag/serialized-dag.ts';
@@ -12,9 +13,10 @@ import { eventually } from './support/events.ts';
 import { InProcessExecutor } from './support/in-process-executor.ts';
 import { runEnded, startScheduler, startTriggerer, taskInstance } from './support/rig.ts';
 
-/** The triggered DAG's task: sleeps `conf.sleepMs`, fails when `conf.fail`, counts its runs. */
+/** The triggered DAG's task: sleeps `conf.sleepMs`, waits for the test's gate with `conf.gate`, fails when `conf.fail`, counts its runs. */
 class ConfTask extends BaseOperator<null> {
   static calls = 0;
+  static gate: Promise<void> = Promise.resolve();
   constructor(options: BaseOperatorOptions) {
     super(options);
   }
@@ -23,6 +25,7 @@ class ConfTask extends BaseOperator<null> {
     ConfTask.calls += 1;
     const sleepMs = Number(context.conf['sleepMs'] ?? 0);
     if (sleepMs > 0) await sleep(sleepMs, context.signal);
+    if (context.conf['gate'] === true) await ConfTask.gate;
     if (context.conf['fail'] === true) throw new Error('asked to fail');
     return null;
   }
@@ -167,6 +170,33 @@ describe('cross-DAG dependencies: TriggerDagRunOperator and ExternalTaskSensor',
       // One read when the trigger started, one on the run's end NOTIFY: a poll, even every 500 ms, would read 6 more.
       expect(checks).to.be.within(1, 3);
       expect(await xcom('parent_defer', runId, 'trigger', 'trigger_run_id')).to.equal('deferred_child');
+    });
+
+    it('deferrable: the run watcher reads again when its LISTEN connection comes back, and still wakes on the run end', async () => {
+      const parent = dag({ dagId: 'parent_reconnect', schedule: null }, () => {
+        new TriggerDagRunOperator({ taskId: 'trigger', triggerDagId: 'child', triggerRunId: 'reconnect_child', conf: { gate: true }, waitForCompletion: true, deferrable: true });
+      });
+      let open = () => {};
+      ConfTask.gate = new Promise<void>((resolve) => (open = resolve));
+      try {
+        const { scheduler, triggerer } = await start(parent);
+        let checks = 0;
+        triggerer.on('watch:checked', () => void (checks += 1));
+        const runId = await runDag(parent);
+        await eventually(async () => checks >= 1, 'the run watcher to read once', 20_000);
+        const before = checks;
+        const { rows } = await sql<{ pid: number }>`
+          SELECT pg_terminate_backend(pid) AS pid FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'tsflow-listen'`.execute(t.database.db);
+        expect(rows.length).to.be.greaterThan(0);
+        // Far sooner than the 30 s safety poll: the reconnect hook asks for a read (a NOTIFY may have been lost).
+        await eventually(async () => checks > before, 'a read after the reconnect', 20_000);
+        open();
+        expect((await runEnded(scheduler, runId, 40_000)).state).to.equal('success');
+        expect((await runRow('child', 'reconnect_child')).state).to.equal('success');
+      } finally {
+        open(); // a failed test must not leave the child's task waiting, or stopping the executor would hang
+      }
     });
   });
 

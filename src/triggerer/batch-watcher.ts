@@ -118,6 +118,7 @@ export class BatchWatcher<Q, S> {
           break;
         }
         for (const watch of watches) {
+          if (!this.#watches.has(watch)) continue; // aborted while the read ran
           try {
             watch.judge(snapshot);
           } catch (error) {
