@@ -69,3 +69,12 @@ export { FileSensor, type FileSensorOptions } from './sensors/file-sensor.ts';
 export { HttpSensor, type HttpSensorOptions } from './sensors/http-sensor.ts';
 export type { HttpExpectation, JsonFieldCondition } from './http-expectation.ts';
 export { DateTimeTrigger, TimeDeltaTrigger, FileExistsTrigger, HttpPollTrigger, HttpPollError } from '../../triggers/index.ts';
+export {
+  TriggerDagRunOperator,
+  TRIGGER_RUN_ID_KEY,
+  TRIGGER_LOGICAL_DATE_KEY,
+  type TriggerDagRunOperatorOptions,
+} from './operators/trigger-dagrun.ts';
+export { ExternalTaskSensor, type ExternalTaskSensorOptions } from './sensors/external-task-sensor.ts';
+export type { DagRunAccess, DagRunStateName, ExternalRunState, ExternalStateQuery, TaskStateName, TriggerDagRunRequest, TriggeredDagRun } from './cross-dag.ts';
+export { DagStateTrigger, WorkflowTrigger } from '../../triggers/index.ts';
