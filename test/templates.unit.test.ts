@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { DateTime } from 'luxon';
 import { pino } from 'pino';
+import { noDagRunAccess } from '../src/runner/dag-run-access.ts';
 import { invoke } from '../src/runner/task-outcome.ts';
 import { renderString, renderTemplateFields, TemplateRenderError, templateFieldsOf } from '../src/runner/render-templates.ts';
 import { runContextFields } from '../src/runner/run-context.ts';
@@ -35,6 +36,7 @@ function contextFor(env: Record<string, string> = {}, overrides: Partial<TaskCon
     xcomPush: async () => undefined,
     getConnection: (id: string) => lookupConnection(undefined, id, env),
     getVariable: <T = string>(key: string, options?: VariableOptions<T>) => lookupVariable<T>(undefined, key, options, env),
+    dagRuns: noDagRunAccess(),
     ...overrides,
   };
 }

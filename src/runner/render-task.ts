@@ -1,3 +1,4 @@
+import { noDagRunAccess } from './dag-run-access.ts';
 import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
@@ -52,6 +53,8 @@ export async function renderContextFor(options: { task: BaseOperator; db: Db; lo
     xcomPush: async () => undefined,
     getConnection: (connId: string) => lookupConnection(db, connId),
     getVariable: <T = string>(key: string, opts?: VariableOptions<T>) => lookupVariable<T>(db, key, opts),
+    // Rendering reads; it never triggers or inspects other DAGs' runs.
+    dagRuns: noDagRunAccess(),
   };
   return { context, runId: found?.runId };
 }
