@@ -22,3 +22,11 @@ export {
   type HttpPoll,
   type HttpPollDeps,
 } from './http-poll-trigger.ts';
+export {
+  ExternalEventTrigger,
+  DEFAULT_EVENT_SINCE_SECONDS,
+  eventPayload,
+  type ExternalEventTriggerKwargs,
+  type ExternalEventTriggerRow,
+  type ExternalEventPayload,
+} from './external-event-trigger.ts';

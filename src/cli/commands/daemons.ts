@@ -261,7 +261,7 @@ export const triggererCommand = defineCommand(
         runtime: { applicationName: 'tsflow-triggerer', keepOpen: TRIGGERER_CONNECTIONS },
         shutdownTimeoutMs: options.shutdownTimeoutMs + 5000,
         start: async (runtime, daemonCleanup) => {
-          const notifier = createNotifier(runtime, [Channels.trigger]);
+          const notifier = createNotifier(runtime, [Channels.trigger, Channels.event]);
           await notifier.start();
           daemonCleanup.push('notifier', () => notifier.stop());
           const triggerer = await createTriggerer(runtime, notifier, options, triggersFolders, metrics);
