@@ -59,6 +59,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
   readonly #clock = new TimeTable();
   #jobId: number | undefined;
   #triggers: ActiveTriggers | undefined;
+  #events: EventWatcher | undefined;
   #syncWanted = true;
   #lastSync = 0;
   #deadCheckDue = true;
@@ -84,6 +85,11 @@ export class Triggerer extends Daemon<TriggererEvents> {
   /** Ids of the triggers running (or whose event is being written) here now. */
   get activeTriggerIds(): number[] {
     return this.#triggers?.ids() ?? [];
+  }
+
+  /** How many external-event waits this triggerer's watcher holds now. */
+  get eventWaits(): number {
+    return this.#events?.size ?? 0;
   }
 
   /** Look for work now (what a notification does). */
@@ -121,6 +127,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
       pollIntervalMs: this.options.eventPollIntervalMs,
       retentionMs: this.options.eventRetentionMs,
     });
+    this.#events = events;
     const writer = new OutcomeWriter<ActiveOutcome>({
       db,
       jobId,
