@@ -58,6 +58,7 @@ export class EventWatcher {
   #running: Promise<void> | undefined;
   #again = false;
   #timer: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
   #lastSweep = 0;
   #state: 'created' | 'running' | 'stopped' = 'created';
 
@@ -88,6 +89,7 @@ export class EventWatcher {
     if (this.#state === 'stopped') return;
     this.#state = 'stopped';
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#retry) clearTimeout(this.#retry);
     for (const waiters of this.#byKey.values()) for (const waiter of waiters) this.#end(waiter, undefined);
     this.#byKey.clear();
     await this.#running;
@@ -145,7 +147,11 @@ export class EventWatcher {
       } catch (error) {
         this.#options.log.warn({ err: error }, 'looking for external events failed; looking again shortly');
         this.#checkAll = true;
-        setTimeout(() => this.#schedule(), RETRY_MS * (0.5 + Math.random())).unref();
+        this.#retry = setTimeout(() => {
+          this.#retry = undefined;
+          this.#schedule();
+        }, RETRY_MS * (0.5 + Math.random()));
+        this.#retry.unref();
         return;
       }
     } while (this.#again && this.#state === 'running');
