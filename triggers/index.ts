@@ -30,3 +30,5 @@ export {
   type ExternalEventTriggerRow,
   type ExternalEventPayload,
 } from './external-event-trigger.ts';
+export { DagStateTrigger, type DagStateTriggerKwargs, type DagStateEventPayload } from './dag-state-trigger.ts';
+export { WorkflowTrigger, type WorkflowTriggerKwargs, type WorkflowEventPayload } from './workflow-trigger.ts';

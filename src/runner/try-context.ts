@@ -3,6 +3,7 @@ import { getXcom, setXcom } from '../db/xcom.ts';
 import type { TaskContext, VariableOptions } from '../sdk/context.ts';
 import { lookupConnection, lookupVariable } from '../secrets/lookup.ts';
 import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
+import { dagRunAccess } from './dag-run-access.ts';
 import { runContextFields } from './run-context.ts';
 import type { TryRun } from './try-run.ts';
 
@@ -24,6 +25,7 @@ export function buildContext(t: TryRun, signal: AbortSignal, params: JsonObject)
     log: t.log,
     signal,
     defaults: deps.defaults,
+    dagRuns: dagRunAccess(deps.db),
     xcomPull: async <T extends JsonValue = JsonValue>(taskId: string, xcomKey = 'return_value') =>
       (await getXcom(deps.db, { dagId: key.dagId, runId: key.runId, taskId }, xcomKey)) as T | undefined,
     getConnection: (connId: string) => lookupConnection(deps.db, connId),

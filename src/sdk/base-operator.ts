@@ -76,6 +76,13 @@ export interface TaskSettings {
  * (or the method it names) with the trigger's event.
  */
 export abstract class BaseOperator<R = unknown> {
+  /**
+   * The fields rendered as templates (Nunjucks, Jinja's syntax) right before the task's code runs,
+   * with Airflow's context names: `'echo {{ ds }} {{ params.x }}'`. Strings are rendered, arrays and
+   * plain objects item by item. A subclass lists its own (`static override readonly templateFields =
+   * ['query']`); an instance property of the same name takes precedence.
+   */
+  static readonly templateFields: readonly string[] = [];
   readonly taskId: string;
   readonly dag: Dag;
   readonly settings: TaskSettings;

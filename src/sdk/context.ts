@@ -2,6 +2,7 @@ import type { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import type { Connection } from '../secrets/connection.ts';
 import type { JsonFieldCondition } from './http-expectation.ts';
+import type { DagRunAccess } from './cross-dag.ts';
 import type { JsonObject, JsonValue } from './json.ts';
 import type { ExternalEvent } from './trigger.ts';
 
@@ -78,6 +79,8 @@ export interface TaskContext {
   findEvent?(key: string, sinceEpochMs: number, match: readonly JsonFieldCondition[]): Promise<ExternalEvent | undefined>;
   /** Engine settings a task may consult, such as the default for sensors' `deferrable`. */
   readonly defaults: TaskRuntimeDefaults;
+  /** Other DAGs' runs: trigger one, read their states (TriggerDagRunOperator, ExternalTaskSensor). */
+  readonly dagRuns: DagRunAccess;
 }
 
 export interface TaskRuntimeDefaults {

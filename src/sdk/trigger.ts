@@ -1,6 +1,7 @@
 import type { DateTime } from 'luxon';
 import type { Connection } from '../secrets/connection.ts';
 import type { JsonFieldCondition } from './http-expectation.ts';
+import type { ExternalRunState, ExternalStateQuery } from './cross-dag.ts';
 import { toJsonObject, toJsonValue, type JsonObject, type JsonValue } from './json.ts';
 
 /** What a trigger yields when the wait is over. Its payload reaches the resume method as `event`. */
@@ -39,6 +40,13 @@ export interface TriggerRuntime {
    * so a trigger row stores only the id, never the secret. Its password is masked in logs.
    */
   getConnection?(connId: string): Promise<Connection>;
+  /**
+   * Waits on other DAGs' runs without polling: `decide` is called with the runs `query` names each
+   * time they may have changed (at once, on each task-instance or run-end NOTIFY, after a reconnect,
+   * and on a slow safety poll); the promise resolves with its first defined answer, or undefined
+   * when `signal` aborts. One shared watcher reads every trigger's runs in one statement.
+   */
+  watchStates?<T>(query: ExternalStateQuery, decide: (runs: ExternalRunState[]) => T | undefined, signal: AbortSignal): Promise<T | undefined>;
   /**
    * Resolves with the first external event of `key` created at or after `sinceEpochMs` whose payload
    * meets every `match` condition (oldest first), or with undefined once `signal` aborts. Backed by

@@ -25,6 +25,7 @@ import { consumedEvent, EventWatcher } from './event-watcher.ts';
 import { TimeTable } from './time-table.ts';
 import type { TriggererEvents } from './triggerer-events.ts';
 import { LoopWatchdog } from './loop-watchdog.ts';
+import { RunWatcher } from './run-watcher.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
 import { TimeoutSweeper } from '../daemon/timeout-sweeper.ts';
 import type { TriggerRegistry } from './trigger-registry.ts';
@@ -143,6 +144,13 @@ export class Triggerer extends Daemon<TriggererEvents> {
       },
       onWritten: (result, size) => this.#figures.written(size, result.applied.size),
     });
+    const runs = new RunWatcher({
+      db,
+      log: this.log,
+      pollIntervalMs: this.options.watchPollIntervalMs,
+      onCheck: (watches) => this.emit('watch:checked', { watches }),
+    });
+    this.onStop('run watcher', () => runs.close());
     const triggers = new ActiveTriggers({
       registry: this.#deps.registry,
       // Time triggers sleep on the shared clock; connections are resolved here, on this machine, so
@@ -150,6 +158,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
       runtime: {
         sleepUntil: (epochMs, signal) => this.#clock.sleepUntil(epochMs, signal),
         getConnection: (connId) => lookupConnection(db, connId),
+        watchStates: (query, decide, signal) => runs.watch(query, decide, signal),
         waitForEvent: (key, since, match, signal) => events.waitForEvent(key, since, match, signal),
       },
       writer,
@@ -175,6 +184,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
     this.subscribe(notifier, {
       notification: ({ channel, payload }) => {
         if (channel === Channels.event) events.notified(Number(payload));
+        if (channel === Channels.ti) runs.notified(payload);
         if (channel !== Channels.trigger) return;
         if (payload === 'new') this.#sweeper.nudge();
         else if (payload !== 'released') this.#syncWanted = true;
@@ -182,6 +192,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
       },
       reconnected: () => {
         events.reconnected();
+        runs.notified(undefined);
         this.#syncWanted = true;
         this.#wakeup.nudge();
         this.#sweeper.nudge();

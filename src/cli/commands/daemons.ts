@@ -263,7 +263,9 @@ export const triggererCommand = defineCommand(
         runtime: { applicationName: 'tsflow-triggerer', keepOpen: TRIGGERER_CONNECTIONS },
         shutdownTimeoutMs: options.shutdownTimeoutMs + 5000,
         start: async (runtime, daemonCleanup) => {
-          const notifier = createNotifier(runtime, [Channels.trigger, Channels.event]);
+          // tsflow_ti too: the run watcher wakes on task and run ends (TriggerDagRunOperator, ExternalTaskSensor);
+          // tsflow_event: the event watcher wakes external-event waits.
+          const notifier = createNotifier(runtime, [Channels.trigger, Channels.ti, Channels.event]);
           await notifier.start();
           daemonCleanup.push('notifier', () => notifier.stop());
           const triggerer = await createTriggerer(runtime, notifier, options, triggersFolders, metrics);
