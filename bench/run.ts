@@ -18,10 +18,11 @@ import { schedule } from './scenarios/schedule.ts';
 import { waits } from './scenarios/waits.ts';
 import { api } from './scenarios/api.ts';
 import { waitsPage } from './scenarios/waits-page.ts';
+import { events } from './scenarios/events.ts';
 import type { Scenario, ScenarioResult } from './lib/scenario.ts';
 import { ms } from './lib/stats.ts';
 
-const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, parse, schedule, graphileExecutor, executorIdle, executorResume, waits, api, waitsPage];
+const SCENARIOS: Scenario[] = [pickup, due, spread, eventWrite, burst, hold, resume, failover, chaos, parse, schedule, graphileExecutor, executorIdle, executorResume, waits, api, waitsPage, events];
 
 /**
  * `npm run bench [-- scenario...] [--smoke]`: runs the scenarios, prints a table per result and the

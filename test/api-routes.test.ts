@@ -47,6 +47,8 @@ const ROUTES: readonly (readonly [string, string, Need])[] = [
   ['POST', '/api/v1/users', 'admin'],
   ['DELETE', '/api/v1/users/{username}', 'admin'],
   ['GET', '/api/v1/stream', 'viewer'],
+  ['GET', '/api/v1/events', 'viewer'],
+  ['POST', '/api/v1/events/{key}', 'operator'],
 ];
 
 const VALUES: Record<string, string> = {
@@ -57,6 +59,7 @@ const VALUES: Record<string, string> = {
   xcom_key: 'return_value',
   pool_name: 'matrix_pool',
   username: 'nobody',
+  key: 'matrix/event key',
 };
 
 const fill = (template: string): string => template.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(VALUES[name] as string));

@@ -14,6 +14,7 @@ import { resume } from '../bench/scenarios/resume.ts';
 import { schedule } from '../bench/scenarios/schedule.ts';
 import { spread } from '../bench/scenarios/spread.ts';
 import { waits } from '../bench/scenarios/waits.ts';
+import { events } from '../bench/scenarios/events.ts';
 import type { Scenario, ScenarioResult } from '../bench/lib/scenario.ts';
 
 /*
@@ -137,5 +138,15 @@ describe('benchmarks, smoke mode', function () {
     // 2,000 rows: a filter on the trigger may be planned as a scan; at 100,000 none is (npm run bench:waits).
     for (const name of ['first', 'deep', 'createdDeep', 'dagDeep']) expect(figures[`${name}IndexUsed`], name).to.equal(1);
     expect([figures['firstTotal'], figures['firstTotalExact']]).to.deep.equal([2000, 1]);
+  });
+
+  it('events: one key with many waiters, many keys with one each', async () => {
+    const results = await events.run({ adminUrl: process.env['TSFLOW_TEST_ADMIN_URL'], smoke: true, log: () => undefined });
+    expect(results.map((r) => r.scenario)).to.deep.equal(['events-one-key', 'events-many-keys']);
+    for (const result of results) {
+      for (const value of Object.values(result.figures)) expect(Number.isFinite(value)).to.equal(true);
+      expect(result.figures['eventToResumeP50Ms']).to.be.greaterThan(0);
+      expect(result.targets).to.deep.equal([]);
+    }
   });
 });

@@ -22,5 +22,13 @@ export {
   type HttpPoll,
   type HttpPollDeps,
 } from './http-poll-trigger.ts';
+export {
+  ExternalEventTrigger,
+  DEFAULT_EVENT_SINCE_SECONDS,
+  eventPayload,
+  type ExternalEventTriggerKwargs,
+  type ExternalEventTriggerRow,
+  type ExternalEventPayload,
+} from './external-event-trigger.ts';
 export { DagStateTrigger, type DagStateTriggerKwargs, type DagStateEventPayload } from './dag-state-trigger.ts';
 export { WorkflowTrigger, type WorkflowTriggerKwargs, type WorkflowEventPayload } from './workflow-trigger.ts';

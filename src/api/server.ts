@@ -14,6 +14,7 @@ import { registerAuditRoutes } from './routes/audit.ts';
 import { registerAuthRoutes } from './routes/auth.ts';
 import { registerDagRoutes } from './routes/dags.ts';
 import { registerDagRunRoutes } from './routes/dag-runs.ts';
+import { registerEventRoutes } from './routes/events.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerImportErrorRoutes } from './routes/import-errors.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
@@ -128,6 +129,7 @@ export async function buildApiServer(deps: ApiServerDeps, options: ApiServerOpti
       registerAuditRoutes(typed, context);
       registerUserRoutes(typed, context);
       registerTriggerRoutes(typed, context);
+      registerEventRoutes(typed, context);
       registerStreamRoutes(typed, context);
       typed.get('/openapi.json', { config: { role: 'viewer' }, schema: { hide: true } }, async () => app.swagger());
     },

@@ -150,7 +150,7 @@ export async function createTriggerer(
   return new Triggerer({ database: runtime.database, registry, logger: runtime.logger, notifier, metrics }, options);
 }
 
-export const ALL_CHANNELS: readonly Channel[] = [Channels.trigger, Channels.ti, Channels.dag];
+export const ALL_CHANNELS: readonly Channel[] = [Channels.trigger, Channels.ti, Channels.dag, Channels.event];
 
 /** Prints one line per task instance state change (standalone and `dags trigger --wait`). */
 export function printState(key: TaskInstanceKey, state: string, tryNumber?: number): void {

@@ -11,6 +11,7 @@ import { CONNECTION_COMMANDS } from './commands/connections.ts';
 import { poolsDelete, poolsGet, poolsList, poolsSet } from './commands/pools.ts';
 import { rotateSecretsCommand, secretsGenerateKey } from './commands/secrets.ts';
 import { VARIABLE_COMMANDS } from './commands/variables.ts';
+import { EVENT_COMMANDS } from './commands/events.ts';
 import { tasksLogs } from './commands/task-logs.ts';
 import { triggersCancel, triggersExtend, triggersFire, triggersWaits } from './commands/triggers.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
@@ -53,6 +54,7 @@ export const COMMANDS: readonly Command[] = [
   triggersFire,
   triggersCancel,
   triggersExtend,
+  ...EVENT_COMMANDS,
   poolsSet,
   poolsList,
   poolsGet,

@@ -19,6 +19,8 @@ export const Channels = {
   ti: 'tsflow_ti',
   /** DAGs changed (parsed, deactivated, paused, unpaused) or a file failed to import: wakes schedulers. */
   dag: 'tsflow_dag',
+  /** An external event was sent (`tsflow_send_event`, at commit): wakes triggerers' event watchers. Payload: the event id. */
+  event: 'tsflow_event',
 } as const;
 
 export type Channel = (typeof Channels)[keyof typeof Channels];
@@ -55,10 +57,14 @@ export type TaskInstancePayload = (typeof TASK_INSTANCE_PAYLOADS)[number];
 export const DAG_PAYLOADS = ['changed', 'paused', 'import-error'] as const;
 export type DagPayload = (typeof DAG_PAYLOADS)[number];
 
+/** What `tsflow_event` says: the id of the event row just committed (digits), never the event's payload. */
+export type EventPayload = string;
+
 export type Notification =
   | { channel: typeof Channels.trigger; payload: TriggerPayload }
   | { channel: typeof Channels.ti; payload: TaskInstancePayload }
-  | { channel: typeof Channels.dag; payload: DagPayload };
+  | { channel: typeof Channels.dag; payload: DagPayload }
+  | { channel: typeof Channels.event; payload: EventPayload };
 
 /** The payloads of one channel. */
 export type PayloadOf<C extends Channel> = Extract<Notification, { channel: C }>['payload'];
@@ -77,7 +83,7 @@ export const CANNOT_FINISH_A_RUN: ReadonlySet<TaskInstancePayload> = new Set<Tas
   'pool',
 ]);
 
-const KNOWN: { readonly [C in Channel]: ReadonlySet<string> } = {
+const KNOWN: { readonly [C in Exclude<Channel, typeof Channels.event>]: ReadonlySet<string> } = {
   [Channels.trigger]: new Set(TRIGGER_PAYLOADS),
   [Channels.ti]: new Set(TASK_INSTANCE_PAYLOADS),
   [Channels.dag]: new Set(DAG_PAYLOADS),
@@ -88,6 +94,7 @@ const KNOWN: { readonly [C in Channel]: ReadonlySet<string> } = {
  * version's payload, or a hand-made NOTIFY): the listener still looks, as for any notification.
  */
 export function parseNotification(channel: string, payload: string): Notification | undefined {
+  if (channel === Channels.event) return /^\d{1,19}$/.test(payload) ? { channel, payload } : undefined;
   if (channel !== Channels.trigger && channel !== Channels.ti && channel !== Channels.dag) return undefined;
   return KNOWN[channel].has(payload) ? ({ channel, payload } as Notification) : undefined;
 }

@@ -1,3 +1,4 @@
+import { findEvent } from '../db/events.ts';
 import { getXcom, setXcom } from '../db/xcom.ts';
 import type { TaskContext, VariableOptions } from '../sdk/context.ts';
 import { lookupConnection, lookupVariable } from '../secrets/lookup.ts';
@@ -29,6 +30,7 @@ export function buildContext(t: TryRun, signal: AbortSignal, params: JsonObject)
       (await getXcom(deps.db, { dagId: key.dagId, runId: key.runId, taskId }, xcomKey)) as T | undefined,
     getConnection: (connId: string) => lookupConnection(deps.db, connId),
     getVariable: <T = string>(variableKey: string, options?: VariableOptions<T>) => lookupVariable<T>(deps.db, variableKey, options),
+    findEvent: (eventKey, sinceEpochMs, match) => findEvent(deps.db, eventKey, sinceEpochMs, match),
     xcomPush: async (xcomKey: string, value: unknown) =>
       setXcom(deps.db, key, xcomKey, JSON.stringify(toJsonValue(value, `XCom '${xcomKey}' of task '${key.taskId}'`))),
   };

@@ -1,8 +1,10 @@
 import type { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import type { Connection } from '../secrets/connection.ts';
+import type { JsonFieldCondition } from './http-expectation.ts';
 import type { DagRunAccess } from './cross-dag.ts';
 import type { JsonObject, JsonValue } from './json.ts';
+import type { ExternalEvent } from './trigger.ts';
 
 export type { Connection };
 
@@ -69,6 +71,12 @@ export interface TaskContext {
    * has its value masked in logs from then on.
    */
   getVariable<T = string>(key: string, options?: VariableOptions<T>): Promise<string | T>;
+  /**
+   * The oldest stored external event of `key` created at or after `sinceEpochMs` whose payload meets
+   * every `match` condition, or undefined (what `EventSensor` pokes with). Absent where the task has
+   * no database (`tsflow tasks test` without one).
+   */
+  findEvent?(key: string, sinceEpochMs: number, match: readonly JsonFieldCondition[]): Promise<ExternalEvent | undefined>;
   /** Engine settings a task may consult, such as the default for sensors' `deferrable`. */
   readonly defaults: TaskRuntimeDefaults;
   /** Other DAGs' runs: trigger one, read their states (TriggerDagRunOperator, ExternalTaskSensor). */

@@ -43,15 +43,29 @@ export function normaliseExpectation(input: HttpExpectation | HttpExpectationRow
   if (expect.bodyContains !== undefined && (typeof expect.bodyContains !== 'string' || expect.bodyContains === '')) {
     throw new InvalidTriggerKwargsError(`${label}.bodyContains must be a non-empty string, got ${String(expect.bodyContains)}`);
   }
-  const json = expect.json === undefined ? [] : Array.isArray(expect.json) ? expect.json : [expect.json];
-  const conditions = json.map((condition, index) => {
-    const where = `${label}.json${Array.isArray(expect.json) ? `[${index}]` : ''}`;
-    if (typeof condition !== 'object' || condition === null || typeof condition.path !== 'string' || condition.path === '' || !('equals' in condition)) {
+  const conditions = normaliseJsonConditions(expect.json, `${label}.json`);
+  return { status, bodyContains: expect.bodyContains ?? null, json: conditions, keepPollingOn };
+}
+
+/**
+ * `expect.json`'s declarative form (one condition or an array, all must hold) as a stored list; also
+ * the `match` of `ExternalEventTrigger`. `label` names the field in errors.
+ */
+export function normaliseJsonConditions(input: JsonFieldCondition | JsonFieldCondition[] | null | undefined, label: string): JsonFieldCondition[] {
+  const json = input === undefined || input === null ? [] : Array.isArray(input) ? input : [input];
+  return json.map((condition: unknown, index) => {
+    const where = `${label}${Array.isArray(input) ? `[${index}]` : ''}`;
+    const given = condition as Partial<JsonFieldCondition> | null;
+    if (typeof given !== 'object' || given === null || typeof given.path !== 'string' || given.path === '' || !('equals' in given)) {
       throw new InvalidTriggerKwargsError(`${where} must be { path: 'a.b.0.c', equals: <JSON value> }, got ${JSON.stringify(condition)}`);
     }
-    return { path: condition.path, equals: toJsonValue(condition.equals, `${where}.equals`) };
+    return { path: given.path, equals: toJsonValue(given.equals as JsonValue, `${where}.equals`) };
   });
-  return { status, bodyContains: expect.bodyContains ?? null, json: conditions, keepPollingOn };
+}
+
+/** The first of `conditions` that `value` fails, or undefined when all hold (deep equality at each path). */
+export function failedJsonCondition(conditions: readonly JsonFieldCondition[], value: JsonValue): JsonFieldCondition | undefined {
+  return conditions.find((condition) => !isDeepStrictEqual(fieldAt(value, condition.path), condition.equals));
 }
 
 /**
@@ -71,11 +85,10 @@ export function judgeStatus(status: number, expect: HttpExpectationRow): StatusV
 /** Whether the body meets the body conditions; `reason` says which one did not. */
 export function judgeBody(expect: HttpExpectationRow, text: string, json: JsonValue | undefined): { ok: boolean; reason?: string } {
   if (expect.bodyContains !== null && !text.includes(expect.bodyContains)) return { ok: false, reason: 'the body does not contain the expected text yet' };
-  for (const condition of expect.json) {
-    if (json === undefined) return { ok: false, reason: 'the body is not JSON (or was cut at 1 MiB)' };
-    const actual = fieldAt(json, condition.path);
-    if (!isDeepStrictEqual(actual, condition.equals)) return { ok: false, reason: `JSON field '${condition.path}' does not equal the expected value yet` };
-  }
+  if (expect.json.length === 0) return { ok: true };
+  if (json === undefined) return { ok: false, reason: 'the body is not JSON (or was cut at 1 MiB)' };
+  const failed = failedJsonCondition(expect.json, json);
+  if (failed) return { ok: false, reason: `JSON field '${failed.path}' does not equal the expected value yet` };
   return { ok: true };
 }
 

@@ -39,7 +39,7 @@ export { LatestOnlyOperator } from './operators/latest-only.ts';
 export type { Connection, TaskContext, TaskRuntimeDefaults, VariableOptions } from './context.ts';
 export { maskSecret } from '../secrets/masker.ts';
 export { TaskDeferred, type DeferOptions } from './task-deferred.ts';
-export { BaseTrigger, TriggerEvent, type TriggerClass, type TriggerLogger, type TriggerRun, type TriggerRuntime } from './trigger.ts';
+export { BaseTrigger, TriggerEvent, type ExternalEvent, type TriggerClass, type TriggerLogger, type TriggerRun, type TriggerRuntime } from './trigger.ts';
 export {
   SkipTask,
   RescheduleTask,
@@ -67,8 +67,9 @@ export {
 } from './sensors/time-sensors.ts';
 export { FileSensor, type FileSensorOptions } from './sensors/file-sensor.ts';
 export { HttpSensor, type HttpSensorOptions } from './sensors/http-sensor.ts';
+export { EventSensor, type EventSensorOptions } from './sensors/event-sensor.ts';
 export type { HttpExpectation, JsonFieldCondition } from './http-expectation.ts';
-export { DateTimeTrigger, TimeDeltaTrigger, FileExistsTrigger, HttpPollTrigger, HttpPollError } from '../../triggers/index.ts';
+export { DateTimeTrigger, TimeDeltaTrigger, FileExistsTrigger, HttpPollTrigger, HttpPollError, ExternalEventTrigger } from '../../triggers/index.ts';
 export {
   TriggerDagRunOperator,
   TRIGGER_RUN_ID_KEY,

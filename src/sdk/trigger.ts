@@ -1,5 +1,6 @@
 import type { DateTime } from 'luxon';
 import type { Connection } from '../secrets/connection.ts';
+import type { JsonFieldCondition } from './http-expectation.ts';
 import type { ExternalRunState, ExternalStateQuery } from './cross-dag.ts';
 import { toJsonObject, toJsonValue, type JsonObject, type JsonValue } from './json.ts';
 
@@ -46,6 +47,23 @@ export interface TriggerRuntime {
    * when `signal` aborts. One shared watcher reads every trigger's runs in one statement.
    */
   watchStates?<T>(query: ExternalStateQuery, decide: (runs: ExternalRunState[]) => T | undefined, signal: AbortSignal): Promise<T | undefined>;
+  /**
+   * Resolves with the first external event of `key` created at or after `sinceEpochMs` whose payload
+   * meets every `match` condition (oldest first), or with undefined once `signal` aborts. Backed by
+   * one LISTEN shared by the whole triggerer: a committed event wakes its waiters within milliseconds.
+   */
+  waitForEvent?(key: string, sinceEpochMs: number, match: readonly JsonFieldCondition[], signal: AbortSignal): Promise<ExternalEvent | undefined>;
+}
+
+/** An external event (`tsflow events send`, `POST /api/v1/events/{key}`, `tsflow_send_event`). */
+export interface ExternalEvent {
+  id: number;
+  key: string;
+  payload: JsonValue;
+  /** ISO 8601, UTC: when the event row was inserted (database clock). */
+  createdAt: string;
+  /** Who sent it: the API user, `cli:<os user>`, or the database role that called the SQL function. */
+  sender: string | null;
 }
 
 /** The constructor shape the triggerer needs to rebuild a trigger from its row. */

@@ -22,6 +22,10 @@ export interface TriggererOptions {
   writeBatchSize?: number;
   /** On stop, how long triggers may take to cancel and events to be written. @default 10000 */
   shutdownTimeoutMs?: number;
+  /** External events older than this are deleted (by the triggerers' sweep, once a minute). @default 86400000 (24 h) */
+  eventRetentionMs?: number;
+  /** The safety-net look for external events when no notification arrives (NOTIFY wakes waits at once). @default 30000 */
+  eventPollIntervalMs?: number;
   /** @default os.hostname() */
   hostname?: string;
   /** @default process.pid */
@@ -42,6 +46,8 @@ export function compileTriggererOptions(options: TriggererOptions = {}): Compile
     claimBatchSize: options.claimBatchSize ?? 5000,
     writeBatchSize: options.writeBatchSize ?? 5000,
     shutdownTimeoutMs: options.shutdownTimeoutMs ?? 10_000,
+    eventRetentionMs: options.eventRetentionMs ?? 24 * 3600_000,
+    eventPollIntervalMs: options.eventPollIntervalMs ?? 30_000,
     hostname: options.hostname ?? os.hostname(),
     pid: options.pid ?? process.pid,
   };

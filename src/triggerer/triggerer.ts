@@ -21,6 +21,7 @@ import {
 } from '../db/triggers.ts';
 import { lookupConnection } from '../secrets/lookup.ts';
 import { ActiveTriggers, type ActiveOutcome } from './active-triggers.ts';
+import { consumedEvent, EventWatcher } from './event-watcher.ts';
 import { TimeTable } from './time-table.ts';
 import type { TriggererEvents } from './triggerer-events.ts';
 import { LoopWatchdog } from './loop-watchdog.ts';
@@ -59,6 +60,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
   readonly #clock = new TimeTable();
   #jobId: number | undefined;
   #triggers: ActiveTriggers | undefined;
+  #events: EventWatcher | undefined;
   #syncWanted = true;
   #lastSync = 0;
   #deadCheckDue = true;
@@ -84,6 +86,11 @@ export class Triggerer extends Daemon<TriggererEvents> {
   /** Ids of the triggers running (or whose event is being written) here now. */
   get activeTriggerIds(): number[] {
     return this.#triggers?.ids() ?? [];
+  }
+
+  /** How many external-event waits this triggerer's watcher holds now. */
+  get eventWaits(): number {
+    return this.#events?.size ?? 0;
   }
 
   /** Look for work now (what a notification does). */
@@ -115,6 +122,13 @@ export class Triggerer extends Daemon<TriggererEvents> {
     this.#watchdog.start();
     this.onStop('watchdog', () => this.#watchdog.stop());
     this.onStop('timers', () => this.#clock.close());
+    const events = new EventWatcher({
+      db,
+      log: this.log.child({ component: 'event-watcher' }),
+      pollIntervalMs: this.options.eventPollIntervalMs,
+      retentionMs: this.options.eventRetentionMs,
+    });
+    this.#events = events;
     const writer = new OutcomeWriter<ActiveOutcome>({
       db,
       jobId,
@@ -123,7 +137,11 @@ export class Triggerer extends Daemon<TriggererEvents> {
         outcomes.length === 1 ? submitOneOutcome(database.pool, writer, outcomes[0] as ActiveOutcome) : submitTriggerOutcomes(writeDb, writer, outcomes),
       logger: this.log,
       maxBatch: this.options.writeBatchSize,
-      onResult: (outcome, result) => this.#triggers?.written(outcome, result),
+      onResult: (outcome, result) => {
+        const consumption = result === 'applied' ? consumedEvent(outcome) : undefined;
+        if (consumption) events.consumed(consumption);
+        this.#triggers?.written(outcome, result);
+      },
       onWritten: (result, size) => this.#figures.written(size, result.applied.size),
     });
     const runs = new RunWatcher({
@@ -136,11 +154,12 @@ export class Triggerer extends Daemon<TriggererEvents> {
     const triggers = new ActiveTriggers({
       registry: this.#deps.registry,
       // Time triggers sleep on the shared clock; connections are resolved here, on this machine, so
-      // a trigger row stores a connection id, never its secret.
+      // a trigger row stores a connection id, never its secret; external events share one watcher.
       runtime: {
         sleepUntil: (epochMs, signal) => this.#clock.sleepUntil(epochMs, signal),
         getConnection: (connId) => lookupConnection(db, connId),
         watchStates: (query, decide, signal) => runs.watch(query, decide, signal),
+        waitForEvent: (key, since, match, signal) => events.waitForEvent(key, since, match, signal),
       },
       writer,
       figures: this.#figures,
@@ -153,6 +172,10 @@ export class Triggerer extends Daemon<TriggererEvents> {
       },
     });
     this.#triggers = triggers;
+    // Stopped after the triggers are cancelled (their waits end by their abort, not as "no event") and
+    // the last events written (so the consumers of those are recorded).
+    events.start();
+    this.onStop('event watcher', () => events.stop());
     this.onStop('release', async () => {
       this.#released = await releaseTriggers(db, jobId);
     });
@@ -160,6 +183,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
     this.onStop('cancel', () => triggers.cancelAll('triggerer stopping', this.options.shutdownTimeoutMs));
     this.subscribe(notifier, {
       notification: ({ channel, payload }) => {
+        if (channel === Channels.event) events.notified(Number(payload));
         if (channel === Channels.ti) runs.notified(payload);
         if (channel !== Channels.trigger) return;
         if (payload === 'new') this.#sweeper.nudge();
@@ -167,6 +191,7 @@ export class Triggerer extends Daemon<TriggererEvents> {
         this.#wakeup.nudge();
       },
       reconnected: () => {
+        events.reconnected();
         runs.notified(undefined);
         this.#syncWanted = true;
         this.#wakeup.nudge();

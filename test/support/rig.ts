@@ -57,7 +57,7 @@ export function runTask(db: Database, dag: Dag, key: TaskInstanceKey): Promise<T
 }
 
 export async function startNotifier(db: Database): Promise<Notifier> {
-  const notifier = track(new Notifier({ url: db.url, channels: [Channels.trigger, Channels.ti, Channels.dag], logger: silentLogger() }));
+  const notifier = track(new Notifier({ url: db.url, channels: [Channels.trigger, Channels.ti, Channels.dag, Channels.event], logger: silentLogger() }));
   await notifier.start();
   return notifier;
 }

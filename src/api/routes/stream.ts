@@ -5,7 +5,7 @@ import type { LiveEvent } from '../live-events.ts';
 import type { ApiApp, RouteContext } from '../server.ts';
 
 /** SSE event names by channel. */
-const EVENT_NAMES = { [Channels.ti]: 'ti', [Channels.trigger]: 'trigger', [Channels.dag]: 'dag' } as const;
+const EVENT_NAMES = { [Channels.ti]: 'ti', [Channels.trigger]: 'trigger', [Channels.dag]: 'dag', [Channels.event]: 'event' } as const;
 const KEEP_ALIVE_MS = 15_000;
 
 /**
@@ -27,7 +27,7 @@ export function registerStreamRoutes(app: ApiApp, { live }: RouteContext): void 
       config: { role: 'viewer' },
       schema: {
         tags: ['live'],
-        summary: 'server-sent events: ti, trigger, dag, reconnected (data: {channel, payload})',
+        summary: 'server-sent events: ti, trigger, dag, event, reconnected (data: {channel, payload})',
         produces: ['text/event-stream'],
         response: { 200: Type.String({ description: 'an event stream (text/event-stream)' }) },
       },

@@ -227,6 +227,7 @@ export const triggererCommand = defineCommand(
       'poll-interval': { type: 'string', value: 'S', description: 'seconds between claims when no NOTIFY arrives (the safety net)', default: '10' },
       'blocked-threshold': { type: 'string', value: 'S', description: 'warn when the event loop is blocked longer than this', default: '0.2' },
       'shutdown-timeout': { type: 'string', value: 'S', description: 'on SIGTERM, exit at once if releasing the triggers takes longer', default: '10' },
+      'event-retention': { type: 'string', value: 'S', description: 'delete external events older than this (the triggerers sweep once a minute)', default: '86400 (24 h)' },
       'triggers-folder': TRIGGERS_FOLDER,
       'metrics-port': { type: 'string', value: 'P', description: 'serve Prometheus metrics at http://HOST:P/metrics (1-65535)', default: 'no metrics server' },
       'metrics-host': { type: 'string', value: 'H', description: 'the address the metrics server binds', default: '127.0.0.1' },
@@ -242,6 +243,7 @@ export const triggererCommand = defineCommand(
       pollIntervalMs: parseSeconds(values['poll-interval'], '--poll-interval', 10_000),
       blockedThresholdMs: parseSeconds(values['blocked-threshold'], '--blocked-threshold', 200),
       shutdownTimeoutMs: parseSeconds(values['shutdown-timeout'], '--shutdown-timeout', 10_000),
+      eventRetentionMs: parseSeconds(values['event-retention'], '--event-retention', 86_400_000),
     };
     if (values['metrics-host'] !== undefined && values['metrics-port'] === undefined) throw new UsageError('--metrics-host needs --metrics-port P');
     const metricsPort = values['metrics-port'] === undefined ? undefined : parsePort(values['metrics-port'], '--metrics-port');
@@ -261,8 +263,9 @@ export const triggererCommand = defineCommand(
         runtime: { applicationName: 'tsflow-triggerer', keepOpen: TRIGGERER_CONNECTIONS },
         shutdownTimeoutMs: options.shutdownTimeoutMs + 5000,
         start: async (runtime, daemonCleanup) => {
-          // tsflow_ti too: the run watcher wakes on task and run ends (TriggerDagRunOperator, ExternalTaskSensor).
-          const notifier = createNotifier(runtime, [Channels.trigger, Channels.ti]);
+          // tsflow_ti too: the run watcher wakes on task and run ends (TriggerDagRunOperator, ExternalTaskSensor);
+          // tsflow_event: the event watcher wakes external-event waits.
+          const notifier = createNotifier(runtime, [Channels.trigger, Channels.ti, Channels.event]);
           await notifier.start();
           daemonCleanup.push('notifier', () => notifier.stop());
           const triggerer = await createTriggerer(runtime, notifier, options, triggersFolders, metrics);
