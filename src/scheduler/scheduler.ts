@@ -10,7 +10,7 @@ import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
 import { CANNOT_FINISH_A_RUN, Channels } from '../db/protocol.ts';
 import type { LostTry } from '../db/lost-tries.ts';
-import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
+import { rowKey, type DagRunState, type TaskInstanceKey, type TaskInstanceState } from '../db/schema.ts';
 import { builtInPlanner, createDueRuns, msUntilNextDagrun, refreshStalledDags, type RunPlanner } from '../db/next-dagrun.ts';
 import { failTimedOutRuns, msUntilNextRunTimeout } from '../db/run-timeouts.ts';
 import { type DagLeaves, enqueueScheduled, finishCompletedRuns, type PoolWait, listStartableRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
@@ -342,7 +342,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
       executor.onEnqueued,
     );
     for (const row of rows) {
-      const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
+      const key = rowKey(row);
       this.emit('ti:state', { key, state: 'queued', tryNumber: row.try_number });
       const queuedAt = row.queued_at?.getTime() ?? Date.now();
       executor.queueWorkload({ key, priorityWeight: row.priority_weight, queuedAt, tryNumber: row.try_number, resuming: row.next_method !== null });
