@@ -20,6 +20,7 @@ import { deleteUnusedTriggers } from '../db/triggers.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
 import { TimeoutSweeper } from '../daemon/timeout-sweeper.ts';
 import { evaluateDependencies } from './dependency-evaluator.ts';
+import { taskInstanceSpecs } from './task-mapping.ts';
 import { LostTryHandler } from './lost-try-handler.ts';
 import { compileSchedulerOptions, type CompiledSchedulerOptions, type SchedulerOptions } from './scheduler-options.ts';
 import { DagCache } from './dag-cache.ts';
@@ -314,14 +315,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     for (const run of await listStartableRuns(db, { dagIds: only?.dagIds, ignoreLimits: only !== undefined })) {
       const dag = this.#dag(run.dag_id);
       if (!dag) continue;
-      const specs = [...dag.tasks.values()].map((t) => ({
-        taskId: t.taskId,
-        maxTries: t.retries,
-        priorityWeight: t.priorityWeight,
-        queue: t.queue,
-        pool: t.pool,
-        poolSlots: t.poolSlots,
-      }));
+      const specs = taskInstanceSpecs(dag);
       if (await startQueuedRun(db, run.dag_id, run.run_id, specs, { checkLimits: only === undefined })) {
         this.emit('run:state', { dagId: run.dag_id, runId: run.run_id, state: 'running' });
       }
