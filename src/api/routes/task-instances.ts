@@ -17,6 +17,8 @@ const TaskInstance = Type.Object({
   dag_id: Type.String(),
   dag_run_id: Type.String(),
   task_id: Type.String(),
+  /** -1: unmapped (Airflow's). */
+  map_index: Type.Integer(),
   state: TiState,
   try_number: Type.Integer(),
   max_tries: Type.Integer(),
@@ -45,6 +47,7 @@ function tiJson(t: TaskInstanceRow) {
     dag_id: t.dag_id,
     dag_run_id: t.run_id,
     task_id: t.task_id,
+    map_index: t.map_index,
     state: t.state,
     try_number: t.try_number,
     max_tries: t.max_tries,
