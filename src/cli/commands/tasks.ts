@@ -98,7 +98,7 @@ export const tasksClear = defineCommand(
       task: { type: 'string', multiple: true, value: 'ID', description: 'clear only this task (repeatable)', default: "all the run's tasks" },
       'dags-folder': DAGS_FOLDER,
     },
-    details: ["A deferred task instance's trigger is cancelled."],
+    details: ["A deferred task instance's trigger is cancelled. A mapped task is cleared whole and expanded again."],
   },
   async ({ values, positionals }, settings) => {
     const [dagId, runId] = positionals as [string, string];
@@ -113,7 +113,7 @@ export const tasksClear = defineCommand(
         console.error(`tsflow: error: nothing to clear: DAG '${dagId}' has no run '${runId}'${taskIds.length ? ` with tasks ${taskIds.join(', ')}` : ''}`);
         return 1;
       }
-      for (const ti of cleared) console.log(`cleared ${dagId}.${ti.taskId} (${runId}), was ${ti.previousState ?? 'none'}`);
+      for (const ti of cleared) console.log(`cleared ${dagId}.${ti.taskId}${ti.mapIndex !== undefined && ti.mapIndex >= 0 ? `[${ti.mapIndex}]` : ''} (${runId}), was ${ti.previousState ?? 'none'}`);
       return 0;
     });
   },
