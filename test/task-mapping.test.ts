@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { DagSpec, serializeDag } from '../src/dag-bag/serialized-dag.ts';
+import { clearTaskInstances } from '../src/db/clear.ts';
 import { createDagRun, upsertDags } from '../src/db/dag-runs.ts';
 import { enqueueScheduled, startQueuedRun } from '../src/db/scheduling.ts';
 import { evaluateDependencies } from '../src/scheduler/dependency-evaluator.ts';
@@ -9,6 +10,7 @@ import { BaseOperator, BashOperator, dag, task, XComArg, type BaseOperatorOption
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { runThroughScheduler } from './support/dag-runner.ts';
+import { createRun, FIXTURES, localExecutor, runEnded, startScheduler, startTriggerer } from './support/rig.ts';
 import { ControlledTrigger } from './fixtures/triggers/test-triggers.ts';
 
 /** Doubles its item; every tenth item defers first (to a trigger that fires at once) and doubles on resume. */
@@ -159,5 +161,64 @@ describe('dynamic task mapping, end to end through the scheduler (real PostgreSQ
         BashOperator.partial({ taskId: 'echo', bashCommand: 'echo 1' }).expand({ bashCommand: ['echo 2'] });
       }),
     ).to.throw(/given both to partial\(\) and to expand\(\)/);
+  });
+});
+
+describe('dynamic task mapping in LocalExecutor worker processes (real PostgreSQL)', function () {
+  this.timeout(180_000);
+  const folder = `${FIXTURES}mapping-dags`;
+  let t: TestDatabase;
+  let bag: DagBag;
+  let d: Dag;
+
+  before(async () => {
+    t = await createTestDatabase();
+    bag = await DagBag.load(folder);
+    d = bag.getDag('mapping_workers');
+  });
+  after(() => t.drop());
+  afterEach(() => stopAll());
+
+  const start = async () => {
+    const executor = localExecutor(t.database, { parallelism: 4, worker: { dagsFolder: folder } });
+    const { scheduler } = await startScheduler(t.database, bag, {}, executor);
+    await startTriggerer(t.database);
+    return scheduler;
+  };
+  const squares = (runId: string) =>
+    t.database.db.selectFrom('task_instance').selectAll().where('dag_id', '=', d.dagId).where('run_id', '=', runId).where('task_id', '=', 'square').orderBy('map_index').execute();
+  const total = async (runId: string) =>
+    (await t.database.db.selectFrom('xcom').select('value').where('dag_id', '=', d.dagId).where('run_id', '=', runId).where('task_id', '=', 'total').executeTakeFirst())?.value;
+
+  it('each map index defers and resumes in a worker process as its own task instance; maxActiveTisPerDag holds', async () => {
+    const scheduler = await start();
+    const ended = runEnded(scheduler, 'workers', 150_000);
+    await createRun(t.database, d, 'workers', { items: [1, 2, 3, 4, 5, 6, 7, 8], deferEvery: 4, sleepMs: 150 });
+    scheduler.nudge();
+    expect((await ended).state).to.equal('success');
+    expect(await total('workers')).to.deep.equal([1, 4, 9, 16, 25, 36, 49, 64]);
+    const rows = await squares('workers');
+    expect(rows.map((r) => [r.map_index, r.state, r.try_number])).to.deep.equal(Array.from({ length: 8 }, (_, i) => [i, 'success', 1]));
+    // The limit counts queued and running task instances; a try's first run starts at start_date.
+    // Without deferrals in between, no three runs of `square` overlap.
+    const plain = rows.filter((r) => (r.map_index + 1) % 4 !== 0).map((r) => [r.start_date!.getTime(), r.end_date!.getTime()] as const);
+    for (const [s] of plain) expect(plain.filter(([a, b]) => a <= s && s < b).length, 'running at once').to.be.at.most(2);
+  });
+
+  it('clearing the run expands the mapped task again over its upstream\'s new list', async () => {
+    const scheduler = await start();
+    let ended = runEnded(scheduler, 'cleared', 150_000);
+    await createRun(t.database, d, 'cleared', { items: [1, 2, 3] });
+    scheduler.nudge();
+    expect((await ended).state).to.equal('success');
+    expect(await total('cleared')).to.deep.equal([1, 4, 9]);
+    await t.database.db.updateTable('dag_run').set({ conf: JSON.stringify({ items: [5, 6, 7, 8, 9] }) }).where('dag_id', '=', d.dagId).where('run_id', '=', 'cleared').execute();
+    ended = runEnded(scheduler, 'cleared', 150_000);
+    const cleared = await clearTaskInstances(t.database.db, { dagId: d.dagId, runId: 'cleared', taskIds: [], retries: new Map() });
+    expect(cleared.filter((c) => c.taskId === 'square').map((c) => c.mapIndex)).to.deep.equal([0, 1, 2]);
+    scheduler.nudge();
+    expect((await ended).state).to.equal('success');
+    expect((await squares('cleared')).map((r) => r.map_index)).to.deep.equal([0, 1, 2, 3, 4]);
+    expect(await total('cleared')).to.deep.equal([25, 36, 49, 64, 81]);
   });
 });

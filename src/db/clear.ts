@@ -66,6 +66,7 @@ export async function clearInTransaction(trx: Db, request: ClearRequest): Promis
   // revises the map indexes of a cleared run the same way).
   const mapped = [...new Set(rows.filter((r) => r.map_index >= 0).map((r) => r.task_id))];
   if (mapped.length > 0) {
+    await sql`DELETE FROM xcom WHERE dag_id = ${request.dagId} AND run_id = ${request.runId} AND task_id = ANY(${mapped}::text[])`.execute(trx);
     await sql`DELETE FROM task_instance WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}
       AND task_id = ANY(${mapped}::text[]) AND map_index > 0`.execute(trx);
     await sql`UPDATE task_instance SET map_index = -1 WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}
