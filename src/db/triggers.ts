@@ -328,7 +328,8 @@ export async function listTriggers(db: Db): Promise<TriggerListing[]> {
     tasks: TaskInstanceKey[];
   }>`
     SELECT t.id, t.classpath, t.kwargs, t.created_at, t.triggerer_id,
-      coalesce((SELECT json_agg(json_build_object('dagId', ti.dag_id, 'runId', ti.run_id, 'taskId', ti.task_id, 'mapIndex', ti.map_index))
+      coalesce((SELECT json_agg(json_strip_nulls(json_build_object('dagId', ti.dag_id, 'runId', ti.run_id, 'taskId', ti.task_id,
+                  'mapIndex', CASE WHEN ti.map_index >= 0 THEN ti.map_index END)))
                 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred'), '[]') AS tasks
     FROM trigger t ORDER BY t.created_at, t.id`.execute(db);
   return rows.map((r) => ({
