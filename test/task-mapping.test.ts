@@ -1,15 +1,19 @@
 import { expect } from 'chai';
+import { silentLogger } from '../src/common/logger.ts';
 import { DagBag } from '../src/dag-bag/dag-bag.ts';
 import { DagSpec, serializeDag } from '../src/dag-bag/serialized-dag.ts';
 import { clearTaskInstances } from '../src/db/clear.ts';
 import { createDagRun, upsertDags } from '../src/db/dag-runs.ts';
 import { enqueueScheduled, startQueuedRun } from '../src/db/scheduling.ts';
+import { GraphileExecutor } from '../src/executors/graphile-executor.ts';
 import { evaluateDependencies } from '../src/scheduler/dependency-evaluator.ts';
 import { taskInstanceSpecs } from '../src/scheduler/task-mapping.ts';
 import { BaseOperator, BashOperator, dag, task, XComArg, type BaseOperatorOptions, type Dag, type JsonObject, type JsonValue, type TaskContext } from '../src/sdk/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { runThroughScheduler } from './support/dag-runner.ts';
+import { workerStarted } from './support/graphile-rig.ts';
+import { spawnDaemon, stopProcesses } from './support/processes.ts';
 import { createRun, FIXTURES, localExecutor, runEnded, startScheduler, startTriggerer } from './support/rig.ts';
 import { ControlledTrigger } from './fixtures/triggers/test-triggers.ts';
 
@@ -220,5 +224,44 @@ describe('dynamic task mapping in LocalExecutor worker processes (real PostgreSQ
     expect((await ended).state).to.equal('success');
     expect((await squares('cleared')).map((r) => r.map_index)).to.deep.equal([0, 1, 2, 3, 4]);
     expect(await total('cleared')).to.deep.equal([25, 36, 49, 64, 81]);
+  });
+});
+
+describe('dynamic task mapping on tsflow workers (graphile executor)', function () {
+  this.timeout(180_000);
+  const folder = `${FIXTURES}mapping-dags`;
+  let t: TestDatabase;
+
+  before(async () => {
+    t = await createTestDatabase();
+  });
+  after(() => t.drop());
+  afterEach(async () => {
+    await stopProcesses();
+    await stopAll();
+  });
+
+  it('each map index is a graphile-worker job of its own (job key task[i]#try), and defers and resumes on its own', async () => {
+    const worker = spawnDaemon(['worker', '--queues', 'default', '--heartbeat-interval', '0.3', '--poll-interval', '0.5', '--dags-folder', folder], {
+      TSFLOW_DATABASE_URL: t.url,
+      TSFLOW_HOSTNAME: 'host-map',
+    });
+    await workerStarted(t, worker, 'host-map', 90_000);
+    const bag = await DagBag.load(folder);
+    const d = bag.getDag('mapping_workers');
+    const executor = new GraphileExecutor({ parallelism: 50, database: t.database, logger: silentLogger() });
+    const { scheduler } = await startScheduler(t.database, bag, { heartbeatIntervalMs: 300, healthCheckThresholdMs: 15_000, pollIntervalMs: 1000 }, executor);
+    await startTriggerer(t.database);
+    const ended = runEnded(scheduler, 'graphile', 150_000);
+    await createRun(t.database, d, 'graphile', { items: [1, 2, 3, 4, 5, 6], deferEvery: 3 });
+    scheduler.nudge();
+    expect((await ended).state).to.equal('success');
+    const total = await t.database.db.selectFrom('xcom').select('value').where('run_id', '=', 'graphile').where('task_id', '=', 'total').executeTakeFirst();
+    expect(total?.value).to.deep.equal([1, 4, 9, 16, 25, 36]);
+    const rows = await t.database.db.selectFrom('task_instance').selectAll().where('run_id', '=', 'graphile').where('task_id', '=', 'square').orderBy('map_index').execute();
+    expect(rows.map((r) => [r.map_index, r.state, r.try_number, r.worker_job_id !== null])).to.deep.equal(Array.from({ length: 6 }, (_, i) => [i, 'success', 1, true]));
+    await stopAll(); // the scheduler and triggerer first, then the worker, cleanly
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited, worker.stderr()).to.equal(0);
   });
 });
