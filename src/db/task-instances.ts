@@ -128,15 +128,16 @@ export async function startTry(
     const [row, run] = splitRunInfo(started);
     return { row, resuming: row.next_method !== null, run };
   }
-  if (claim) throw new StaleTryError(`task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is no longer queued for try ${claim.tryNumber}`);
+  const name = `${key.dagId}.${key.taskId}${mapIndexOf(key) >= 0 ? `[${mapIndexOf(key)}]` : ''}`;
+  if (claim) throw new StaleTryError(`task instance ${name} in run '${key.runId}' is no longer queued for try ${claim.tryNumber}`);
   const current = await getTaskInstance(db, key);
   if (!current) {
     throw new TaskInstanceStateError(
-      `no task instance ${key.dagId}.${key.taskId} in run '${key.runId}': trigger the DAG first (tsflow dags trigger ${key.dagId})`,
+      `no task instance ${name} in run '${key.runId}': trigger the DAG first (tsflow dags trigger ${key.dagId})`,
     );
   }
   throw new TaskInstanceStateError(
-    `task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is ${current.state ?? 'not scheduled yet'}, ` +
+    `task instance ${name} in run '${key.runId}' is ${current.state ?? 'not scheduled yet'}, ` +
       `not ${allowed.join(' or ')}: clear it (tsflow tasks clear ${key.dagId} ${key.runId} --task ${key.taskId}) to run it again`,
   );
 }

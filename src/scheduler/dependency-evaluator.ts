@@ -50,14 +50,12 @@ export async function evaluateDependencies(
       if (expanded.some((c) => c.state !== 'scheduled')) cascades = true;
       landed.push(...expanded);
     }
-    const errors = new Map(changes.map((c) => [tiString(c.key), c.error]));
     const changed = await transitionTaskInstances(db, changes, [null]);
     const byKey = new Map(changes.map((c) => [tiString(c.key), c.state]));
     for (const key of changed) {
       const state = byKey.get(tiString(key)) as TaskInstanceState;
       if (state !== 'scheduled') cascades = true;
-      const error = errors.get(tiString(key));
-      landed.push(error === undefined ? { key, state } : { key, state, error });
+      landed.push({ key, state });
     }
     if (!cascades) break; // skips and upstream failures propagate: look again
   }
