@@ -31,7 +31,9 @@ describe('tsflow dags test', () => {
     const result = await tsflow(['dags', 'test', 'deferrable_demo', '--dags-folder', 'examples/dags'], env);
     expect(result.code, result.stderr + result.stdout).to.equal(0);
     expect(Date.now() - started, 'a 3 s sensor and a 2 s deferral, plus start-up').to.be.below(30_000);
-    expect(result.stdout).to.match(/deferrable_demo\.wait_for_window\s+deferred/);
+    // The sensor's window ends 3 s after the run's logical date: on a loaded machine the first task
+    // can take that long to start, and the sensor then succeeds without deferring.
+    expect(result.stdout).to.match(/deferrable_demo\.wait_for_window\s+(deferred|success)/);
     expect(result.stdout).to.match(/deferrable_demo\.wait_then_report\s+scheduled \(trigger fired\)/);
     expect(result.stdout).to.match(/deferrable_demo\.wait_then_report\s+success/);
     expect(result.stdout).to.contain('--- log of plan_batch, try 1:').and.contain('planned a batch');

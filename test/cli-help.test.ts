@@ -79,7 +79,7 @@ describe('tsflow --help', () => {
   it('a group without its subcommand is a usage error naming the choices', async () => {
     const result = await run(['tasks']);
     expect(result.code).to.equal(2);
-    expect(result.stderr).to.contain('tsflow tasks needs one of: run, states, logs, clear, test (got nothing)');
+    expect(result.stderr).to.contain('tsflow tasks needs one of: run, states, logs, clear, test, render (got nothing)');
   });
 
   it('--help works from the real command, whatever the environment holds', async () => {

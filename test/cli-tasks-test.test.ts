@@ -51,8 +51,9 @@ describe('tsflow tasks test', () => {
     expect(operator.stdout).to.contain('resumed after the trigger fired');
     expect(operator.stdout).to.contain('success; returned {"fired":true,"note":"kept"}');
 
-    // The sensor waits until 200 ms after the logical date: a logical date 2 s ahead makes it defer.
-    const logicalDate = DateTime.utc().plus({ seconds: 2 }).toISO();
+    // The sensor waits until 200 ms after the logical date: a logical date 6 s ahead makes it defer,
+    // however slowly the command starts on a loaded machine.
+    const logicalDate = DateTime.utc().plus({ seconds: 6 }).toISO();
     const started = Date.now();
     const sensor = await tsflow(['tasks', 'test', 'short_defer_dag', 'short_sensor', logicalDate], env);
     expect(sensor.code, sensor.stderr).to.equal(0);

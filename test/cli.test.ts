@@ -25,7 +25,9 @@ describe('the tsflow command', () => {
     try {
       const result = await tsflow(['standalone', '--dags-folder', 'examples/dags', '--run', 'deferrable_demo'], { TSFLOW_DATABASE_URL: demo.url });
       expect(result.code, result.stderr).to.equal(0);
-      expect(result.stdout).to.match(/deferrable_demo\.wait_for_window\s+deferred/);
+      // The sensor's window ends 3 s after the run's logical date: on a loaded machine the first task
+      // can take that long to get a worker, and the sensor then succeeds without deferring.
+      expect(result.stdout).to.match(/deferrable_demo\.wait_for_window\s+(deferred|success)/);
       expect(result.stdout).to.match(/deferrable_demo\.wait_then_report\s+deferred/);
       expect(result.stdout).to.match(/deferrable_demo\.wait_then_report\s+scheduled \(trigger fired\)/);
       expect(result.stdout).to.contain('finished: success');

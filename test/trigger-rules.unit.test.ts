@@ -104,7 +104,7 @@ describe('branching: which tasks a branch skips', () => {
     const context = { log: { info: () => undefined } } as unknown as TaskContext;
     let error: unknown;
     await branch.execute(context).catch((e: unknown) => (error = e));
-    expect(String(error)).to.match(/branch task 'branch' returned ids that are not tasks of DAG 'wrong_branch': nope/);
+    expect(String(error)).to.match(/branch task 'branch' returned ids that are neither tasks nor task groups of DAG 'wrong_branch': nope/);
   });
 });
 

@@ -22,3 +22,5 @@ export {
   type HttpPoll,
   type HttpPollDeps,
 } from './http-poll-trigger.ts';
+export { DagStateTrigger, type DagStateTriggerKwargs, type DagStateEventPayload } from './dag-state-trigger.ts';
+export { WorkflowTrigger, type WorkflowTriggerKwargs, type WorkflowEventPayload } from './workflow-trigger.ts';

@@ -46,7 +46,7 @@ export const schedule: Scenario = {
   title: 'scheduled run creation: row commit − data_interval_end, one and two schedulers',
   async run(context: ScenarioContext): Promise<ScenarioResult[]> {
     const plan: Plan = context.smoke
-      ? { dags: 20, cron: '*/5 * * * * *', periodMs: 5000, moments: 2, marginMs: 500, settleMs: 3000 }
+      ? { dags: 5, cron: '*/2 * * * * *', periodMs: 2000, moments: 2, marginMs: 500, settleMs: 3000 }
       : { dags: 1000, cron: '* * * * *', periodMs: 60_000, moments: 3, marginMs: 5000, settleMs: 10_000 };
     const results: ScenarioResult[] = [];
     for (const schedulers of [1, 2]) results.push(await runVariant(context, plan, schedulers));

@@ -30,10 +30,11 @@ export default dag({ dagId: 'taskflow_demo', description: 'TaskFlow functions, a
     // Ids get the group's prefix: report.transform, report.load.
     load(transform(orders), 'EUR');
   });
-  // A shell step after the whole group: its stdout goes to the task log, its last line is its XCom.
+  // A shell step after the whole group: its command is a template (Airflow's context names), its
+  // stdout goes to the task log, its last line is its XCom.
   const archive = new BashOperator({
     taskId: 'archive',
-    bashCommand: (context) => `echo "archiving run ${context.runId}"; echo archived-${context.dsNodash}`,
+    bashCommand: 'echo "archiving run {{ run_id }}"; echo archived-{{ ds_nodash }}',
     executionTimeout: { minutes: 1 },
   });
   report.setDownstream(archive);

@@ -15,6 +15,7 @@ import { tasksLogs } from './commands/task-logs.ts';
 import { triggersCancel, triggersExtend, triggersFire, triggersWaits } from './commands/triggers.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
 import { tasksTest } from './commands/tasks-test.ts';
+import { tasksRender } from './commands/tasks-render.ts';
 import { taskWorkerCommand } from './commands/task-worker.ts';
 import { workerCommand, workersList } from './commands/worker.ts';
 import { dagCodeHostCommand } from './commands/dag-code-host.ts';
@@ -46,6 +47,7 @@ export const COMMANDS: readonly Command[] = [
   tasksLogs,
   tasksClear,
   tasksTest,
+  tasksRender,
   triggersList,
   triggersWaits,
   triggersFire,

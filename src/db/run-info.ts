@@ -83,3 +83,13 @@ export async function getRunInfo(db: Db, dagId: string, runId: string): Promise<
     WHERE r.dag_id = ${dagId} AND r.run_id = ${runId}`.execute(db);
   return rows[0] ? toRunInfo(rows[0]) : undefined;
 }
+
+/** The latest-created run of `dagId` whose logical date is `logicalDate`, with its context information (for `tasks render`). */
+export async function findRunByLogicalDate(db: Db, dagId: string, logicalDate: Date): Promise<{ runId: string; info: TryRunInfo } | undefined> {
+  const { rows } = await sql<RunInfoColumns & { run_id: string }>`
+    SELECT r.run_id, ${runInfoColumns} FROM dag_run r ${prevSuccessJoin}
+    WHERE r.dag_id = ${dagId} AND r.logical_date = ${logicalDate}
+    ORDER BY r.created_at DESC LIMIT 1`.execute(db);
+  const row = rows[0];
+  return row ? { runId: row.run_id, info: toRunInfo(row) } : undefined;
+}

@@ -4,6 +4,7 @@ import type { BaseOperator } from '../sdk/base-operator.ts';
 import type { TaskContext } from '../sdk/context.ts';
 import { controlKind, type RescheduleTask, type SkipDownstreamTasks } from '../sdk/errors.ts';
 import { maskText } from '../secrets/masker.ts';
+import { applyRenderedFields, renderTemplateFields } from './render-templates.ts';
 import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
 import type { TaskDeferred } from '../sdk/task-deferred.ts';
 
@@ -35,16 +36,22 @@ export interface Invocation {
 }
 
 /**
- * Runs `execute`, or on resume the method the task deferred to, and reports what happened. A task
- * told to stop before it began is not started at all.
+ * Renders the task's templated fields, then runs `execute` (or on resume the method the task
+ * deferred to), and reports what happened. A task told to stop before it began is not started at all.
  */
 export function invoke(task: BaseOperator, context: TaskContext, row: Pick<TaskInstanceRow, 'next_method' | 'next_kwargs'>, signal: AbortSignal): Invocation {
   let settled = false;
   const work = signal.aborted
     ? Promise.reject(signal.reason as Error)
-    : Promise.resolve().then(() =>
-        row.next_method === null ? task.execute(context) : task.resumeExecution(context, row.next_method, (row.next_kwargs ?? {}) as JsonObject),
-      );
+    : Promise.resolve().then(async () => {
+        // Templated fields are rendered on every run of the code, a resume after a deferral included (as Airflow does).
+        const restore = applyRenderedFields(task, await renderTemplateFields(task, context));
+        try {
+          return await (row.next_method === null ? task.execute(context) : task.resumeExecution(context, row.next_method, (row.next_kwargs ?? {}) as JsonObject));
+        } finally {
+          restore();
+        }
+      });
   work.then(
     () => (settled = true),
     () => (settled = true),

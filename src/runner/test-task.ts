@@ -10,6 +10,7 @@ import type { TaskDeferred } from '../sdk/task-deferred.ts';
 import { lookupConnection, lookupVariable } from '../secrets/lookup.ts';
 import { failurePayload, firstEvent } from '../triggerer/run-trigger.ts';
 import type { TriggerRegistry } from '../triggerer/trigger-registry.ts';
+import { noDagRunAccess } from './dag-run-access.ts';
 import { runContextFields } from './run-context.ts';
 import { TaskExecutionTimeout } from './runner-errors.ts';
 import { describeError, invoke } from './task-outcome.ts';
@@ -77,6 +78,7 @@ export async function testTask(options: TestTaskOptions): Promise<TestTaskResult
       log,
       signal: stop.signal,
       defaults: options.defaults,
+      dagRuns: noDagRunAccess(),
       xcomPull: async () => undefined,
       // The database is never opened here: connections and variables come from TSFLOW_CONN_* / TSFLOW_VAR_*.
       getConnection: (connId: string) => lookupConnection(undefined, connId),

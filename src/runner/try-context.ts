@@ -4,6 +4,7 @@ import { MappedOperator } from '../sdk/mapped-operator.ts';
 import type { TaskContext, VariableOptions } from '../sdk/context.ts';
 import { lookupConnection, lookupVariable } from '../secrets/lookup.ts';
 import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
+import { dagRunAccess } from './dag-run-access.ts';
 import { runContextFields } from './run-context.ts';
 import type { TryRun } from './try-run.ts';
 
@@ -26,6 +27,7 @@ export function buildContext(t: TryRun, signal: AbortSignal, params: JsonObject)
     log: t.log,
     signal,
     defaults: deps.defaults,
+    dagRuns: dagRunAccess(deps.db),
     // A mapped task's XCom is the list of its map indexes' values, in map-index order.
     xcomPull: async <T extends JsonValue = JsonValue>(taskId: string, xcomKey = 'return_value') =>
       (t.task.dag.tasks.get(taskId) instanceof MappedOperator

@@ -228,7 +228,11 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     }
     if (this.state === 'running' && Date.now() - this.#lastZombieCheck >= this.#options.zombieCheckIntervalMs) {
       this.#lastZombieCheck = Date.now();
-      this.#announceLost(await this.#lostTries.failZombies());
+      // A try's heartbeat is stale after a database outage too: judged only once this scheduler's
+      // own heartbeat has landed for the zombie threshold (at most the health threshold), time
+      // enough for live task processes to land theirs.
+      const settled = Math.min(this.#options.zombieThresholdMs, this.#options.healthCheckThresholdMs);
+      if (this.heartbeatStreakMs >= settled) this.#announceLost(await this.#lostTries.failZombies());
       this.#announceLost(await this.#lostTries.failStuckQueued());
     }
     for (const key of await scheduleDueRetries(this.#deps.database.db)) this.emit('ti:state', { key, state: 'scheduled' });

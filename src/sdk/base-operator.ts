@@ -8,7 +8,7 @@ import type { JsonObject, JsonValue } from './json.ts';
 import { EVENT_KEY, FAIL_METHOD } from './resume-keys.ts';
 import { TaskDeferred, type DeferOptions } from './task-deferred.ts';
 import { toTriggerRule, type TriggerRule } from './trigger-rule.ts';
-import type { XComArg } from './xcom-arg.ts';
+import { XComArg } from './xcom-arg.ts';
 
 export { FAIL_METHOD };
 
@@ -119,6 +119,13 @@ export function buildDetached<T>(taskId: string, build: () => T): T {
  * (or the method it names) with the trigger's event.
  */
 export abstract class BaseOperator<R = unknown> {
+  /**
+   * The fields rendered as templates (Nunjucks, Jinja's syntax) right before the task's code runs,
+   * with Airflow's context names: `'echo {{ ds }} {{ params.x }}'`. Strings are rendered, arrays and
+   * plain objects item by item. A subclass lists its own (`static override readonly templateFields =
+   * ['query']`); an instance property of the same name takes precedence.
+   */
+  static readonly templateFields: readonly string[] = [];
   readonly taskId: string;
   readonly dag: Dag;
   readonly settings: TaskSettings;
@@ -171,6 +178,14 @@ export abstract class BaseOperator<R = unknown> {
   }
 
   abstract execute(context: TaskContext): R | Promise<R>;
+
+  /**
+   * A reference to this task's return value (Airflow's `.output`): pass it to a TaskFlow task to run
+   * after this one and receive the value, as with a task function's result.
+   */
+  get output(): XComArg<Awaited<R>> {
+    return new XComArg<Awaited<R>>(this);
+  }
 
   /**
    * Resumes a deferred (or rescheduled) try: calls `method(context, event, kwargs)`, or raises the

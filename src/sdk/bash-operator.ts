@@ -9,13 +9,16 @@ import { toDuration, type DurationInput } from './duration.ts';
 import { SkipTask } from './errors.ts';
 
 export interface BashOperatorOptions<R = string> extends BaseOperatorOptions {
-  /** The command, run with `bash -c`; or a function of the context that returns it (tsflow's templating). */
+  /**
+   * The command, run with `bash -c`: a template (`'echo {{ ds }}'`, rendered before it runs), or a
+   * function of the context that returns the command (not rendered).
+   */
   bashCommand: string | ((context: TaskContext) => string | Promise<string>);
-  /** The command's environment; replaces the worker's unless `appendEnv`. @default the worker's environment */
+  /** The command's environment (its values are templates); replaces the worker's unless `appendEnv`. @default the worker's environment */
   env?: Record<string, string>;
   /** Add `env` to the worker's environment instead of replacing it. @default false */
   appendEnv?: boolean;
-  /** The working directory; it must exist. @default a new temporary directory, removed afterwards */
+  /** The working directory (a template); it must exist. @default a new temporary directory, removed afterwards */
   cwd?: string;
   /** Turns the last line of stdout into the task's return value (its XCom). @default the line itself */
   outputProcessor?: (lastLine: string) => R;
@@ -33,6 +36,7 @@ export interface BashOperatorOptions<R = string> extends BaseOperatorOptions {
  * cleared while running — the whole process group gets SIGTERM, then SIGKILL after `killGracePeriod`.
  */
 export class BashOperator<R = string> extends BaseOperator<R> {
+  static override readonly templateFields: readonly string[] = ['bashCommand', 'env', 'cwd'];
   readonly bashCommand: BashOperatorOptions<R>['bashCommand'];
   readonly env: Readonly<Record<string, string>> | undefined;
   readonly appendEnv: boolean;

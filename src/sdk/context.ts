@@ -1,6 +1,7 @@
 import type { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import type { Connection } from '../secrets/connection.ts';
+import type { DagRunAccess } from './cross-dag.ts';
 import type { JsonObject, JsonValue } from './json.ts';
 
 export type { Connection };
@@ -72,6 +73,8 @@ export interface TaskContext {
   getVariable<T = string>(key: string, options?: VariableOptions<T>): Promise<string | T>;
   /** Engine settings a task may consult, such as the default for sensors' `deferrable`. */
   readonly defaults: TaskRuntimeDefaults;
+  /** Other DAGs' runs: trigger one, read their states (TriggerDagRunOperator, ExternalTaskSensor). */
+  readonly dagRuns: DagRunAccess;
 }
 
 export interface TaskRuntimeDefaults {

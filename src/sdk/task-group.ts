@@ -13,8 +13,13 @@ export interface TaskGroupOptions {
 }
 
 const GROUP_ID = /^[A-Za-z0-9_-]{1,200}$/;
-/** Group ids taken in each DAG (a DAG object is defined once, so this only grows while it is defined). */
-const groupIdsByDag = new WeakMap<Dag, Set<string>>();
+/** The groups of each DAG by id (a DAG object is defined once, so this only grows while it is defined). */
+const groupsByDag = new WeakMap<Dag, Map<string, TaskGroup>>();
+
+/** The task group `groupId` (its full id) of `dag`, if it has one: a branch may follow a group. */
+export function findTaskGroup(dag: Dag, groupId: string): TaskGroup | undefined {
+  return groupsByDag.get(dag)?.get(groupId);
+}
 
 /**
  * Tasks that belong together (Airflow's `TaskGroup`): created inside `taskGroup(id, () => { ... })`,
@@ -42,12 +47,12 @@ export class TaskGroup implements DependencyNode {
     this.prefixGroupId = options.prefixGroupId ?? true;
     this.tooltip = options.tooltip;
     this.#defaultArgs = { ...parent?.defaultArgs, ...options.defaultArgs };
-    const taken = groupIdsByDag.get(dag) ?? new Set<string>();
+    const taken = groupsByDag.get(dag) ?? new Map<string, TaskGroup>();
     if (taken.has(this.groupId)) {
       throw new TypeError(`DAG '${dag.dagId}' already has a task group '${this.groupId}'; group ids must be unique (give this one another id)`);
     }
-    taken.add(this.groupId);
-    groupIdsByDag.set(dag, taken);
+    taken.set(this.groupId, this);
+    groupsByDag.set(dag, taken);
   }
 
   get defaultArgs(): TaskDefaults {

@@ -3,6 +3,7 @@ import type { TaskContext } from './context.ts';
 import { currentDag, type Dag } from './dag.ts';
 import { currentGroupScope } from './group-scope.ts';
 import { toJsonValue, type JsonValue } from './json.ts';
+import { TaskFlowBranchOperator, type BranchBody, type TaskBranchOptions } from './operators/taskflow-branch.ts';
 import { BaseSensorOperator, type BaseSensorOptions, type PokeResult } from './sensors/base-sensor.ts';
 import { dictInput, listInput, MappedOperator } from './mapped-operator.ts';
 import { findXComArgs, resolveXComArgs, XComArg } from './xcom-arg.ts';
@@ -59,20 +60,23 @@ type TaskBody<A extends unknown[], R> = (context: TaskContext, ...args: A) => R 
 
 /** The operator behind a TaskFlow task: resolves its XComArg arguments, then calls the function. */
 export class TaskFlowOperator<A extends unknown[] = unknown[], R = unknown> extends BaseOperator<R> {
+  /** The arguments' strings are templates (Airflow's `op_args`); XComArg values are not rendered. */
+  static override readonly templateFields: readonly string[] = ['opArgs'];
   readonly multipleOutputs: boolean;
+  /** The arguments the function is called with after the context: values and XComArgs. */
+  readonly opArgs: readonly unknown[];
   readonly #fn: TaskBody<A, R>;
-  readonly #args: readonly unknown[];
 
   constructor(options: TaskFunctionOptions & { taskId: string }, fn: TaskBody<A, R>, args: readonly unknown[]) {
     super(withoutTaskFlowOptions(options));
     this.multipleOutputs = options.multipleOutputs ?? false;
     this.#fn = fn;
-    this.#args = args;
+    this.opArgs = args;
     for (const arg of findXComArgs(args)) arg.operator.setDownstream(this);
   }
 
   override async execute(context: TaskContext): Promise<R> {
-    const args = (await resolveXComArgs(this.#args, context)) as A;
+    const args = (await resolveXComArgs(this.opArgs, context)) as A;
     const result = await this.#fn(context, ...args);
     if (this.multipleOutputs) await pushOutputs(this.taskId, result, context);
     return result;
@@ -177,18 +181,20 @@ type SensorBody<A extends unknown[], V> = (context: TaskContext, ...args: A) => 
 
 /** The sensor behind `task.sensor`: each poke resolves the arguments and calls the function. Never deferrable (it has no trigger). */
 export class TaskFlowSensor<A extends unknown[] = unknown[], V = unknown> extends BaseSensorOperator {
+  /** The arguments' strings are templates, as a TaskFlow task's; XComArg values are not rendered. */
+  static override readonly templateFields: readonly string[] = ['opArgs'];
+  readonly opArgs: readonly unknown[];
   readonly #fn: SensorBody<A, V>;
-  readonly #args: readonly unknown[];
 
   constructor(options: TaskSensorOptions & { taskId: string }, fn: SensorBody<A, V>, args: readonly unknown[]) {
     super({ ...options, deferrable: false });
     this.#fn = fn;
-    this.#args = args;
+    this.opArgs = args;
     for (const arg of findXComArgs(args)) arg.operator.setDownstream(this);
   }
 
   override async poke(context: TaskContext): Promise<PokeResult> {
-    const args = (await resolveXComArgs(this.#args, context)) as A;
+    const args = (await resolveXComArgs(this.opArgs, context)) as A;
     const result = await this.#fn(context, ...args);
     if (typeof result === 'boolean') return result;
     if (typeof result !== 'object' || result === null || typeof result.isDone !== 'boolean') {
@@ -205,9 +211,20 @@ function sensorFunction<A extends unknown[], V = undefined>(options: TaskSensorO
   return makeTaskFunction<A, V | undefined>(options, (o, args) => new TaskFlowSensor<A, V>(o, fn, args), label);
 }
 
+function branchFunction<A extends unknown[]>(fn: BranchBody<A>): TaskFunction<A, string[]>;
+function branchFunction<A extends unknown[]>(options: TaskBranchOptions, fn: BranchBody<A>): TaskFunction<A, string[]>;
+function branchFunction<A extends unknown[]>(first: TaskBranchOptions | BranchBody<A>, second?: BranchBody<A>): TaskFunction<A, string[]> {
+  const fn = typeof first === 'function' ? first : second;
+  const options = typeof first === 'function' ? {} : first;
+  if (typeof fn !== 'function') throw new TypeError("task.branch() needs the function that picks the branch: task.branch({ taskId }, (ctx, ...args) => 'task_id')");
+  const label = baseLabel(options, fn, 'task.branch');
+  return makeTaskFunction<A, string[]>(options, (o, args) => new TaskFlowBranchOperator<A>(o, fn, args), label);
+}
+
 /**
  * `task(options?, fn)`: a TaskFlow task function. `task.sensor(options, fn)`: one that pokes until
  * `fn` returns true or `{ isDone: true, xcomValue }`, with the sensors' pokeInterval, timeout, mode
- * and softFail.
+ * and softFail. `task.branch(options?, fn)`: one that follows the task ids (or task group ids) `fn`
+ * returns and skips the other direct downstream tasks.
  */
-export const task = Object.assign(taskFunction, { sensor: sensorFunction });
+export const task = Object.assign(taskFunction, { sensor: sensorFunction, branch: branchFunction });

@@ -1,5 +1,6 @@
 import type { DateTime } from 'luxon';
 import type { Connection } from '../secrets/connection.ts';
+import type { ExternalRunState, ExternalStateQuery } from './cross-dag.ts';
 import { toJsonObject, toJsonValue, type JsonObject, type JsonValue } from './json.ts';
 
 /** What a trigger yields when the wait is over. Its payload reaches the resume method as `event`. */
@@ -38,6 +39,13 @@ export interface TriggerRuntime {
    * so a trigger row stores only the id, never the secret. Its password is masked in logs.
    */
   getConnection?(connId: string): Promise<Connection>;
+  /**
+   * Waits on other DAGs' runs without polling: `decide` is called with the runs `query` names each
+   * time they may have changed (at once, on each task-instance or run-end NOTIFY, after a reconnect,
+   * and on a slow safety poll); the promise resolves with its first defined answer, or undefined
+   * when `signal` aborts. One shared watcher reads every trigger's runs in one statement.
+   */
+  watchStates?<T>(query: ExternalStateQuery, decide: (runs: ExternalRunState[]) => T | undefined, signal: AbortSignal): Promise<T | undefined>;
 }
 
 /** The constructor shape the triggerer needs to rebuild a trigger from its row. */

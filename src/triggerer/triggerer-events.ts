@@ -15,6 +15,8 @@ export interface TriggererEvents {
   'trigger:fired': TriggerInfo & { latenessMs: number | undefined; result: WriteResult };
   'trigger:failed': TriggerInfo & { error: string; result: WriteResult };
   'trigger:cancelled': TriggerInfo & { reason: string };
+  /** The run watcher read the watched runs of other DAGs (`watches`: how many waits it covered). */
+  'watch:checked': { watches: number };
   'loop:blocked': { blockedMs: number; triggerIds: number[] };
   stopped: { released: number };
 }

@@ -9,6 +9,11 @@ export interface TriggererOptions {
   healthCheckThresholdMs?: number;
   /** The safety-net poll when no notification arrives. @default 10000 */
   pollIntervalMs?: number;
+  /**
+   * The safety poll of the run watcher (triggers waiting on other DAGs' runs), behind the NOTIFYs
+   * that wake it. @default 30000
+   */
+  watchPollIntervalMs?: number;
   /** Warn when the event loop is blocked longer than this. @default 200 */
   blockedThresholdMs?: number;
   /** Most triggers claimed per statement. @default 5000 */
@@ -32,6 +37,7 @@ export function compileTriggererOptions(options: TriggererOptions = {}): Compile
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 5000,
     healthCheckThresholdMs: options.healthCheckThresholdMs ?? 30_000,
     pollIntervalMs: options.pollIntervalMs ?? 10_000,
+    watchPollIntervalMs: options.watchPollIntervalMs ?? 30_000,
     blockedThresholdMs: options.blockedThresholdMs ?? 200,
     claimBatchSize: options.claimBatchSize ?? 5000,
     writeBatchSize: options.writeBatchSize ?? 5000,

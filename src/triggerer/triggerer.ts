@@ -24,6 +24,7 @@ import { ActiveTriggers, type ActiveOutcome } from './active-triggers.ts';
 import { TimeTable } from './time-table.ts';
 import type { TriggererEvents } from './triggerer-events.ts';
 import { LoopWatchdog } from './loop-watchdog.ts';
+import { RunWatcher } from './run-watcher.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
 import { TimeoutSweeper } from '../daemon/timeout-sweeper.ts';
 import type { TriggerRegistry } from './trigger-registry.ts';
@@ -125,11 +126,22 @@ export class Triggerer extends Daemon<TriggererEvents> {
       onResult: (outcome, result) => this.#triggers?.written(outcome, result),
       onWritten: (result, size) => this.#figures.written(size, result.applied.size),
     });
+    const runs = new RunWatcher({
+      db,
+      log: this.log,
+      pollIntervalMs: this.options.watchPollIntervalMs,
+      onCheck: (watches) => this.emit('watch:checked', { watches }),
+    });
+    this.onStop('run watcher', () => runs.close());
     const triggers = new ActiveTriggers({
       registry: this.#deps.registry,
       // Time triggers sleep on the shared clock; connections are resolved here, on this machine, so
       // a trigger row stores a connection id, never its secret.
-      runtime: { sleepUntil: (epochMs, signal) => this.#clock.sleepUntil(epochMs, signal), getConnection: (connId) => lookupConnection(db, connId) },
+      runtime: {
+        sleepUntil: (epochMs, signal) => this.#clock.sleepUntil(epochMs, signal),
+        getConnection: (connId) => lookupConnection(db, connId),
+        watchStates: (query, decide, signal) => runs.watch(query, decide, signal),
+      },
       writer,
       figures: this.#figures,
       log: this.log,
@@ -148,12 +160,14 @@ export class Triggerer extends Daemon<TriggererEvents> {
     this.onStop('cancel', () => triggers.cancelAll('triggerer stopping', this.options.shutdownTimeoutMs));
     this.subscribe(notifier, {
       notification: ({ channel, payload }) => {
+        if (channel === Channels.ti) runs.notified(payload);
         if (channel !== Channels.trigger) return;
         if (payload === 'new') this.#sweeper.nudge();
         else if (payload !== 'released') this.#syncWanted = true;
         this.#wakeup.nudge();
       },
       reconnected: () => {
+        runs.notified(undefined);
         this.#syncWanted = true;
         this.#wakeup.nudge();
         this.#sweeper.nudge();

@@ -261,7 +261,8 @@ export const triggererCommand = defineCommand(
         runtime: { applicationName: 'tsflow-triggerer', keepOpen: TRIGGERER_CONNECTIONS },
         shutdownTimeoutMs: options.shutdownTimeoutMs + 5000,
         start: async (runtime, daemonCleanup) => {
-          const notifier = createNotifier(runtime, [Channels.trigger]);
+          // tsflow_ti too: the run watcher wakes on task and run ends (TriggerDagRunOperator, ExternalTaskSensor).
+          const notifier = createNotifier(runtime, [Channels.trigger, Channels.ti]);
           await notifier.start();
           daemonCleanup.push('notifier', () => notifier.stop());
           const triggerer = await createTriggerer(runtime, notifier, options, triggersFolders, metrics);

@@ -1,9 +1,13 @@
 import { BaseOperator, type BaseOperatorOptions } from '../base-operator.ts';
 import type { TaskContext } from '../context.ts';
 import { SkipDownstreamTasks } from '../errors.ts';
+import { findTaskGroup } from '../task-group.ts';
 import { notFollowed } from './skip-downstream.ts';
 
-/** What a branch follows: one task id, several, or none (`null`: every direct downstream is skipped). */
+/**
+ * What a branch follows: one task id (or task group id: its roots), several, or none (`null`: every
+ * direct downstream is skipped).
+ */
 export type BranchChoice = string | readonly string[] | null | undefined;
 
 export interface BranchOperatorOptions extends BaseOperatorOptions {
@@ -14,8 +18,9 @@ export interface BranchOperatorOptions extends BaseOperatorOptions {
 /**
  * Follows the task ids `chooseBranch(context)` returns and skips every other direct downstream task
  * (Airflow's `BaseBranchOperator` / `BranchPythonOperator`), unless it is also downstream of a
- * followed task. The skips are written with the branch's success, in one statement; the chosen ids
- * are its return value. An id that is not a task of the DAG fails the task.
+ * followed task. A task group's id follows the group's roots. The skips are written with the branch's
+ * success, in one statement; the followed task ids are its return value. An id that is neither a task
+ * nor a task group of the DAG fails the task.
  */
 export class BranchOperator extends BaseOperator<string[]> {
   readonly #choose: BranchOperatorOptions['chooseBranch'];
@@ -44,10 +49,15 @@ export class BranchOperator extends BaseOperator<string[]> {
     if (notString.length > 0) {
       throw new TypeError(`branch task '${this.taskId}' must return task ids (strings); got ${JSON.stringify(notString)}`);
     }
-    const unknown = ids.filter((id) => !this.dag.tasks.has(id));
+    const unknown = ids.filter((id) => !this.dag.tasks.has(id) && !findTaskGroup(this.dag, id));
     if (unknown.length > 0) {
-      throw new TypeError(`branch task '${this.taskId}' returned ids that are not tasks of DAG '${this.dag.dagId}': ${unknown.join(', ')}`);
+      throw new TypeError(`branch task '${this.taskId}' returned ids that are neither tasks nor task groups of DAG '${this.dag.dagId}': ${unknown.join(', ')}`);
     }
-    return [...new Set(ids)];
+    // A task group's id follows the group's roots (Airflow expands it the same way).
+    const followed = ids.flatMap((id) => [
+      ...(this.dag.tasks.has(id) ? [id] : []),
+      ...(findTaskGroup(this.dag, id)?.roots.map((root) => root.taskId) ?? []),
+    ]);
+    return [...new Set(followed)];
   }
 }
