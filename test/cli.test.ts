@@ -103,7 +103,7 @@ describe('the tsflow command', () => {
     await startQueuedRun(t.database.db, 'defer_dag', 'json_run', [{ taskId: 'defer', maxTries: 0, priorityWeight: 1, queue: 'default' }], { checkLimits: false });
     const result = await tsflow(['tasks', 'states', 'defer_dag', 'json_run', '--json'], env);
     expect(result.code, result.stderr).to.equal(0);
-    expect(JSON.parse(result.stdout)).to.deep.equal([{ taskId: 'defer', state: null, tryNumber: 0, nextMethod: null, hostname: null }]);
+    expect(JSON.parse(result.stdout)).to.deep.equal([{ taskId: 'defer', mapIndex: -1, state: null, tryNumber: 0, nextMethod: null, hostname: null }]);
   });
 
   it('answers an unknown command with usage and exit code 2', async () => {

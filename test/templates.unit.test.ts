@@ -17,6 +17,7 @@ function contextFor(env: Record<string, string> = {}, overrides: Partial<TaskCon
     dagId: 'tpl',
     runId: 'manual__2026-03-01T06:30:00+00:00',
     taskId: 'say',
+    mapIndex: -1,
     tryNumber: 2,
     maxTries: 3,
     ...runContextFields({

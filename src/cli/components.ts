@@ -155,7 +155,7 @@ export const ALL_CHANNELS: readonly Channel[] = [Channels.trigger, Channels.ti, 
 /** Prints one line per task instance state change (standalone and `dags trigger --wait`). */
 export function printState(key: TaskInstanceKey, state: string, tryNumber?: number): void {
   const time = DateTime.now().toFormat('HH:mm:ss.SSS');
-  const task = `${key.dagId}.${key.taskId}`.padEnd(36);
+  const task = `${key.dagId}.${key.taskId}${key.mapIndex !== undefined && key.mapIndex >= 0 ? `[${key.mapIndex}]` : ''}`.padEnd(36);
   const suffix = tryNumber !== undefined && state === 'running' ? ` (try ${tryNumber})` : '';
   console.log(`${time}  ${task} ${state}${suffix}`);
 }

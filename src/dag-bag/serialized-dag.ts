@@ -4,6 +4,7 @@ import { deserializeTimetable } from '../scheduling/deserialize-timetable.ts';
 import type { SerializedTimetable, Timetable } from '../scheduling/timetable.ts';
 import { DEFAULT_POOL } from '../sdk/base-operator.ts';
 import type { Dag } from '../sdk/dag.ts';
+import { MappedOperator, type SerializedExpansion } from '../sdk/mapped-operator.ts';
 import type { SerializedParams } from '../sdk/params.ts';
 import { startsFromTrigger } from '../sdk/sensors/base-sensor.ts';
 import { DEFAULT_TRIGGER_RULE, isTriggerRule, type TriggerRule } from '../sdk/trigger-rule.ts';
@@ -32,6 +33,10 @@ export interface SerializedTask {
   readonly triggerRule: TriggerRule;
   /** A sensor whose new tries the scheduler defers itself (Airflow's `start_from_trigger`). */
   readonly startFromTrigger: boolean;
+  /** A mapped task: where its map indexes' values come from. Absent: unmapped. */
+  readonly mapped?: SerializedExpansion;
+  /** Absent or null: no limit. */
+  readonly maxActiveTisPerDag?: number | null;
 }
 
 /**
@@ -84,7 +89,7 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
     params: dag.params,
     tasks: [...dag.tasks.values()].map((task) => ({
       taskId: task.taskId,
-      operator: task.constructor.name,
+      operator: task instanceof MappedOperator ? task.operatorName : task.constructor.name,
       upstream: [...task.upstreamTaskIds].sort(),
       downstream: [...task.downstreamTaskIds].sort(),
       retries: task.settings.retries,
@@ -98,6 +103,8 @@ export function serializeDag(dag: Dag, fileloc: string): SerializedDag {
       poolSlots: task.settings.poolSlots,
       triggerRule: task.settings.triggerRule,
       startFromTrigger: startsFromTrigger(task),
+      ...(task instanceof MappedOperator && { mapped: task.expansion }),
+      ...(task.settings.maxActiveTisPerDag !== null && { maxActiveTisPerDag: task.settings.maxActiveTisPerDag }),
     })),
   };
 }

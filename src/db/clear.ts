@@ -42,9 +42,9 @@ export async function clearInTransaction(trx: Db, request: ClearRequest): Promis
   const taskIds = [...request.taskIds];
   const retryIds = [...request.retries.keys()];
   const retryCounts = retryIds.map((id) => request.retries.get(id) ?? 0);
-  const { rows } = await sql<{ task_id: string; previous_state: TaskInstanceState | null; trigger_id: number | null }>`
+  const { rows } = await sql<{ task_id: string; map_index: number; previous_state: TaskInstanceState | null; trigger_id: number | null }>`
     WITH target AS (
-      SELECT task_id, state, trigger_id FROM task_instance
+      SELECT task_id, map_index, state, trigger_id FROM task_instance
       WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}
         AND (cardinality(${taskIds}::text[]) = 0 OR task_id = ANY(${taskIds}::text[]))
       FOR UPDATE
@@ -56,12 +56,23 @@ export async function clearInTransaction(trx: Db, request: ClearRequest): Promis
       next_method = NULL, next_kwargs = NULL, trigger_id = NULL, trigger_timeout = NULL,
       ready_at = NULL, end_date = NULL, hostname = NULL, pid = NULL, error = NULL, updated_at = now()
     FROM target
-    WHERE ti.dag_id = ${request.dagId} AND ti.run_id = ${request.runId} AND ti.task_id = target.task_id
-    RETURNING ti.task_id, target.state AS previous_state, target.trigger_id`.execute(trx);
+    WHERE ti.dag_id = ${request.dagId} AND ti.run_id = ${request.runId} AND ti.task_id = target.task_id AND ti.map_index = target.map_index
+    RETURNING ti.task_id, ti.map_index, target.state AS previous_state, target.trigger_id`.execute(trx);
   if (rows.length === 0) return { cleared: [], cancelledTriggers: false };
   const triggerIds = rows.flatMap((r) => (r.trigger_id === null ? [] : [r.trigger_id]));
   await deleteTriggersIfUnused(trx, triggerIds);
+  // A cleared mapped task collapses to its unexpanded task instance (map index -1), which the
+  // scheduler expands again — over its upstream's new XCom, which may have another length (Airflow
+  // revises the map indexes of a cleared run the same way).
+  const mapped = [...new Set(rows.filter((r) => r.map_index >= 0).map((r) => r.task_id))];
+  if (mapped.length > 0) {
+    await sql`DELETE FROM xcom WHERE dag_id = ${request.dagId} AND run_id = ${request.runId} AND task_id = ANY(${mapped}::text[])`.execute(trx);
+    await sql`DELETE FROM task_instance WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}
+      AND task_id = ANY(${mapped}::text[]) AND map_index > 0`.execute(trx);
+    await sql`UPDATE task_instance SET map_index = -1 WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}
+      AND task_id = ANY(${mapped}::text[]) AND map_index = 0`.execute(trx);
+  }
   await sql`UPDATE dag_run SET state = 'queued', end_date = NULL WHERE dag_id = ${request.dagId} AND run_id = ${request.runId}`.execute(trx);
-  const cleared = rows.map((r) => ({ dagId: request.dagId, runId: request.runId, taskId: r.task_id, previousState: r.previous_state }));
+  const cleared = rows.map((r) => ({ dagId: request.dagId, runId: request.runId, taskId: r.task_id, ...(r.map_index >= 0 && { mapIndex: r.map_index }), previousState: r.previous_state }));
   return { cleared, cancelledTriggers: triggerIds.length > 0 };
 }

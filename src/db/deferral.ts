@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { JsonObject } from '../sdk/json.ts';
 import type { Db } from './database.ts';
 import { Channels, pgNotify } from './protocol.ts';
-import type { TaskInstanceKey } from './schema.ts';
+import { mapIndexOf, type TaskInstanceKey } from './schema.ts';
 import { encodeTriggerKwargs } from './trigger-kwargs.ts';
 import type { NewTrigger } from './triggers.ts';
 
@@ -60,7 +60,7 @@ export async function writeDeferral(db: Db, key: TaskInstanceKey, deferral: Defe
         CASE WHEN ${newTry} THEN clock_timestamp() ELSE ti.start_date END AS start_date,
         clock_timestamp() AS now
       FROM task_instance ti
-      WHERE ti.dag_id = ${key.dagId} AND ti.run_id = ${key.runId} AND ti.task_id = ${key.taskId} AND ${fenced}
+      WHERE ti.dag_id = ${key.dagId} AND ti.run_id = ${key.runId} AND ti.task_id = ${key.taskId} AND ti.map_index = ${mapIndexOf(key)} AND ${fenced}
       ${lock}
     ),
     created AS (
@@ -85,7 +85,7 @@ export async function writeDeferral(db: Db, key: TaskInstanceKey, deferral: Defe
           t.start_date + make_interval(secs => ${deferral.executionTimeoutSeconds}::float8)),
         hostname = NULL, pid = NULL, updated_at = now()
       FROM target t, created c
-      WHERE ti.dag_id = ${key.dagId} AND ti.run_id = ${key.runId} AND ti.task_id = ${key.taskId}
+      WHERE ti.dag_id = ${key.dagId} AND ti.run_id = ${key.runId} AND ti.task_id = ${key.taskId} AND ti.map_index = ${mapIndexOf(key)}
       RETURNING ti.try_number, ti.trigger_timeout
     ),
     notified AS (

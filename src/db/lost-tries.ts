@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import { Channels, notify } from './protocol.ts';
-import type { TaskInstanceKey, TaskInstanceState } from './schema.ts';
+import { mapIndexOf, rowKey, type TaskInstanceKey, type TaskInstanceState } from './schema.ts';
 
 /*
  * Tries that ended outside the task, so the task itself never recorded how: the executor reports its
@@ -25,6 +25,7 @@ export interface LockedRow {
   dag_id: string;
   run_id: string;
   task_id: string;
+  map_index: number;
   state: TaskInstanceState;
   try_number: number;
   max_tries: number;
@@ -47,8 +48,8 @@ export async function failFromExecutor(
   return db.transaction().execute(async (trx) => {
     const tryNumber = fence.tryNumber ?? null;
     const { rows } = await sql<LockedRow>`
-      SELECT dag_id, run_id, task_id, state, try_number, max_tries, next_method, last_heartbeat_at FROM task_instance
-      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId}
+      SELECT dag_id, run_id, task_id, map_index, state, try_number, max_tries, next_method, last_heartbeat_at FROM task_instance
+      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND map_index = ${mapIndexOf(key)}
         AND ((${tryNumber}::int IS NULL AND state = 'queued') OR (state = 'running' AND try_number = ${tryNumber}::int))
       FOR UPDATE`.execute(trx);
     const [lost] = await failLocked(trx, rows, () => reason, retryAt);
@@ -64,7 +65,7 @@ export async function failFromExecutor(
 export async function failZombies(db: Db, thresholdMs: number, retryAt: RetryAt, limit = 1000): Promise<LostTry[]> {
   return db.transaction().execute(async (trx) => {
     const { rows } = await sql<LockedRow>`
-      SELECT dag_id, run_id, task_id, state, try_number, max_tries, next_method, last_heartbeat_at FROM task_instance
+      SELECT dag_id, run_id, task_id, map_index, state, try_number, max_tries, next_method, last_heartbeat_at FROM task_instance
       WHERE state = 'running'
         AND coalesce(last_heartbeat_at, updated_at) < clock_timestamp() - make_interval(secs => ${thresholdMs / 1000})
       ORDER BY last_heartbeat_at NULLS FIRST
@@ -99,16 +100,17 @@ export async function failStuckQueued(
 ): Promise<LostTry[]> {
   return db.transaction().execute(async (trx) => {
     const { rows } = await sql<LockedRow>`
-      SELECT dag_id, run_id, task_id, state, try_number, max_tries, next_method, last_heartbeat_at FROM task_instance
+      SELECT dag_id, run_id, task_id, map_index, state, try_number, max_tries, next_method, last_heartbeat_at FROM task_instance
       WHERE state = 'queued'
         AND coalesce(queued_at, updated_at) < clock_timestamp() - make_interval(secs => ${timeoutMs / 1000})
-        AND (dag_id, run_id, task_id) NOT IN (
-          SELECT * FROM unnest(${exclude.map((k) => k.dagId)}::text[], ${exclude.map((k) => k.runId)}::text[], ${exclude.map((k) => k.taskId)}::text[]))
+        AND (dag_id, run_id, task_id, map_index) NOT IN (
+          SELECT * FROM unnest(${exclude.map((k) => k.dagId)}::text[], ${exclude.map((k) => k.runId)}::text[], ${exclude.map((k) => k.taskId)}::text[],
+            ${exclude.map(mapIndexOf)}::int[]))
       ORDER BY queued_at NULLS FIRST
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED`.execute(trx);
     const fallback = `stuck in queued for more than ${Math.round(timeoutMs / 1000)} s: no executor started it (was its scheduler stopped?)`;
-    return failLocked(trx, rows, (row) => reasonOf({ dagId: row.dag_id, runId: row.run_id, taskId: row.task_id }) ?? fallback, retryAt);
+    return failLocked(trx, rows, (row) => reasonOf(rowKey(row)) ?? fallback, retryAt);
   });
 }
 
@@ -120,7 +122,7 @@ export async function failStuckQueued(
 export async function failLocked(trx: Db, rows: readonly LockedRow[], reasonFor: (row: LockedRow) => string, retryAt: RetryAt): Promise<LostTry[]> {
   if (rows.length === 0) return [];
   const lost = rows.map((row) => {
-    const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
+    const key = rowKey(row);
     const tryNumber = row.state === 'queued' && row.next_method === null ? row.try_number + 1 : row.try_number;
     const state = tryNumber <= row.max_tries ? ('up_for_retry' as const) : ('failed' as const);
     return { key, tryNumber, state, reason: reasonFor(row), readyAt: state === 'up_for_retry' ? retryAt(key, tryNumber) : null };
@@ -130,11 +132,11 @@ export async function failLocked(trx: Db, rows: readonly LockedRow[], reasonFor:
       state = l.state, try_number = l.try_number, ready_at = l.ready_at, error = l.reason,
       end_date = clock_timestamp(), hostname = NULL, pid = NULL,
       next_method = NULL, next_kwargs = NULL, trigger_timeout = NULL, updated_at = now()
-    FROM unnest(${lost.map((l) => l.key.dagId)}::text[], ${lost.map((l) => l.key.runId)}::text[], ${lost.map((l) => l.key.taskId)}::text[],
+    FROM unnest(${lost.map((l) => l.key.dagId)}::text[], ${lost.map((l) => l.key.runId)}::text[], ${lost.map((l) => l.key.taskId)}::text[], ${lost.map((l) => mapIndexOf(l.key))}::int[],
                 ${lost.map((l) => l.state)}::text[], ${lost.map((l) => l.tryNumber)}::int[],
                 ${lost.map((l) => l.readyAt)}::timestamptz[], ${lost.map((l) => l.reason)}::text[])
-      AS l(dag_id, run_id, task_id, state, try_number, ready_at, reason)
-    WHERE ti.dag_id = l.dag_id AND ti.run_id = l.run_id AND ti.task_id = l.task_id`.execute(trx);
+      AS l(dag_id, run_id, task_id, map_index, state, try_number, ready_at, reason)
+    WHERE ti.dag_id = l.dag_id AND ti.run_id = l.run_id AND ti.task_id = l.task_id AND ti.map_index = l.map_index`.execute(trx);
   await notify(trx, Channels.ti, 'lost');
   return lost.map(({ readyAt: _readyAt, ...rest }) => rest);
 }

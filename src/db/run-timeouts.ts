@@ -29,7 +29,7 @@ export async function failTimedOutRuns(db: Db): Promise<TimedOutRun[]> {
     if (runs.length === 0) return [];
     const { rows: stopped } = await sql<{ dag_id: string; run_id: string; trigger_id: number | null }>`
       WITH target AS (
-        SELECT t.dag_id, t.run_id, t.task_id, t.trigger_id FROM task_instance t
+        SELECT t.dag_id, t.run_id, t.task_id, t.map_index, t.trigger_id FROM task_instance t
         JOIN unnest(${runs.map((r) => r.dag_id)}::text[], ${runs.map((r) => r.run_id)}::text[], ${runs.map((r) => r.timeout)}::float8[])
           AS x(dag_id, run_id, timeout) ON x.dag_id = t.dag_id AND x.run_id = t.run_id
         WHERE t.state IS NULL OR t.state NOT IN ('success', 'failed', 'skipped', 'upstream_failed', 'removed')
@@ -39,7 +39,7 @@ export async function failTimedOutRuns(db: Db): Promise<TimedOutRun[]> {
         error = 'the run exceeded its dagrunTimeout',
         next_method = NULL, next_kwargs = NULL, trigger_id = NULL, trigger_timeout = NULL, ready_at = NULL
       FROM target
-      WHERE ti.dag_id = target.dag_id AND ti.run_id = target.run_id AND ti.task_id = target.task_id
+      WHERE ti.dag_id = target.dag_id AND ti.run_id = target.run_id AND ti.task_id = target.task_id AND ti.map_index = target.map_index
       RETURNING ti.dag_id, ti.run_id, target.trigger_id`.execute(trx);
     await sql`
       UPDATE dag_run r SET state = 'failed', end_date = now()

@@ -3,7 +3,7 @@ import type { Db } from './database.ts';
 import { setRunState } from './dag-runs.ts';
 import { lockPoolRooms } from './pools.ts';
 import { Channels, notify } from './protocol.ts';
-import type { DagRunState, TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
+import { mapIndexOf, rowKey, type DagRunState, type TaskInstanceKey, type TaskInstanceRow, type TaskInstanceState } from './schema.ts';
 import { createTaskInstances, type TaskInstanceSpec } from './task-instances.ts';
 
 /*
@@ -107,7 +107,7 @@ export async function transitionTaskInstances(
   if (changes.length === 0) return [];
   const fromStates = from.filter((s): s is TaskInstanceState => s !== null);
   const fromNull = from.includes(null);
-  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; map_index: number }>`
     UPDATE task_instance ti SET
       state = c.state,
       error = coalesce(c.error, ti.error),
@@ -115,12 +115,12 @@ export async function transitionTaskInstances(
       end_date = CASE WHEN c.state IN ('skipped', 'upstream_failed', 'failed', 'removed') THEN now() ELSE ti.end_date END,
       updated_at = now()
     FROM unnest(${changes.map((c) => c.key.dagId)}::text[], ${changes.map((c) => c.key.runId)}::text[],
-                ${changes.map((c) => c.key.taskId)}::text[], ${changes.map((c) => c.state)}::text[],
-                ${changes.map((c) => c.error ?? null)}::text[]) AS c(dag_id, run_id, task_id, state, error)
-    WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id
+                ${changes.map((c) => c.key.taskId)}::text[], ${changes.map((c) => mapIndexOf(c.key))}::int[], ${changes.map((c) => c.state)}::text[],
+                ${changes.map((c) => c.error ?? null)}::text[]) AS c(dag_id, run_id, task_id, map_index, state, error)
+    WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id AND ti.map_index = c.map_index
       AND (ti.state = ANY(${fromStates}::text[]) OR (${fromNull} AND ti.state IS NULL))
-    RETURNING ti.dag_id, ti.run_id, ti.task_id`.execute(db);
-  return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+    RETURNING ti.dag_id, ti.run_id, ti.task_id, ti.map_index`.execute(db);
+  return rows.map(rowKey);
 }
 
 /** Why scheduled task instances wait however free the scheduler is; the scheduler warns once per pool. */
@@ -184,21 +184,30 @@ export async function enqueueScheduled(
     // together. Resumed deferrals (next_method set) first, so a fired trigger never waits behind
     // tasks that have not started until it times out (Airflow #44759).
     const open = [...poolOpen];
-    const { rows: candidates } = await sql<{ dag_id: string; run_id: string; task_id: string; pool: string; pool_slots: number }>`
-      SELECT t.dag_id, t.run_id, t.task_id, t.pool, t.pool_slots FROM task_instance t
+    const { rows: candidates } = await sql<{
+      dag_id: string; run_id: string; task_id: string; map_index: number; pool: string; pool_slots: number; max_active_tis_per_dag: number | null;
+    }>`
+      SELECT t.dag_id, t.run_id, t.task_id, t.map_index, t.pool, t.pool_slots, t.max_active_tis_per_dag FROM task_instance t
       JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id AND r.state = 'running'
       JOIN unnest(${open.map(([p]) => p)}::text[], ${open.map(([, o]) => o)}::int[]) AS p(pool, open)
         ON p.pool = t.pool AND (p.open IS NULL OR t.pool_slots <= p.open)
       WHERE t.state = 'scheduled' AND t.dag_id = ANY(${[...dagRoom.keys()]}::text[])
-      ORDER BY (t.next_method IS NOT NULL) DESC, t.priority_weight DESC, t.scheduled_at, t.dag_id, t.run_id, t.task_id
+      ORDER BY (t.next_method IS NOT NULL) DESC, t.priority_weight DESC, t.scheduled_at, t.dag_id, t.run_id, t.task_id, t.map_index
       LIMIT ${limit}
       FOR UPDATE OF t SKIP LOCKED`.execute(trx);
+    // Tasks with a `maxActiveTisPerDag`: how many more of their task instances (map indexes, across
+    // the DAG's runs) may be active. Counted under the DAG locks taken above, so it holds across schedulers.
+    const taskRoom = await taskRooms(trx, candidates);
     // In that order, each task instance that still fits its DAG's room and its pool's open slots
     // goes; one that does not is skipped, and lower-priority ones that fit may still go (Airflow's).
     const chosen = candidates.filter((c) => {
       const room = dagRoom.get(c.dag_id) ?? 0;
       const slots = poolOpen.get(c.pool);
       if (room <= 0 || (slots !== null && (slots === undefined || c.pool_slots > slots))) return false;
+      const taskKey = `${c.dag_id}\u0000${c.task_id}`;
+      const perTask = taskRoom.get(taskKey);
+      if (perTask !== undefined && perTask <= 0) return false;
+      if (perTask !== undefined) taskRoom.set(taskKey, perTask - 1);
       dagRoom.set(c.dag_id, room - 1);
       if (slots !== null) poolOpen.set(c.pool, slots - c.pool_slots);
       return true;
@@ -207,15 +216,37 @@ export async function enqueueScheduled(
     const { rows } = await sql<TaskInstanceRow>`
       WITH queued AS (
         UPDATE task_instance ti SET state = 'queued', queued_at = clock_timestamp(), queued_by_job_id = ${jobId}, worker_job_id = NULL, updated_at = now()
-        FROM unnest(${chosen.map((c) => c.dag_id)}::text[], ${chosen.map((c) => c.run_id)}::text[], ${chosen.map((c) => c.task_id)}::text[])
-          AS c(dag_id, run_id, task_id)
-        WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id
+        FROM unnest(${chosen.map((c) => c.dag_id)}::text[], ${chosen.map((c) => c.run_id)}::text[], ${chosen.map((c) => c.task_id)}::text[],
+                    ${chosen.map((c) => c.map_index)}::int[])
+          AS c(dag_id, run_id, task_id, map_index)
+        WHERE ti.dag_id = c.dag_id AND ti.run_id = c.run_id AND ti.task_id = c.task_id AND ti.map_index = c.map_index
         RETURNING ti.*
       ),
       published AS (${onEnqueued?.publish ?? sql`SELECT 0`})
       SELECT queued.* FROM queued WHERE (SELECT count(*) FROM published) >= 0`.execute(trx);
     return rows;
   });
+}
+
+/** For the candidates' tasks that have a `maxActiveTisPerDag`: the limit minus their queued and running task instances. */
+async function taskRooms(
+  trx: Db,
+  candidates: readonly { dag_id: string; task_id: string; max_active_tis_per_dag: number | null }[],
+): Promise<Map<string, number>> {
+  const limited = new Map<string, { dagId: string; taskId: string; limit: number }>();
+  for (const c of candidates) {
+    if (c.max_active_tis_per_dag !== null) limited.set(`${c.dag_id}\u0000${c.task_id}`, { dagId: c.dag_id, taskId: c.task_id, limit: c.max_active_tis_per_dag });
+  }
+  if (limited.size === 0) return new Map();
+  const tasks = [...limited.values()];
+  const { rows } = await sql<{ dag_id: string; task_id: string; active: number }>`
+    SELECT t.dag_id, t.task_id, count(*)::int AS active FROM task_instance t
+    JOIN unnest(${tasks.map((t) => t.dagId)}::text[], ${tasks.map((t) => t.taskId)}::text[]) AS k(dag_id, task_id)
+      ON k.dag_id = t.dag_id AND k.task_id = t.task_id
+    WHERE t.state IN ('queued', 'running')
+    GROUP BY t.dag_id, t.task_id`.execute(trx);
+  const active = new Map(rows.map((r) => [`${r.dag_id}\u0000${r.task_id}`, r.active]));
+  return new Map([...limited].map(([key, t]) => [key, t.limit - (active.get(key) ?? 0)]));
 }
 
 /**
@@ -240,13 +271,13 @@ async function lockOpenPools(trx: Db, dagIds: readonly string[], onPoolWait?: (w
 
 /** Retries and reschedules whose time has come (by the database clock) go back to `scheduled`. */
 export async function scheduleDueRetries(db: Db): Promise<TaskInstanceKey[]> {
-  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; map_index: number }>`
     UPDATE task_instance ti SET state = 'scheduled', scheduled_at = clock_timestamp(), ready_at = NULL, updated_at = now()
     FROM dag_run r
     WHERE r.dag_id = ti.dag_id AND r.run_id = ti.run_id AND r.state = 'running'
       AND ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.ready_at <= clock_timestamp()
-    RETURNING ti.dag_id, ti.run_id, ti.task_id`.execute(db);
-  return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+    RETURNING ti.dag_id, ti.run_id, ti.task_id, ti.map_index`.execute(db);
+  return rows.map(rowKey);
 }
 
 /** A DAG's leaves (tasks with no downstream): they decide how its runs end. */
@@ -301,28 +332,29 @@ export async function requeueOrphanedQueued(
   limit = 5000,
 ): Promise<TaskInstanceKey[]> {
   return db.transaction().execute(async (trx) => {
-    const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string }>`
+    const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; map_index: number }>`
       WITH dead AS (
         SELECT j.id FROM job j
         WHERE j.job_type = 'scheduler' AND j.id <> ${selfJobId}
           AND (j.state <> 'running' OR j.latest_heartbeat < now() - make_interval(secs => ${thresholdMs / 1000}))
       ),
       orphans AS (
-        SELECT t.dag_id, t.run_id, t.task_id FROM task_instance t
+        SELECT t.dag_id, t.run_id, t.task_id, t.map_index FROM task_instance t
         WHERE t.state = 'queued' AND (
           t.queued_by_job_id IN (SELECT id FROM dead)
           OR (t.queued_by_job_id = ${selfJobId} AND t.queued_at < clock_timestamp() - make_interval(secs => ${thresholdMs / 1000})
-              AND (t.dag_id, t.run_id, t.task_id) NOT IN (
-                SELECT * FROM unnest(${held.map((k) => k.dagId)}::text[], ${held.map((k) => k.runId)}::text[], ${held.map((k) => k.taskId)}::text[]))))
+              AND (t.dag_id, t.run_id, t.task_id, t.map_index) NOT IN (
+                SELECT * FROM unnest(${held.map((k) => k.dagId)}::text[], ${held.map((k) => k.runId)}::text[], ${held.map((k) => k.taskId)}::text[],
+                  ${held.map(mapIndexOf)}::int[]))))
         LIMIT ${limit}
         FOR UPDATE OF t SKIP LOCKED
       )
       UPDATE task_instance ti SET state = 'scheduled', queued_by_job_id = NULL, queued_at = NULL,
         scheduled_at = clock_timestamp(), updated_at = now()
       FROM orphans o
-      WHERE ti.dag_id = o.dag_id AND ti.run_id = o.run_id AND ti.task_id = o.task_id
-      RETURNING ti.dag_id, ti.run_id, ti.task_id`.execute(trx);
+      WHERE ti.dag_id = o.dag_id AND ti.run_id = o.run_id AND ti.task_id = o.task_id AND ti.map_index = o.map_index
+      RETURNING ti.dag_id, ti.run_id, ti.task_id, ti.map_index`.execute(trx);
     if (rows.length > 0) await notify(trx, Channels.ti, 'requeued');
-    return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+    return rows.map(rowKey);
   });
 }

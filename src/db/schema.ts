@@ -102,6 +102,10 @@ export interface TaskInstanceTable {
   dag_id: string;
   run_id: string;
   task_id: string;
+  /** -1: an unmapped task; 0…n-1: one map index of a mapped task (migration 0011). */
+  map_index: Generated<number>;
+  /** The task's `maxActiveTisPerDag`, copied when the row is created; null: no limit. */
+  max_active_tis_per_dag: number | null;
   state: TaskInstanceState | null;
   try_number: Generated<number>;
   max_tries: Generated<number>;
@@ -148,6 +152,7 @@ export interface XcomTable {
   dag_id: string;
   run_id: string;
   task_id: string;
+  map_index: Generated<number>;
   key: string;
   value: Json<JsonValue>;
   created_at: DefaultedTimestamp;
@@ -251,8 +256,26 @@ export interface TaskInstanceKey {
   readonly dagId: string;
   readonly runId: string;
   readonly taskId: string;
+  /** -1 (or omitted): an unmapped task; 0…n-1: one map index of a mapped task. */
+  readonly mapIndex?: number | undefined;
 }
 
+/** Airflow's map index of an unmapped task instance. */
+export const UNMAPPED = -1;
+
+/** The key's map index, -1 when omitted. */
+export function mapIndexOf(key: TaskInstanceKey): number {
+  return key.mapIndex ?? UNMAPPED;
+}
+
+/** `dag/run/task`, with `[i]` for map index i of a mapped task. */
 export function tiKeyString(key: TaskInstanceKey): string {
-  return `${key.dagId}/${key.runId}/${key.taskId}`;
+  const mapIndex = mapIndexOf(key);
+  return `${key.dagId}/${key.runId}/${key.taskId}${mapIndex === UNMAPPED ? '' : `[${mapIndex}]`}`;
+}
+
+/** The key of a row that has the key columns; `mapIndex` only for a mapped task instance (unmapped keys stay as they were). */
+export function rowKey(row: { dag_id: string; run_id: string; task_id: string; map_index: number }): TaskInstanceKey {
+  const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
+  return row.map_index === UNMAPPED ? key : { ...key, mapIndex: row.map_index };
 }

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { JsonObject } from '../sdk/json.ts';
 import type { Db } from './database.ts';
 import { Channels, FAIL_METHOD, notify, pgNotify } from './protocol.ts';
-import type { TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
+import { mapIndexOf, rowKey, type TaskInstanceKey, type TaskInstanceRow, type TaskInstanceState } from './schema.ts';
 import { prevSuccessJoin, runInfoColumns, splitRunInfo, type RunInfoColumns, type TryRunInfo } from './run-info.ts';
 import { deleteTriggersIfUnused } from './triggers.ts';
 
@@ -15,11 +15,17 @@ export interface TaskInstanceSpec {
   pool?: string;
   /** @default 1 */
   poolSlots?: number;
+  /** @default -1 (unmapped) */
+  mapIndex?: number;
+  /** A mapped task expanded to nothing is created `skipped` (Airflow's). @default null (undecided) */
+  state?: 'skipped' | null;
+  /** The task's `maxActiveTisPerDag`. @default null (no limit) */
+  maxActiveTisPerDag?: number | null;
 }
 
 /** The primary-key columns of a task instance (and of its XComs), for `eb.and(...)`. */
-export function keyColumns(key: TaskInstanceKey): { dag_id: string; run_id: string; task_id: string } {
-  return { dag_id: key.dagId, run_id: key.runId, task_id: key.taskId };
+export function keyColumns(key: TaskInstanceKey): { dag_id: string; run_id: string; task_id: string; map_index: number } {
+  return { dag_id: key.dagId, run_id: key.runId, task_id: key.taskId, map_index: mapIndexOf(key) };
 }
 
 export async function createTaskInstances(db: Db, dagId: string, runId: string, specs: readonly TaskInstanceSpec[]): Promise<void> {
@@ -31,7 +37,10 @@ export async function createTaskInstances(db: Db, dagId: string, runId: string, 
         dag_id: dagId,
         run_id: runId,
         task_id: s.taskId,
-        state: null,
+        map_index: s.mapIndex ?? -1,
+        max_active_tis_per_dag: s.maxActiveTisPerDag ?? null,
+        state: s.state ?? null,
+        ...(s.state === 'skipped' && { start_date: new Date(), end_date: new Date() }),
         max_tries: s.maxTries,
         priority_weight: s.priorityWeight,
         queue: s.queue,
@@ -39,7 +48,7 @@ export async function createTaskInstances(db: Db, dagId: string, runId: string, 
         pool_slots: s.poolSlots,
       })),
     )
-    .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id']).doNothing())
+    .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id', 'map_index']).doNothing())
     .execute();
 }
 
@@ -48,7 +57,7 @@ export async function getTaskInstance(db: Db, key: TaskInstanceKey): Promise<Tas
 }
 
 export async function listTaskInstances(db: Db, dagId: string, runId: string): Promise<TaskInstanceRow[]> {
-  return db.selectFrom('task_instance').selectAll().where('dag_id', '=', dagId).where('run_id', '=', runId).orderBy('task_id').execute();
+  return db.selectFrom('task_instance').selectAll().where('dag_id', '=', dagId).where('run_id', '=', runId).orderBy('task_id').orderBy('map_index').execute();
 }
 
 export interface StartedTry {
@@ -107,7 +116,7 @@ export async function startTry(
         error = CASE WHEN next_method IS NULL THEN NULL ELSE error END,
         end_date = NULL, hostname = ${who.hostname}, pid = ${who.pid}, last_heartbeat_at = now(), updated_at = now(),
         worker_job_id = coalesce(${claim?.workerJobId ?? null}::int, worker_job_id)
-      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND state = ANY(${[...allowed]}::text[])
+      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND map_index = ${mapIndexOf(key)} AND state = ANY(${[...allowed]}::text[])
         AND (${claimTry}::int IS NULL
           OR (state = 'queued' AND (CASE WHEN next_method IS NULL THEN try_number + 1 ELSE try_number END) = ${claimTry}::int))
       RETURNING *
@@ -119,15 +128,16 @@ export async function startTry(
     const [row, run] = splitRunInfo(started);
     return { row, resuming: row.next_method !== null, run };
   }
-  if (claim) throw new StaleTryError(`task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is no longer queued for try ${claim.tryNumber}`);
+  const name = `${key.dagId}.${key.taskId}${mapIndexOf(key) >= 0 ? `[${mapIndexOf(key)}]` : ''}`;
+  if (claim) throw new StaleTryError(`task instance ${name} in run '${key.runId}' is no longer queued for try ${claim.tryNumber}`);
   const current = await getTaskInstance(db, key);
   if (!current) {
     throw new TaskInstanceStateError(
-      `no task instance ${key.dagId}.${key.taskId} in run '${key.runId}': trigger the DAG first (tsflow dags trigger ${key.dagId})`,
+      `no task instance ${name} in run '${key.runId}': trigger the DAG first (tsflow dags trigger ${key.dagId})`,
     );
   }
   throw new TaskInstanceStateError(
-    `task instance ${key.dagId}.${key.taskId} in run '${key.runId}' is ${current.state ?? 'not scheduled yet'}, ` +
+    `task instance ${name} in run '${key.runId}' is ${current.state ?? 'not scheduled yet'}, ` +
       `not ${allowed.join(' or ')}: clear it (tsflow tasks clear ${key.dagId} ${key.runId} --task ${key.taskId}) to run it again`,
   );
 }
@@ -179,15 +189,15 @@ export async function finishTry(db: Db, key: TaskInstanceKey, tryNumber: number,
         next_method = ${nextMethod}::text,
         next_kwargs = CASE WHEN ${nextMethod}::text IS NOT NULL THEN '{}'::jsonb END,
         trigger_timeout = NULL, hostname = NULL, pid = NULL, updated_at = now()
-      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId}
+      WHERE dag_id = ${key.dagId} AND run_id = ${key.runId} AND task_id = ${key.taskId} AND map_index = ${mapIndexOf(key)}
         AND state = 'running' AND try_number = ${tryNumber}
-      RETURNING dag_id, run_id, task_id
+      RETURNING dag_id, run_id, task_id, map_index
     ),
     stored AS (
-      INSERT INTO xcom (dag_id, run_id, task_id, key, value)
-      SELECT dag_id, run_id, task_id, 'return_value', ${outcome.returnValue ?? null}::jsonb FROM ended
+      INSERT INTO xcom (dag_id, run_id, task_id, map_index, key, value)
+      SELECT dag_id, run_id, task_id, map_index, 'return_value', ${outcome.returnValue ?? null}::jsonb FROM ended
       WHERE ${outcome.returnValue ?? null}::text IS NOT NULL
-      ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE SET value = excluded.value
+      ON CONFLICT (dag_id, run_id, task_id, map_index, key) DO UPDATE SET value = excluded.value
       RETURNING 1
     ),
     skipped AS (
@@ -220,8 +230,8 @@ export interface ScheduledNewTry {
  */
 export async function listScheduledNewTries(db: Db, tasks: readonly { dagId: string; taskId: string }[]): Promise<ScheduledNewTry[]> {
   if (tasks.length === 0) return [];
-  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; try_number: number; conf: JsonObject; logical_date: Date }>`
-    SELECT ti.dag_id, ti.run_id, ti.task_id, ti.try_number, r.conf, r.logical_date
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; map_index: number; try_number: number; conf: JsonObject; logical_date: Date }>`
+    SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number, r.conf, r.logical_date
     FROM task_instance ti
     JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id AND r.state = 'running'
     JOIN unnest(${tasks.map((t) => t.dagId)}::text[], ${tasks.map((t) => t.taskId)}::text[]) AS t(dag_id, task_id)
@@ -229,7 +239,7 @@ export async function listScheduledNewTries(db: Db, tasks: readonly { dagId: str
     WHERE ti.state = 'scheduled' AND ti.next_method IS NULL
     ORDER BY ti.priority_weight DESC, ti.scheduled_at`.execute(db);
   return rows.map((r) => ({
-    key: { dagId: r.dag_id, runId: r.run_id, taskId: r.task_id },
+    key: rowKey(r),
     tryNumber: r.try_number,
     conf: r.conf,
     logicalDate: r.logical_date,
@@ -243,9 +253,9 @@ export async function listScheduledNewTries(db: Db, tasks: readonly { dagId: str
  */
 export async function sweepTriggerTimeouts(db: Db, limit = 10_000): Promise<TaskInstanceKey[]> {
   return db.transaction().execute(async (trx) => {
-    const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; trigger_id: number | null }>`
+    const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; map_index: number; trigger_id: number | null }>`
       WITH expired AS (
-        SELECT dag_id, run_id, task_id, trigger_id, trigger_timeout FROM task_instance
+        SELECT dag_id, run_id, task_id, map_index, trigger_id, trigger_timeout FROM task_instance
         WHERE state = 'deferred' AND trigger_timeout <= clock_timestamp()
         ORDER BY trigger_timeout
         LIMIT ${limit}
@@ -261,13 +271,13 @@ export async function sweepTriggerTimeouts(db: Db, limit = 10_000): Promise<Task
         scheduled_at = clock_timestamp(),
         updated_at = now()
       FROM expired e
-      WHERE ti.dag_id = e.dag_id AND ti.run_id = e.run_id AND ti.task_id = e.task_id
-      RETURNING ti.dag_id, ti.run_id, ti.task_id, e.trigger_id`.execute(trx);
+      WHERE ti.dag_id = e.dag_id AND ti.run_id = e.run_id AND ti.task_id = e.task_id AND ti.map_index = e.map_index
+      RETURNING ti.dag_id, ti.run_id, ti.task_id, ti.map_index, e.trigger_id`.execute(trx);
     if (rows.length === 0) return [];
     await deleteTriggersIfUnused(trx, rows.flatMap((r) => (r.trigger_id === null ? [] : [r.trigger_id])));
     await notify(trx, Channels.ti, 'timeout');
     await notify(trx, Channels.trigger, 'cancel');
-    return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+    return rows.map(rowKey);
   });
 }
 

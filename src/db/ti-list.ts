@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import type { Listed, Order, Page } from './listing.ts';
 import { Channels, notify } from './protocol.ts';
-import type { TaskInstanceKey, TaskInstanceRow, TaskInstanceState } from './schema.ts';
+import { mapIndexOf, type TaskInstanceKey, type TaskInstanceRow, type TaskInstanceState } from './schema.ts';
 import { deleteTriggersIfUnused } from './triggers.ts';
 
 export const TI_ORDER_COLUMNS = ['task_id', 'start_date', 'end_date', 'updated_at', 'priority_weight'] as const;
@@ -27,7 +27,7 @@ export async function listTaskInstancesPage(db: Db, query: TaskInstanceListQuery
       q.where((eb) => eb.or([...(named.length > 0 ? [eb('state', 'in', named)] : []), ...(states.includes(null) ? [eb('state', 'is', null)] : [])])),
     );
   const [rows, count] = await Promise.all([
-    base.selectAll().orderBy(query.order.column, query.order.desc ? 'desc' : 'asc').orderBy('task_id').limit(query.limit).offset(query.offset).execute(),
+    base.selectAll().orderBy(query.order.column, query.order.desc ? 'desc' : 'asc').orderBy('task_id').orderBy('map_index').limit(query.limit).offset(query.offset).execute(),
     base.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(),
   ]);
   return { rows, total: Number(count.n) };
@@ -54,6 +54,7 @@ export async function markTaskInstance(
       .where('dag_id', '=', key.dagId)
       .where('run_id', '=', key.runId)
       .where('task_id', '=', key.taskId)
+      .where('map_index', '=', mapIndexOf(key))
       .forUpdate()
       .executeTakeFirst();
     if (!before) return undefined;
@@ -75,6 +76,7 @@ export async function markTaskInstance(
       .where('dag_id', '=', key.dagId)
       .where('run_id', '=', key.runId)
       .where('task_id', '=', key.taskId)
+      .where('map_index', '=', mapIndexOf(key))
       .returningAll()
       .executeTakeFirstOrThrow();
     if (before.trigger_id !== null) {

@@ -4,7 +4,7 @@ import type { JsonObject, JsonValue } from '../sdk/json.ts';
 import type { Db } from './database.ts';
 import { tryDecodeTriggerKwargs } from './trigger-kwargs.ts';
 import { Channels, EVENT_KEY, FAIL_METHOD, pgNotify, type PayloadOf } from './protocol.ts';
-import type { TaskInstanceKey } from './schema.ts';
+import { rowKey, type TaskInstanceKey } from './schema.ts';
 
 /*
  * Locks: event submission locks only task_instance rows (the trigger ownership check reads); spent
@@ -58,7 +58,7 @@ const CLAIM = `
     WHERE t.id = c.id
     RETURNING t.id, t.classpath, t.kwargs, t.created_at
   )
-  SELECT c.*, ti.dag_id, ti.run_id, ti.task_id
+  SELECT c.*, ti.dag_id, ti.run_id, ti.task_id, ti.map_index
   FROM claimed c
   LEFT JOIN task_instance ti ON ti.trigger_id = c.id AND ti.state = 'deferred'
   ORDER BY c.created_at, c.id`;
@@ -80,6 +80,7 @@ export async function claimTriggers(pool: pg.Pool, jobId: number, limit: number)
     dag_id: string | null;
     run_id: string | null;
     task_id: string | null;
+    map_index: number | null;
   }>({ name: 'tsflow_claim_triggers', text: CLAIM, values: [jobId, limit] });
   const byId = new Map<number, ClaimedTrigger>();
   // Many triggers share a classpath, DAG and run: keep one copy of each string, not one per row.
@@ -97,7 +98,7 @@ export async function claimTriggers(pool: pg.Pool, jobId: number, limit: number)
       classpath: intern(row.classpath),
       ...tryDecodeTriggerKwargs(row.kwargs, `trigger ${row.id}`),
       createdAt: row.created_at,
-      task: row.dag_id && row.run_id && row.task_id ? { dagId: intern(row.dag_id), runId: intern(row.run_id), taskId: row.task_id } : undefined,
+      task: row.dag_id && row.run_id && row.task_id ? rowKey({ dag_id: intern(row.dag_id), run_id: intern(row.run_id), task_id: row.task_id, map_index: row.map_index ?? -1 }) : undefined,
     });
   }
   return [...byId.values()];
@@ -327,7 +328,8 @@ export async function listTriggers(db: Db): Promise<TriggerListing[]> {
     tasks: TaskInstanceKey[];
   }>`
     SELECT t.id, t.classpath, t.kwargs, t.created_at, t.triggerer_id,
-      coalesce((SELECT json_agg(json_build_object('dagId', ti.dag_id, 'runId', ti.run_id, 'taskId', ti.task_id))
+      coalesce((SELECT json_agg(json_strip_nulls(json_build_object('dagId', ti.dag_id, 'runId', ti.run_id, 'taskId', ti.task_id,
+                  'mapIndex', CASE WHEN ti.map_index >= 0 THEN ti.map_index END)))
                 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred'), '[]') AS tasks
     FROM trigger t ORDER BY t.created_at, t.id`.execute(db);
   return rows.map((r) => ({
@@ -346,8 +348,8 @@ export async function listTriggers(db: Db): Promise<TriggerListing[]> {
  * connection. The claimer runs them as if it had just claimed them.
  */
 export async function ownedButNotRunning(db: Db, jobId: number, runningIds: readonly number[]): Promise<ClaimedTrigger[]> {
-  const { rows } = await sql<{ id: number; classpath: string; kwargs: string; created_at: Date; dag_id: string; run_id: string; task_id: string }>`
-    SELECT t.id, t.classpath, t.kwargs, t.created_at, ti.dag_id, ti.run_id, ti.task_id
+  const { rows } = await sql<{ id: number; classpath: string; kwargs: string; created_at: Date; dag_id: string; run_id: string; task_id: string; map_index: number }>`
+    SELECT t.id, t.classpath, t.kwargs, t.created_at, ti.dag_id, ti.run_id, ti.task_id, ti.map_index
     FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id AND ti.state = 'deferred'
     WHERE t.triggerer_id = ${jobId} AND NOT (t.id = ANY(${[...runningIds]}::bigint[]))
     ORDER BY t.created_at, t.id`.execute(db);
@@ -355,7 +357,7 @@ export async function ownedButNotRunning(db: Db, jobId: number, runningIds: read
   return rows.flatMap((row) => {
     if (seen.has(row.id)) return [];
     seen.add(row.id);
-    return [{ id: row.id, classpath: row.classpath, ...tryDecodeTriggerKwargs(row.kwargs, `trigger ${row.id}`), createdAt: row.created_at, task: { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id } }];
+    return [{ id: row.id, classpath: row.classpath, ...tryDecodeTriggerKwargs(row.kwargs, `trigger ${row.id}`), createdAt: row.created_at, task: rowKey(row) }];
   });
 }
 

@@ -4,7 +4,7 @@ import type { JsonObject } from '../sdk/json.ts';
 import { describeWait } from '../triggerer/describe-wait.ts';
 import type { Db } from './database.ts';
 import { Channels, FAIL_METHOD, notify } from './protocol.ts';
-import type { TaskInstanceKey } from './schema.ts';
+import { rowKey, type TaskInstanceKey } from './schema.ts';
 import { submitTriggerOutcomes } from './triggers.ts';
 import { tryDecodeTriggerKwargs } from './trigger-kwargs.ts';
 
@@ -117,17 +117,17 @@ async function lockPendingWait(trx: Db, triggerId: number): Promise<LockedWait> 
     SELECT classpath, kwargs, clock_timestamp() AS now FROM trigger WHERE id = ${triggerId} FOR UPDATE`.execute(trx);
   const trigger = rows[0];
   if (!trigger) throw new WaitNotFoundError(triggerId);
-  const tasks = await sql<{ dag_id: string; run_id: string; task_id: string; try_number: number; trigger_timeout: Date | null }>`
-    SELECT dag_id, run_id, task_id, try_number, trigger_timeout FROM task_instance
+  const tasks = await sql<{ dag_id: string; run_id: string; task_id: string; map_index: number; try_number: number; trigger_timeout: Date | null }>`
+    SELECT dag_id, run_id, task_id, map_index, try_number, trigger_timeout FROM task_instance
     WHERE trigger_id = ${triggerId} AND state = 'deferred'
-    ORDER BY dag_id, run_id, task_id
+    ORDER BY dag_id, run_id, task_id, map_index
     FOR UPDATE`.execute(trx);
   if (tasks.rows.length === 0) throw new WaitNotPendingError(triggerId);
   return {
     classpath: trigger.classpath,
     kwargs: tryDecodeTriggerKwargs(trigger.kwargs, `trigger ${triggerId}`).kwargs,
     now: trigger.now,
-    tasks: tasks.rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id, tryNumber: r.try_number, triggerTimeout: r.trigger_timeout })),
+    tasks: tasks.rows.map((r) => ({ ...rowKey(r), tryNumber: r.try_number, triggerTimeout: r.trigger_timeout })),
   };
 }
 

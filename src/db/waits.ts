@@ -55,6 +55,8 @@ export interface Wait {
   dagId: string;
   runId: string;
   taskId: string;
+  /** -1: unmapped. */
+  mapIndex: number;
   tryNumber: number;
   maxTries: number;
   /** The triggerer job running it, or null while no triggerer has claimed it. */
@@ -169,6 +171,7 @@ interface WaitRow {
   dag_id: string;
   run_id: string;
   task_id: string;
+  map_index: number;
   try_number: number;
   max_tries: number;
   trigger_id: number;
@@ -242,11 +245,11 @@ export function waitsStatements(query: WaitQuery) {
   // the trigger), then their triggers and triggerers are read by primary key: joined in one walk,
   // the planner may merge-join the creation order with the whole trigger table from its start.
   const page = sql<WaitRow>`
-    SELECT ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.max_tries, ti.trigger_id, ti.trigger_timeout,
+    SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number, ti.max_tries, ti.trigger_id, ti.trigger_timeout,
       to_char(ti.trigger_timeout AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS timeout_key,
       t.classpath, t.kwargs, t.created_at, t.triggerer_id, j.hostname, statement_timestamp() AS now
     FROM (
-      SELECT ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.max_tries, ti.trigger_id, ti.trigger_timeout
+      SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number, ti.max_tries, ti.trigger_id, ti.trigger_timeout
       FROM task_instance ti ${needsTrigger ? sql`JOIN trigger t ON t.id = ti.trigger_id` : sql``}
       WHERE ${sql.join(keyset, sql` AND `)}
       ORDER BY ${orderBy}
@@ -280,6 +283,7 @@ function toWait(row: WaitRow): Wait {
     dagId: row.dag_id,
     runId: row.run_id,
     taskId: row.task_id,
+    mapIndex: row.map_index,
     tryNumber: row.try_number,
     maxTries: row.max_tries,
     triggererId: row.triggerer_id,

@@ -35,7 +35,7 @@ export async function failDeadWorkers(db: Db, thresholdMs: number, retryAt: Retr
       FOR UPDATE SKIP LOCKED`.execute(trx);
     if (dead.length === 0) return [];
     const { rows: tis } = await sql<LockedRow & { worker_job_id: number }>`
-      SELECT dag_id, run_id, task_id, state, try_number, max_tries, next_method, last_heartbeat_at, worker_job_id FROM task_instance
+      SELECT dag_id, run_id, task_id, map_index, state, try_number, max_tries, next_method, last_heartbeat_at, worker_job_id FROM task_instance
       WHERE state IN ('queued', 'running') AND worker_job_id = ANY(${dead.map((d) => d.id)}::int[])
       FOR UPDATE SKIP LOCKED`.execute(trx);
     const byId = new Map(dead.map((d) => [d.id, d]));
@@ -51,7 +51,7 @@ export async function failDeadWorkers(db: Db, thresholdMs: number, retryAt: Retr
     return dead.map((d) => ({
       jobId: d.id,
       hostname: d.hostname,
-      lost: lost.filter((l) => tis.some((t) => t.worker_job_id === d.id && t.dag_id === l.key.dagId && t.run_id === l.key.runId && t.task_id === l.key.taskId)),
+      lost: lost.filter((l) => tis.some((t) => t.worker_job_id === d.id && t.dag_id === l.key.dagId && t.run_id === l.key.runId && t.task_id === l.key.taskId && t.map_index === (l.key.mapIndex ?? -1))),
     }));
   });
 }

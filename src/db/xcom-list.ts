@@ -10,6 +10,8 @@ export interface XcomListQuery extends Page {
   readonly runId: string;
   readonly taskId: string;
   readonly key?: string | undefined;
+  /** Only this map index's (-1: unmapped); all when omitted. */
+  readonly mapIndex?: number | undefined;
 }
 
 /** A task instance's XComs, by key. */
@@ -19,9 +21,10 @@ export async function listXcoms(db: Db, query: XcomListQuery): Promise<Listed<Xc
     .where('dag_id', '=', query.dagId)
     .where('run_id', '=', query.runId)
     .where('task_id', '=', query.taskId)
-    .$if(query.key !== undefined, (q) => q.where('key', '=', query.key as string));
+    .$if(query.key !== undefined, (q) => q.where('key', '=', query.key as string))
+    .$if(query.mapIndex !== undefined, (q) => q.where('map_index', '=', query.mapIndex as number));
   const [rows, count] = await Promise.all([
-    base.selectAll().orderBy('key').limit(query.limit).offset(query.offset).execute(),
+    base.selectAll().orderBy('map_index').orderBy('key').limit(query.limit).offset(query.offset).execute(),
     base.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(),
   ]);
   return { rows, total: Number(count.n) };

@@ -19,7 +19,26 @@ export async function getXcom(db: Db, key: TaskInstanceKey, xcomKey: string): Pr
 export async function setXcom(db: Db, key: TaskInstanceKey, xcomKey: string, json: string): Promise<void> {
   await db
     .insertInto('xcom')
-    .values({ dag_id: key.dagId, run_id: key.runId, task_id: key.taskId, key: xcomKey, value: json })
-    .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id', 'key']).doUpdateSet({ value: (eb) => eb.ref('excluded.value') }))
+    .values({ ...keyColumns(key), key: xcomKey, value: json })
+    .onConflict((oc) => oc.columns(['dag_id', 'run_id', 'task_id', 'map_index', 'key']).doUpdateSet({ value: (eb) => eb.ref('excluded.value') }))
     .execute();
+}
+
+/**
+ * The XComs `xcomKey` of every map index of a mapped task in one run, in map-index order (what a
+ * task downstream of a mapped task receives, Airflow's lazy sequence of its results): one entry per
+ * map index that pushed the key.
+ */
+export async function getMappedXcoms(db: Db, dagId: string, runId: string, taskId: string, xcomKey: string): Promise<JsonValue[]> {
+  const rows = await db
+    .selectFrom('xcom')
+    .select('value')
+    .where('dag_id', '=', dagId)
+    .where('run_id', '=', runId)
+    .where('task_id', '=', taskId)
+    .where('key', '=', xcomKey)
+    .where('map_index', '>=', 0)
+    .orderBy('map_index')
+    .execute();
+  return rows.map((r) => r.value);
 }

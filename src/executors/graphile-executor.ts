@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Database, Db } from '../db/database.ts';
 import { assertGraphileSchemaCurrent } from '../db/migrations.ts';
 import type { OnEnqueued } from '../db/scheduling.ts';
-import { tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
+import { rowKey, tiKeyString, type TaskInstanceKey } from '../db/schema.ts';
 import { adoptQueuedWithJobs, publishQueuedJobs, deleteTaskJobs, jobKey, revokeUnstartedJobs, tryStandings, tryToRun } from '../graphile/task-jobs.ts';
 import { BaseExecutor, type ExecutorEvent, type RevokedWorkload, type Workload } from './base-executor.ts';
 
@@ -74,13 +74,13 @@ export class GraphileExecutor extends BaseExecutor {
   override async tryAdoptTaskInstances(db: Db, selfJobId: number, deadThresholdMs: number): Promise<TaskInstanceKey[]> {
     const rows = await adoptQueuedWithJobs(db, selfJobId, deadThresholdMs);
     for (const row of rows) {
-      const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
+      const key = rowKey(row);
       // A running row already counts its try (as a resume does): its job ran that try.
       const resuming = row.state === 'running' || row.next_method !== null;
       this.holdRunning({ key, priorityWeight: row.priority_weight, queuedAt: row.queued_at?.getTime() ?? Date.now(), tryNumber: row.try_number, resuming });
       this.log.info({ task: tiKeyString(key), state: row.state }, 'adopted a task instance of a dead scheduler');
     }
-    return rows.map((r) => ({ dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }));
+    return rows.map(rowKey);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Db } from '../db/database.ts';
-import type { TaskInstanceKey, TaskInstanceRow } from '../db/schema.ts';
+import { mapIndexOf, rowKey, tiKeyString, type TaskInstanceKey, type TaskInstanceRow } from '../db/schema.ts';
 
 /*
  * The graphile-worker jobs that carry task instances to `tsflow worker`s: one job per queued try,
@@ -17,11 +17,12 @@ export function taskIdentifier(queue: string): string {
 }
 
 /**
- * The job key of one try: `<dag>/<run>/<task>#<try>`. The try is the one the job will run: the
- * stored try number + 1 for a fresh start, the same number for a resume from a deferral.
+ * The job key of one try: `<dag>/<run>/<task>#<try>`, `<dag>/<run>/<task>[<map index>]#<try>` for a
+ * mapped task instance (`tiKeyString`). The try is the one the job will run: the stored try number +
+ * 1 for a fresh start, the same number for a resume from a deferral.
  */
 export function jobKey(key: TaskInstanceKey, tryNumber: number): string {
-  return `${key.dagId}/${key.runId}/${key.taskId}#${tryNumber}`;
+  return `${tiKeyString(key)}#${tryNumber}`;
 }
 
 /** What a job carries: which try of which task instance to run. */
@@ -29,6 +30,8 @@ export interface TaskJobPayload {
   dagId: string;
   runId: string;
   taskId: string;
+  /** Absent (-1) for an unmapped task instance. */
+  mapIndex?: number;
   /** The try this job runs (see jobKey). */
   tryNumber: number;
 }
@@ -36,7 +39,7 @@ export interface TaskJobPayload {
 export function isTaskJobPayload(value: unknown): value is TaskJobPayload {
   const p = value as Partial<TaskJobPayload> | null;
   return typeof p === 'object' && p !== null && typeof p.dagId === 'string' && typeof p.runId === 'string'
-    && typeof p.taskId === 'string' && Number.isInteger(p.tryNumber);
+    && typeof p.taskId === 'string' && Number.isInteger(p.tryNumber) && (p.mapIndex === undefined || Number.isInteger(p.mapIndex));
 }
 
 /** The try a queued row's job runs: a resume continues its try, anything else starts the next one. */
@@ -53,7 +56,13 @@ function tryToRunSql(alias: string): RawBuilder<number> {
 /** `jobKey` in SQL, for the try a queued row of `alias` runs. */
 export function jobKeySql(alias: string): RawBuilder<string> {
   const t = sql.raw(alias);
-  return sql<string>`(${t}.dag_id || '/' || ${t}.run_id || '/' || ${t}.task_id || '#' || ${tryToRunSql(alias)})`;
+  return sql<string>`(${t}.dag_id || '/' || ${t}.run_id || '/' || ${t}.task_id || ${mapSuffixSql(alias)} || '#' || ${tryToRunSql(alias)})`;
+}
+
+/** `[i]` for a mapped row of `alias`, '' for an unmapped one (as tiKeyString). */
+function mapSuffixSql(alias: string): RawBuilder<string> {
+  const t = sql.raw(alias);
+  return sql<string>`(CASE WHEN ${t}.map_index >= 0 THEN '[' || ${t}.map_index || ']' ELSE '' END)`;
 }
 
 /**
@@ -71,7 +80,7 @@ export const publishQueuedJobs: RawBuilder<unknown> = sql`
   SELECT count(*) FROM graphile_worker.add_jobs((
     SELECT array_agg(ROW(
       ${IDENTIFIER_PREFIX} || q.queue,
-      json_build_object('dagId', q.dag_id, 'runId', q.run_id, 'taskId', q.task_id, 'tryNumber', ${tryToRunSql('q')}),
+      json_build_object('dagId', q.dag_id, 'runId', q.run_id, 'taskId', q.task_id, 'mapIndex', q.map_index, 'tryNumber', ${tryToRunSql('q')}),
       NULL, NULL, 1, ${jobKeySql('q')}, (-greatest(-32767, least(32767, q.priority_weight)))::smallint, NULL
     )::graphile_worker.job_spec)
     FROM queued q))
@@ -96,16 +105,16 @@ export interface TryStanding {
  */
 export async function tryStandings(db: Db, tries: readonly { key: TaskInstanceKey; tryNumber: number }[]): Promise<TryStanding[]> {
   if (tries.length === 0) return [];
-  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; state: TaskInstanceRow['state']; try_number: number; next_method: string | null; job_exists: boolean; job_error: string | null }>`
-    SELECT h.dag_id, h.run_id, h.task_id, ti.state, ti.try_number, ti.next_method,
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; map_index: number; state: TaskInstanceRow['state']; try_number: number; next_method: string | null; job_exists: boolean; job_error: string | null }>`
+    SELECT h.dag_id, h.run_id, h.task_id, h.map_index, ti.state, ti.try_number, ti.next_method,
       j.id IS NOT NULL AS job_exists,
       CASE WHEN j.attempts >= j.max_attempts AND j.locked_at IS NULL THEN coalesce(j.last_error, 'failed') END AS job_error
     FROM unnest(${tries.map((t) => t.key.dagId)}::text[], ${tries.map((t) => t.key.runId)}::text[], ${tries.map((t) => t.key.taskId)}::text[],
-                ${tries.map((t) => jobKey(t.key, t.tryNumber))}::text[]) AS h(dag_id, run_id, task_id, job_key)
-    LEFT JOIN task_instance ti ON ti.dag_id = h.dag_id AND ti.run_id = h.run_id AND ti.task_id = h.task_id
+                ${tries.map((t) => mapIndexOf(t.key))}::int[], ${tries.map((t) => jobKey(t.key, t.tryNumber))}::text[]) AS h(dag_id, run_id, task_id, map_index, job_key)
+    LEFT JOIN task_instance ti ON ti.dag_id = h.dag_id AND ti.run_id = h.run_id AND ti.task_id = h.task_id AND ti.map_index = h.map_index
     LEFT JOIN graphile_worker._private_jobs j ON j.key = h.job_key`.execute(db);
   return rows.map((r) => ({
-    key: { dagId: r.dag_id, runId: r.run_id, taskId: r.task_id },
+    key: rowKey(r),
     state: r.state,
     tryNumber: r.try_number,
     queuedTry: tryToRun(r),
@@ -135,17 +144,16 @@ export async function adoptQueuedWithJobs(db: Db, selfJobId: number, deadThresho
         AND (j.state <> 'running' OR j.latest_heartbeat < now() - make_interval(secs => ${deadThresholdMs / 1000}))
     ),
     adoptable AS (
-      SELECT t.dag_id, t.run_id, t.task_id FROM task_instance t
+      SELECT t.dag_id, t.run_id, t.task_id, t.map_index FROM task_instance t
       WHERE t.queued_by_job_id IN (SELECT id FROM dead)
         AND (t.state = 'running' OR (t.state = 'queued' AND EXISTS (
-          SELECT 1 FROM graphile_worker._private_jobs j
-          WHERE j.key = t.dag_id || '/' || t.run_id || '/' || t.task_id || '#' || (CASE WHEN t.next_method IS NULL THEN t.try_number + 1 ELSE t.try_number END))))
+          SELECT 1 FROM graphile_worker._private_jobs j WHERE j.key = ${jobKeySql('t')})))
       LIMIT ${limit}
       FOR UPDATE OF t SKIP LOCKED
     )
     UPDATE task_instance ti SET queued_by_job_id = ${selfJobId}
     FROM adoptable a
-    WHERE ti.dag_id = a.dag_id AND ti.run_id = a.run_id AND ti.task_id = a.task_id
+    WHERE ti.dag_id = a.dag_id AND ti.run_id = a.run_id AND ti.task_id = a.task_id AND ti.map_index = a.map_index
     RETURNING ti.*`.execute(db);
   return rows;
 }
@@ -157,15 +165,15 @@ export async function adoptQueuedWithJobs(db: Db, selfJobId: number, deadThresho
  */
 export async function revokeUnstartedJobs(db: Db, tries: readonly { key: TaskInstanceKey; tryNumber: number }[]): Promise<{ key: TaskInstanceKey; queue: string }[]> {
   if (tries.length === 0) return [];
-  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; identifier: string }>`
+  const { rows } = await sql<{ dag_id: string; run_id: string; task_id: string; map_index: number; identifier: string }>`
     DELETE FROM graphile_worker._private_jobs j
     USING unnest(${tries.map((t) => t.key.dagId)}::text[], ${tries.map((t) => t.key.runId)}::text[], ${tries.map((t) => t.key.taskId)}::text[],
-                 ${tries.map((t) => jobKey(t.key, t.tryNumber))}::text[]) AS h(dag_id, run_id, task_id, job_key),
+                 ${tries.map((t) => mapIndexOf(t.key))}::int[], ${tries.map((t) => jobKey(t.key, t.tryNumber))}::text[]) AS h(dag_id, run_id, task_id, map_index, job_key),
           task_instance ti, graphile_worker._private_tasks gt
     WHERE j.key = h.job_key AND j.locked_at IS NULL AND gt.id = j.task_id
-      AND ti.dag_id = h.dag_id AND ti.run_id = h.run_id AND ti.task_id = h.task_id AND ti.state = 'queued'
-    RETURNING h.dag_id, h.run_id, h.task_id, gt.identifier`.execute(db);
-  return rows.map((r) => ({ key: { dagId: r.dag_id, runId: r.run_id, taskId: r.task_id }, queue: r.identifier.slice(IDENTIFIER_PREFIX.length) }));
+      AND ti.dag_id = h.dag_id AND ti.run_id = h.run_id AND ti.task_id = h.task_id AND ti.map_index = h.map_index AND ti.state = 'queued'
+    RETURNING h.dag_id, h.run_id, h.task_id, h.map_index, gt.identifier`.execute(db);
+  return rows.map((r) => ({ key: rowKey(r), queue: r.identifier.slice(IDENTIFIER_PREFIX.length) }));
 }
 
 /**

@@ -41,6 +41,7 @@ export async function renderContextFor(options: { task: BaseOperator; db: Db; lo
     dagId: dag.dagId,
     runId: found?.runId ?? `manual__${options.logicalDate.toUTC().toISO()}`,
     taskId: task.taskId,
+    mapIndex: -1,
     tryNumber: 1,
     maxTries: task.settings.retries,
     ...runContextFields(info),

@@ -1,11 +1,12 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Level, type Logger } from 'pino';
-import type { TaskInstanceKey } from '../db/schema.ts';
+import { mapIndexOf, type TaskInstanceKey } from '../db/schema.ts';
 import { maskText } from '../secrets/masker.ts';
 
 /*
- * One log file per task instance try: `<logs>/<dag_id>/<run_id>/<task_id>/attempt=<try>.log`, JSON
+ * One log file per task instance try: `<logs>/<dag_id>/<run_id>/<task_id>/attempt=<try>.log` (Airflow's
+ * `map_index=<i>/` folder under the task's for a mapped task instance), JSON
  * lines (pino). Every run of the try appends to it — the first run, and each resume after a defer or
  * a reschedule — so the file tells the whole story of the try.
  */
@@ -24,7 +25,9 @@ export function pathSegment(id: string): string {
 
 /** The folder holding the try logs of one task instance. */
 export function taskLogFolder(logsFolder: string, key: TaskInstanceKey): string {
-  return path.join(logsFolder, pathSegment(key.dagId), pathSegment(key.runId), pathSegment(key.taskId));
+  const folder = path.join(logsFolder, pathSegment(key.dagId), pathSegment(key.runId), pathSegment(key.taskId));
+  const mapIndex = mapIndexOf(key);
+  return mapIndex < 0 ? folder : path.join(folder, `map_index=${mapIndex}`);
 }
 
 export function taskLogPath(logsFolder: string, key: TaskInstanceKey, tryNumber: number): string {

@@ -62,6 +62,7 @@ export async function testTask(options: TestTaskOptions): Promise<TestTaskResult
       dagId: dag.dagId,
       runId,
       taskId: task.taskId,
+      mapIndex: -1,
       tryNumber: 1,
       maxTries: task.settings.retries,
       ...runContextFields({

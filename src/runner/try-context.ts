@@ -1,5 +1,7 @@
 import { findEvent } from '../db/events.ts';
-import { getXcom, setXcom } from '../db/xcom.ts';
+import { mapIndexOf } from '../db/schema.ts';
+import { getMappedXcoms, getXcom, setXcom } from '../db/xcom.ts';
+import { MappedOperator } from '../sdk/mapped-operator.ts';
 import type { TaskContext, VariableOptions } from '../sdk/context.ts';
 import { lookupConnection, lookupVariable } from '../secrets/lookup.ts';
 import { toJsonValue, type JsonObject, type JsonValue } from '../sdk/json.ts';
@@ -17,6 +19,7 @@ export function buildContext(t: TryRun, signal: AbortSignal, params: JsonObject)
     dagId: key.dagId,
     runId: key.runId,
     taskId: key.taskId,
+    mapIndex: mapIndexOf(key),
     tryNumber: t.tryNumber,
     maxTries: t.row.max_tries,
     ...runContextFields(t.run),
@@ -26,8 +29,11 @@ export function buildContext(t: TryRun, signal: AbortSignal, params: JsonObject)
     signal,
     defaults: deps.defaults,
     dagRuns: dagRunAccess(deps.db),
+    // A mapped task's XCom is the list of its map indexes' values, in map-index order.
     xcomPull: async <T extends JsonValue = JsonValue>(taskId: string, xcomKey = 'return_value') =>
-      (await getXcom(deps.db, { dagId: key.dagId, runId: key.runId, taskId }, xcomKey)) as T | undefined,
+      (t.task.dag.tasks.get(taskId) instanceof MappedOperator
+        ? await getMappedXcoms(deps.db, key.dagId, key.runId, taskId, xcomKey)
+        : await getXcom(deps.db, { dagId: key.dagId, runId: key.runId, taskId }, xcomKey)) as T | undefined,
     getConnection: (connId: string) => lookupConnection(deps.db, connId),
     getVariable: <T = string>(variableKey: string, options?: VariableOptions<T>) => lookupVariable<T>(deps.db, variableKey, options),
     findEvent: (eventKey, sinceEpochMs, match) => findEvent(deps.db, eventKey, sinceEpochMs, match),

@@ -10,7 +10,7 @@ import { assertSchemaCurrent } from '../db/migrations.ts';
 import type { Notifier } from '../db/notifier.ts';
 import { CANNOT_FINISH_A_RUN, Channels } from '../db/protocol.ts';
 import type { LostTry } from '../db/lost-tries.ts';
-import type { DagRunState, TaskInstanceKey, TaskInstanceState } from '../db/schema.ts';
+import { rowKey, type DagRunState, type TaskInstanceKey, type TaskInstanceState } from '../db/schema.ts';
 import { builtInPlanner, createDueRuns, msUntilNextDagrun, refreshStalledDags, type RunPlanner } from '../db/next-dagrun.ts';
 import { failTimedOutRuns, msUntilNextRunTimeout } from '../db/run-timeouts.ts';
 import { type DagLeaves, enqueueScheduled, finishCompletedRuns, type PoolWait, listStartableRuns, requeueOrphanedQueued, scheduleDueRetries, startQueuedRun } from '../db/scheduling.ts';
@@ -20,6 +20,7 @@ import { deleteUnusedTriggers } from '../db/triggers.ts';
 import type { BaseExecutor } from '../executors/base-executor.ts';
 import { TimeoutSweeper } from '../daemon/timeout-sweeper.ts';
 import { evaluateDependencies } from './dependency-evaluator.ts';
+import { taskInstanceSpecs } from './task-mapping.ts';
 import { LostTryHandler } from './lost-try-handler.ts';
 import { compileSchedulerOptions, type CompiledSchedulerOptions, type SchedulerOptions } from './scheduler-options.ts';
 import { DagCache } from './dag-cache.ts';
@@ -318,14 +319,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
     for (const run of await listStartableRuns(db, { dagIds: only?.dagIds, ignoreLimits: only !== undefined })) {
       const dag = this.#dag(run.dag_id);
       if (!dag) continue;
-      const specs = [...dag.tasks.values()].map((t) => ({
-        taskId: t.taskId,
-        maxTries: t.retries,
-        priorityWeight: t.priorityWeight,
-        queue: t.queue,
-        pool: t.pool,
-        poolSlots: t.poolSlots,
-      }));
+      const specs = taskInstanceSpecs(dag);
       if (await startQueuedRun(db, run.dag_id, run.run_id, specs, { checkLimits: only === undefined })) {
         this.emit('run:state', { dagId: run.dag_id, runId: run.run_id, state: 'running' });
       }
@@ -346,7 +340,7 @@ export class Scheduler extends Daemon<SchedulerEvents> {
       executor.onEnqueued,
     );
     for (const row of rows) {
-      const key = { dagId: row.dag_id, runId: row.run_id, taskId: row.task_id };
+      const key = rowKey(row);
       this.emit('ti:state', { key, state: 'queued', tryNumber: row.try_number });
       const queuedAt = row.queued_at?.getTime() ?? Date.now();
       executor.queueWorkload({ key, priorityWeight: row.priority_weight, queuedAt, tryNumber: row.try_number, resuming: row.next_method !== null });

@@ -45,6 +45,11 @@ export interface TaskDefaults {
    * the README's "Trigger rules and branching"). @default 'all_success'
    */
   triggerRule?: TriggerRule;
+  /**
+   * At most this many task instances of the task — for a mapped task, its map indexes — queued or
+   * running at once, across the DAG's runs (Airflow's `max_active_tis_per_dag`). @default no limit
+   */
+  maxActiveTisPerDag?: number;
   onSuccessCallback?: TaskCallback;
   onFailureCallback?: TaskCallback;
   onRetryCallback?: TaskCallback;
@@ -68,6 +73,44 @@ export interface TaskSettings {
   readonly pool: string;
   readonly poolSlots: number;
   readonly triggerRule: TriggerRule;
+  readonly maxActiveTisPerDag: number | null;
+}
+
+/** What `Operator.partial(options)` takes: the operator's options, all optional but `taskId`. */
+export type PartialOptions<O> = Partial<O> & { taskId: string };
+
+/** What `expand` takes: for each option to map, the list of its values, or an upstream XCom holding that list. */
+export type ExpandArgs<O> = { [K in keyof O]?: readonly O[K][] | XComArg<readonly O[K][]> };
+
+/**
+ * `Operator.partial(options)`: the options every map index shares; `.expand({ option: [...] })` or
+ * `.expandKwargs([...])` makes the mapped task (Airflow's `OperatorPartial`).
+ */
+export interface OperatorPartial<O> {
+  expand(args: ExpandArgs<O>): BaseOperator;
+  expandKwargs(kwargs: readonly Partial<O>[] | XComArg<readonly object[]>): BaseOperator;
+}
+
+type MappingFactory = <O extends BaseOperatorOptions>(build: (options: O) => BaseOperator, operatorName: string, partial: PartialOptions<O>) => OperatorPartial<O>;
+let mappingFactory: MappingFactory | undefined;
+
+/** Installed by src/sdk/mapped-operator.ts (which extends this class, so cannot be imported here). */
+export function installMappingFactory(factory: MappingFactory): void {
+  mappingFactory = factory;
+}
+
+/** Set while a map index's operator is built: it is not a task of the DAG, only the mapped task's stand-in for one run. */
+let detached: { taskId: string } | undefined;
+
+/** Builds an operator that is not added to its DAG (nor its group): one map index of a mapped task, at run time. */
+export function buildDetached<T>(taskId: string, build: () => T): T {
+  const outer = detached;
+  detached = { taskId };
+  try {
+    return build();
+  } finally {
+    detached = outer;
+  }
 }
 
 /**
@@ -90,7 +133,28 @@ export abstract class BaseOperator<R = unknown> {
   readonly #upstream = new Set<string>();
   readonly #downstream = new Set<string>();
 
+  /**
+   * Dynamic task mapping: `BashOperator.partial({ taskId, ...shared }).expand({ bashCommand: [...] })`
+   * makes one task that runs once per value (per combination, for several options) — its map
+   * indexes — the list given here, or an upstream task's XCom list resolved at run time.
+   */
+  static partial<O extends BaseOperatorOptions>(this: new (options: O) => BaseOperator, options: PartialOptions<O>): OperatorPartial<O> {
+    if (!mappingFactory) throw new Error("dynamic task mapping is not loaded: import BaseOperator from 'tsflow'");
+    return mappingFactory<O>((o) => new this(o), this.name, options);
+  }
+
   constructor(options: BaseOperatorOptions) {
+    const unmapping = detached;
+    if (unmapping) {
+      // One map index of a mapped task: the mapped task's id and settings, and no place in the DAG.
+      const owner = options.dag as Dag;
+      this.taskId = unmapping.taskId;
+      this.dag = owner;
+      const merged: TaskDefaults = { ...owner.defaultArgs, ...withoutUndefined(options) };
+      this.settings = resolveSettings(this.taskId, merged);
+      this.callbacks = { onSuccess: merged.onSuccessCallback, onFailure: merged.onFailureCallback, onRetry: merged.onRetryCallback };
+      return;
+    }
     assertValidId('taskId', options.taskId);
     const owner = options.dag ?? currentDag();
     if (!owner) {
@@ -202,7 +266,12 @@ function resolveSettings(taskId: string, options: TaskDefaults): TaskSettings {
   if (!Number.isInteger(poolSlots) || poolSlots < 1) {
     throw new RangeError(`task '${taskId}': poolSlots must be a whole number ≥ 1, got ${poolSlots}`);
   }
+  const maxActiveTisPerDag = options.maxActiveTisPerDag ?? null;
+  if (maxActiveTisPerDag !== null && (!Number.isInteger(maxActiveTisPerDag) || maxActiveTisPerDag < 1)) {
+    throw new RangeError(`task '${taskId}': maxActiveTisPerDag must be a whole number ≥ 1, got ${maxActiveTisPerDag}`);
+  }
   return {
+    maxActiveTisPerDag,
     retries,
     retryDelay: toDuration(options.retryDelay ?? 300, `task '${taskId}' retryDelay`),
     retryExponentialBackoff: options.retryExponentialBackoff ?? false,

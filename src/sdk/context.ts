@@ -21,6 +21,8 @@ export interface TaskContext {
   readonly dagId: string;
   readonly runId: string;
   readonly taskId: string;
+  /** Which map index of a mapped task this is (0…n-1); -1 for an unmapped task (Airflow's `map_index`). */
+  readonly mapIndex: number;
   /** 1 for the first try; unchanged when a deferred task resumes. */
   readonly tryNumber: number;
   readonly maxTries: number;

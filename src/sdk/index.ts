@@ -22,11 +22,15 @@ export { task, TaskFlowOperator, TaskFlowSensor, type SensorReturn, type TaskFun
 export { XComArg, XComNotFound, isXComArg } from './xcom-arg.ts';
 export { taskGroup, TaskGroup, type TaskGroupOptions } from './task-group.ts';
 export { BashOperator, type BashOperatorOptions } from './bash-operator.ts';
+export { MappedOperator } from './mapped-operator.ts';
 export {
   BaseOperator,
   DEFAULT_POOL,
   FAIL_METHOD,
   type BaseOperatorOptions,
+  type ExpandArgs,
+  type OperatorPartial,
+  type PartialOptions,
   type TaskCallback,
   type TaskDefaults,
   type TaskSettings,

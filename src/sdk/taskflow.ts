@@ -5,6 +5,7 @@ import { currentGroupScope } from './group-scope.ts';
 import { toJsonValue, type JsonValue } from './json.ts';
 import { TaskFlowBranchOperator, type BranchBody, type TaskBranchOptions } from './operators/taskflow-branch.ts';
 import { BaseSensorOperator, type BaseSensorOptions, type PokeResult } from './sensors/base-sensor.ts';
+import { dictInput, listInput, MappedOperator } from './mapped-operator.ts';
 import { findXComArgs, resolveXComArgs, XComArg } from './xcom-arg.ts';
 
 /*
@@ -33,6 +34,26 @@ export interface TaskFunction<A extends unknown[], R> {
   (...args: XComArgsOf<A>): XComArg<R>;
   /** A copy with some options replaced (Airflow's `.override()`), e.g. another `taskId` for a second use. */
   override(options: TaskFunctionOptions): TaskFunction<A, R>;
+  /**
+   * Dynamic task mapping, for a function whose one argument is an object: `fn.partial({ shared }).expand({ key: [...] })`
+   * runs it once per value of `key` (an upstream XCom list works too). The result is the list of the runs' values, in map-index order.
+   */
+  partial(shared: MappingArgs<A>): TaskFunctionPartial<A, R>;
+  /** `fn.partial({}).expand(args)`. */
+  expand(args: ExpandOf<MappingArgs<A>>): XComArg<R[]>;
+  /** `fn.partial({}).expandKwargs(list)`: one run per object of the list. */
+  expandKwargs(kwargs: readonly MappingArgs<A>[] | XComArg<readonly object[]>): XComArg<R[]>;
+}
+
+/** The object argument of a function that mapping can call. */
+type MappingArgs<A extends unknown[]> = A extends [infer O] ? Partial<O> : never;
+
+/** For each mapped key, its list of values or an upstream XCom of that list. */
+type ExpandOf<O> = { [K in keyof O]?: readonly O[K][] | XComArg<readonly O[K][]> | XComArg<O[K][]> };
+
+export interface TaskFunctionPartial<A extends unknown[], R> {
+  expand(args: ExpandOf<MappingArgs<A>>): XComArg<R[]>;
+  expandKwargs(kwargs: readonly MappingArgs<A>[] | XComArg<readonly object[]>): XComArg<R[]>;
 }
 
 type TaskBody<A extends unknown[], R> = (context: TaskContext, ...args: A) => R | Promise<R>;
@@ -109,8 +130,33 @@ function makeTaskFunction<A extends unknown[], R>(
     const taskId = uniqueTaskLabel(options.dag ?? currentDag(), label);
     return new XComArg<R>(create({ ...options, taskId }, args));
   };
+  const partial = (shared: MappingArgs<A>): TaskFunctionPartial<A, R> => {
+    const mapped = (input: (taskId: string) => ConstructorParameters<typeof MappedOperator>[1]): XComArg<R[]> => {
+      const owner = options.dag ?? currentDag();
+      const taskId = uniqueTaskLabel(owner, label);
+      const { multipleOutputs: _multipleOutputs, ...settings } = options;
+      const operator = new MappedOperator(
+        {
+          ...settings,
+          taskId,
+          operatorName: 'TaskFlowOperator',
+          shared: shared as Record<string, unknown>,
+          build: (values, id, dag) => create({ ...options, taskId: id, dag }, [values]),
+        },
+        input(taskId),
+      );
+      return new XComArg<R[]>(operator);
+    };
+    return {
+      expand: (args) => mapped((taskId) => dictInput(taskId, shared as object, args)),
+      expandKwargs: (kwargs) => mapped((taskId) => listInput(taskId, kwargs)),
+    };
+  };
   return Object.assign(call, {
     override: (changes: TaskFunctionOptions) => makeTaskFunction<A, R>({ ...options, ...changes }, create, changes.taskId ?? label),
+    partial,
+    expand: (args: ExpandOf<MappingArgs<A>>) => partial({} as MappingArgs<A>).expand(args),
+    expandKwargs: (kwargs: readonly MappingArgs<A>[] | XComArg<readonly object[]>) => partial({} as MappingArgs<A>).expandKwargs(kwargs),
   });
 }
 

@@ -192,7 +192,7 @@ export class RemoteWorker extends Daemon<RemoteWorkerEvents> {
       this.log.error({ payload }, 'a job with a payload tsflow did not write: dropped');
       return;
     }
-    const key = { dagId: payload.dagId, runId: payload.runId, taskId: payload.taskId };
+    const key = { dagId: payload.dagId, runId: payload.runId, taskId: payload.taskId, ...(payload.mapIndex !== undefined && payload.mapIndex >= 0 && { mapIndex: payload.mapIndex }) };
     const { tryNumber } = payload;
     const id = tiKeyString(key);
     // A resume's job can arrive while this worker still finishes the part of the try that deferred

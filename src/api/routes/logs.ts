@@ -45,6 +45,7 @@ export function registerLogRoutes(app: ApiApp, { database, logsFolder, options }
         querystring: Type.Object({
           offset: Type.Integer({ minimum: 0, default: 0, description: 'byte offset to read from (next_offset of the previous read)' }),
           follow: Type.Boolean({ default: false, description: 'stream lines as NDJSON until the try is over' }),
+          map_index: Type.Integer({ minimum: -1, default: -1, description: 'the map index of a mapped task instance; -1: unmapped' }),
         }),
         response: responses({
           200: Type.Object({
@@ -58,7 +59,7 @@ export function registerLogRoutes(app: ApiApp, { database, logsFolder, options }
     },
     async (request, reply) => {
       const { dag_id: dagId, dag_run_id: runId, task_id: taskId, try_number: tryNumber } = request.params;
-      const key: TaskInstanceKey = { dagId, runId, taskId };
+      const key: TaskInstanceKey = { dagId, runId, taskId, mapIndex: request.query.map_index };
       const ti = await getTaskInstance(db, key);
       if (!ti) throw notFound(`no task instance ${dagId}.${taskId} in run '${runId}'`);
       if (tryNumber > Math.max(ti.try_number, 1)) throw notFound(`${dagId}.${taskId} in run '${runId}' has had ${ti.try_number} tr${ti.try_number === 1 ? 'y' : 'ies'}, so no try ${tryNumber}`);

@@ -17,6 +17,8 @@ const TaskInstance = Type.Object({
   dag_id: Type.String(),
   dag_run_id: Type.String(),
   task_id: Type.String(),
+  /** -1: unmapped (Airflow's). */
+  map_index: Type.Integer(),
   state: TiState,
   try_number: Type.Integer(),
   max_tries: Type.Integer(),
@@ -39,12 +41,15 @@ const TaskInstance = Type.Object({
 
 const RunParams = Type.Object({ dag_id: Type.String(), dag_run_id: Type.String() });
 const TiParams = Type.Object({ dag_id: Type.String(), dag_run_id: Type.String(), task_id: Type.String() });
+const MapIndexQuery = Type.Object({ map_index: Type.Integer({ minimum: -1, default: -1, description: 'the map index of a mapped task instance; -1: unmapped' }) });
+const tiName = (taskId: string, mapIndex: number): string => (mapIndex >= 0 ? `${taskId}[${mapIndex}]` : taskId);
 
 function tiJson(t: TaskInstanceRow) {
   return {
     dag_id: t.dag_id,
     dag_run_id: t.run_id,
     task_id: t.task_id,
+    map_index: t.map_index,
     state: t.state,
     try_number: t.try_number,
     max_tries: t.max_tries,
@@ -104,11 +109,12 @@ export function registerTaskInstanceRoutes(app: ApiApp, { database }: RouteConte
 
   app.get(
     '/dags/:dag_id/dagRuns/:dag_run_id/taskInstances/:task_id',
-    { config: { role: 'viewer' }, schema: { tags: ['task instances'], summary: 'one task instance', params: TiParams, response: responses({ 200: TaskInstance }) } },
+    { config: { role: 'viewer' }, schema: { tags: ['task instances'], summary: 'one task instance', params: TiParams, querystring: MapIndexQuery, response: responses({ 200: TaskInstance }) } },
     async (request) => {
       const { dag_id: dagId, dag_run_id: runId, task_id: taskId } = request.params;
-      const row = await getTaskInstance(db, { dagId, runId, taskId });
-      if (!row) throw notFound(`no task instance ${dagId}.${taskId} in run '${runId}'`);
+      const mapIndex = request.query.map_index;
+      const row = await getTaskInstance(db, { dagId, runId, taskId, mapIndex });
+      if (!row) throw notFound(`no task instance ${dagId}.${tiName(taskId, mapIndex)} in run '${runId}'`);
       return tiJson(row);
     },
   );
@@ -121,14 +127,16 @@ export function registerTaskInstanceRoutes(app: ApiApp, { database }: RouteConte
         tags: ['task instances'],
         summary: 'mark a task instance success or failed (the scheduler then decides its downstream tasks)',
         params: TiParams,
+        querystring: MapIndexQuery,
         body: Type.Object({ new_state: Type.Enum(['success', 'failed']) }),
         response: responses({ 200: TaskInstance }),
       },
     },
     async (request) => {
       const { dag_id: dagId, dag_run_id: runId, task_id: taskId } = request.params;
-      const marked = await markTaskInstance(db, { dagId, runId, taskId }, request.body.new_state);
-      if (!marked) throw notFound(`no task instance ${dagId}.${taskId} in run '${runId}'`);
+      const mapIndex = request.query.map_index;
+      const marked = await markTaskInstance(db, { dagId, runId, taskId, mapIndex }, request.body.new_state);
+      if (!marked) throw notFound(`no task instance ${dagId}.${tiName(taskId, mapIndex)} in run '${runId}'`);
       request.auditDetails = { new_state: request.body.new_state, previous_state: marked.previousState };
       return tiJson(marked.row);
     },

@@ -3,7 +3,7 @@ import { CleanupStack } from '../../common/cleanup-stack.ts';
 import { DagBag } from '../../dag-bag/dag-bag.ts';
 import { createDagRun, getDagRun, upsertDags } from '../../db/dag-runs.ts';
 import { runIdFor } from '../../db/next-dagrun.ts';
-import type { TaskInstanceKey } from '../../db/schema.ts';
+import { tiKeyString, type TaskInstanceKey } from '../../db/schema.ts';
 import { Scheduler } from '../../scheduler/scheduler.ts';
 import { DAGS_FOLDER, dagsFolderOf, TRIGGERS_FOLDER, triggersFoldersOf } from '../common-options.ts';
 import { ALL_CHANNELS, createExecutor, createNotifier, createTriggerer, printState, runFinished } from '../components.ts';
@@ -87,14 +87,14 @@ export const dagsTest = defineCommand(
         const tries = new Map<string, number>();
         const showState = (key: TaskInstanceKey, state: string, tryNumber?: number): void => {
           if (key.dagId !== dagId || key.runId !== runId) return;
-          if (tryNumber !== undefined) tries.set(key.taskId, tryNumber);
+          if (tryNumber !== undefined) tries.set(tiKeyString(key), tryNumber);
           printState(key, state, tryNumber);
-          const current = tries.get(key.taskId);
+          const current = tries.get(tiKeyString(key));
           if (CODE_STOPPED.has(state) && current !== undefined) {
             // The runner reports the state just before it logs 'task finished' and closes the file.
             setImmediate(() => {
               const lines = logs.read(key, current);
-              if (lines.length > 0) console.log([`--- log of ${key.taskId}, try ${current}:`, ...lines.map((l) => `    ${l}`)].join('\n'));
+              if (lines.length > 0) console.log([`--- log of ${key.taskId}${key.mapIndex !== undefined && key.mapIndex >= 0 ? `[${key.mapIndex}]` : ''}, try ${current}:`, ...lines.map((l) => `    ${l}`)].join('\n'));
             });
           }
         };

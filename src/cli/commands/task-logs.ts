@@ -16,6 +16,7 @@ export const tasksLogs = defineCommand(
     positionals: ['DAG', 'TASK', 'RUN_ID'],
     options: {
       try: { type: 'string', value: 'N', description: 'which try', default: 'the latest' },
+      'map-index': { type: 'string', value: 'N', description: 'the map index of a mapped task instance', default: '-1 (unmapped)' },
       json: { ...JSON_OUTPUT, description: 'print the raw JSON lines' },
     },
     details: ['Reads $TSFLOW_LOGS_FOLDER (default $TSFLOW_HOME/logs) only; no database is needed.'],
@@ -23,10 +24,11 @@ export const tasksLogs = defineCommand(
   async ({ values, positionals }, settings) => {
     const [dagId, taskId, runId] = positionals as [string, string, string];
     const wantedTry = values.try === undefined ? undefined : parseCount(values.try, '--try', 1);
-    const key = { dagId, runId, taskId };
+    const mapIndex = values['map-index'] === undefined ? -1 : parseCount(values['map-index'], '--map-index', 0);
+    const key = { dagId, runId, taskId, mapIndex };
     const folder = taskLogFolder(settings.logsFolder, key);
     const attempts = attemptsIn(await readdir(folder).catch(() => []));
-    const name = `${dagId}.${taskId} in run '${runId}'`;
+    const name = `${dagId}.${taskId}${mapIndex >= 0 ? `[${mapIndex}]` : ''} in run '${runId}'`;
     if (attempts.length === 0) {
       console.error(
         `tsflow: error: no logs for ${name} under ${folder}: check the ids (tsflow tasks states ${dagId} ${runId}), ` +

@@ -6,6 +6,7 @@ import { jobHostnames } from '../../db/jobs.ts';
 import { listTaskInstances } from '../../db/task-instances.ts';
 import { runTaskInstance } from '../../runner/task-runner.ts';
 import { DAGS_FOLDER, dagsFolderOf, JSON_OUTPUT } from '../common-options.ts';
+import { UsageError } from '../settings.ts';
 import { withRuntime } from '../runtime.ts';
 import { defineCommand } from '../usage.ts';
 
@@ -15,11 +16,16 @@ export const tasksRun = defineCommand(
     name: 'tasks run',
     summary: 'run one task instance once (what executors launch); exit 1 if it failed',
     positionals: ['DAG', 'TASK', 'RUN_ID'],
-    options: { 'dags-folder': DAGS_FOLDER },
+    options: {
+      'dags-folder': DAGS_FOLDER,
+      'map-index': { type: 'string', value: 'N', description: 'the map index of a mapped task instance (-1: unmapped)', default: '-1' },
+    },
     details: ['The task instance must be queued (or resuming after a defer): tsflow tasks clear DAG RUN_ID --task TASK runs it again.'],
   },
   async ({ values, positionals }, settings) => {
     const [dagId, taskId, runId] = positionals as [string, string, string];
+    const mapIndex = Number(values['map-index'] ?? '-1');
+    if (!Number.isInteger(mapIndex) || mapIndex < -1) throw new UsageError(`--map-index must be a whole number ≥ -1, got '${values['map-index']}'`);
     const folder = dagsFolderOf(settings, values['dags-folder']);
     return withRuntime(settings, { applicationName: 'tsflow-task' }, async (runtime) => {
       const dag = await loadDag(runtime.database.db, folder, dagId);
@@ -34,9 +40,9 @@ export const tasksRun = defineCommand(
           logsFolder: settings.logsFolder,
         },
         dag,
-        { dagId, runId, taskId },
+        { dagId, runId, taskId, ...(mapIndex >= 0 && { mapIndex }) },
       );
-      console.log(`${dagId}.${taskId} (${runId}) try ${result.tryNumber}: ${result.state}${result.error ? ` — ${result.error}` : ''}`);
+      console.log(`${dagId}.${taskId}${mapIndex >= 0 ? `[${mapIndex}]` : ''} (${runId}) try ${result.tryNumber}: ${result.state}${result.error ? ` — ${result.error}` : ''}`);
       return result.state === 'failed' ? 1 : 0;
     });
   },
@@ -48,7 +54,7 @@ export const tasksStates = defineCommand(
     name: 'tasks states',
     summary: "each task instance's state, try number, next method and host",
     positionals: ['DAG', 'RUN_ID'],
-    options: { json: { ...JSON_OUTPUT, description: 'print [{ taskId, state, tryNumber, nextMethod, hostname }]' } },
+    options: { json: { ...JSON_OUTPUT, description: 'print [{ taskId, mapIndex, state, tryNumber, nextMethod, hostname }]' } },
   },
   async ({ values, positionals }, settings) => {
     const [dagId, runId] = positionals as [string, string];
@@ -65,6 +71,7 @@ export const tasksStates = defineCommand(
       const workerHosts = rows.some((r) => r.worker_job_id !== null) ? await jobHostnames(runtime.database.db) : new Map<number, string>();
       const states = rows.map((r) => ({
         taskId: r.task_id,
+        mapIndex: r.map_index,
         state: r.state,
         tryNumber: r.try_number,
         nextMethod: r.next_method,
@@ -73,7 +80,7 @@ export const tasksStates = defineCommand(
       if (values.json) console.log(JSON.stringify(states));
       else {
         for (const s of states) {
-          console.log(`${s.taskId.padEnd(30)} ${(s.state ?? 'none').padEnd(18)} try ${s.tryNumber}${s.nextMethod ? `  next: ${s.nextMethod}` : ''}${s.hostname ? `  on ${s.hostname}` : ''}`);
+          console.log(`${(s.mapIndex >= 0 ? `${s.taskId}[${s.mapIndex}]` : s.taskId).padEnd(30)} ${(s.state ?? 'none').padEnd(18)} try ${s.tryNumber}${s.nextMethod ? `  next: ${s.nextMethod}` : ''}${s.hostname ? `  on ${s.hostname}` : ''}`);
         }
       }
       return 0;
@@ -91,7 +98,7 @@ export const tasksClear = defineCommand(
       task: { type: 'string', multiple: true, value: 'ID', description: 'clear only this task (repeatable)', default: "all the run's tasks" },
       'dags-folder': DAGS_FOLDER,
     },
-    details: ["A deferred task instance's trigger is cancelled."],
+    details: ["A deferred task instance's trigger is cancelled. A mapped task is cleared whole and expanded again."],
   },
   async ({ values, positionals }, settings) => {
     const [dagId, runId] = positionals as [string, string];
@@ -106,7 +113,7 @@ export const tasksClear = defineCommand(
         console.error(`tsflow: error: nothing to clear: DAG '${dagId}' has no run '${runId}'${taskIds.length ? ` with tasks ${taskIds.join(', ')}` : ''}`);
         return 1;
       }
-      for (const ti of cleared) console.log(`cleared ${dagId}.${ti.taskId} (${runId}), was ${ti.previousState ?? 'none'}`);
+      for (const ti of cleared) console.log(`cleared ${dagId}.${ti.taskId}${ti.mapIndex !== undefined && ti.mapIndex >= 0 ? `[${ti.mapIndex}]` : ''} (${runId}), was ${ti.previousState ?? 'none'}`);
       return 0;
     });
   },
