@@ -29,8 +29,9 @@ export async function up(db: Kysely<any>): Promise<void> {
       dag_id text NOT NULL,
       run_id text NOT NULL,
       task_id text NOT NULL,
+      map_index integer NOT NULL DEFAULT -1,
       consumed_at timestamptz NOT NULL DEFAULT now(),
-      PRIMARY KEY (event_id, dag_id, run_id, task_id)
+      PRIMARY KEY (event_id, dag_id, run_id, task_id, map_index)
     )`.execute(db);
   await sql`
     CREATE FUNCTION tsflow_send_event(key text, payload jsonb, sender text DEFAULT NULL) RETURNS bigint

@@ -3,7 +3,7 @@ import { failedJsonCondition, type JsonFieldCondition } from '../sdk/http-expect
 import type { JsonValue } from '../sdk/json.ts';
 import type { ExternalEvent } from '../sdk/trigger.ts';
 import type { Db } from './database.ts';
-import type { TaskInstanceKey } from './schema.ts';
+import { mapIndexOf, type TaskInstanceKey } from './schema.ts';
 
 /*
  * The `event` table (migration 0013): external events, sent through `tsflow_send_event` so that a
@@ -92,10 +92,11 @@ export interface EventConsumption {
 export async function recordConsumers(db: Db, consumed: readonly EventConsumption[]): Promise<void> {
   if (consumed.length === 0) return;
   await sql`
-    INSERT INTO event_consumer (event_id, dag_id, run_id, task_id)
-    SELECT c.event_id, c.dag_id, c.run_id, c.task_id
+    INSERT INTO event_consumer (event_id, dag_id, run_id, task_id, map_index)
+    SELECT c.event_id, c.dag_id, c.run_id, c.task_id, c.map_index
     FROM unnest(${consumed.map((c) => c.eventId)}::bigint[], ${consumed.map((c) => c.task.dagId)}::text[],
-                ${consumed.map((c) => c.task.runId)}::text[], ${consumed.map((c) => c.task.taskId)}::text[]) AS c(event_id, dag_id, run_id, task_id)
+                ${consumed.map((c) => c.task.runId)}::text[], ${consumed.map((c) => c.task.taskId)}::text[],
+                ${consumed.map((c) => mapIndexOf(c.task))}::int[]) AS c(event_id, dag_id, run_id, task_id, map_index)
     WHERE EXISTS (SELECT 1 FROM event e WHERE e.id = c.event_id)
     ON CONFLICT DO NOTHING`.execute(db);
 }
@@ -117,7 +118,8 @@ export async function listEvents(db: Db, query: EventQuery): Promise<{ events: L
   const [{ rows }, count] = await Promise.all([
     sql<EventRow & { consumers: { dagId: string; runId: string; taskId: string; consumedAt: string }[] }>`
       SELECT e.id, e.key, e.payload, e.sender, e.created_at,
-        coalesce((SELECT json_agg(json_build_object('dagId', c.dag_id, 'runId', c.run_id, 'taskId', c.task_id, 'consumedAt', c.consumed_at) ORDER BY c.consumed_at)
+        coalesce((SELECT json_agg(json_strip_nulls(json_build_object('dagId', c.dag_id, 'runId', c.run_id, 'taskId', c.task_id,
+                    'mapIndex', CASE WHEN c.map_index >= 0 THEN c.map_index END, 'consumedAt', c.consumed_at)) ORDER BY c.consumed_at)
                   FROM (SELECT * FROM event_consumer c WHERE c.event_id = e.id ORDER BY c.consumed_at LIMIT 100) c), '[]') AS consumers
       FROM event e
       WHERE (${key}::text IS NULL OR e.key = ${key})
