@@ -169,9 +169,11 @@ describe('schedules: the scheduler creates runs on time, once, within limits', (
     await eventually(async () => (await runsOf(t, 'catching_up')).length >= 5, 'the missed intervals', 5000);
     const caught = await runsOf(t, 'catching_up');
     expect(caught[0]!.logical_date.getTime(), 'catchup starts at startDate').to.equal(start.plus({ seconds: (5 - (start.second % 5)) % 5 }).toMillis());
+    // catchup: false creates only the latest interval, none of the missed ones — and, on a slow
+    // machine, the next one if a 5 s boundary passed since.
     const latest = await runsOf(t, 'not_catching_up');
-    expect(latest.length, 'catchup: false creates only the latest interval').to.equal(1);
-    expect(latest[0]!.logical_date.getTime()).to.equal(caught.at(-1)!.logical_date.getTime());
+    expect(latest.length, 'catchup: false creates only the latest interval').to.be.within(1, 2);
+    expect(latest[0]!.logical_date.getTime(), 'its first run is the latest interval, not a missed one').to.be.at.least(caught.at(-2)!.logical_date.getTime());
 
     // A scheduler down for a while catches up on restart (catchup: true) or skips to the latest.
     await stopAll();
