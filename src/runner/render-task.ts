@@ -1,3 +1,4 @@
+import { runIdFor } from '../db/next-dagrun.ts';
 import { noDagRunAccess } from './dag-run-access.ts';
 import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
@@ -39,7 +40,7 @@ export async function renderContextFor(options: { task: BaseOperator; db: Db; lo
   };
   const context: TaskContext = {
     dagId: dag.dagId,
-    runId: found?.runId ?? `manual__${options.logicalDate.toUTC().toISO()}`,
+    runId: found?.runId ?? runIdFor('manual', options.logicalDate),
     taskId: task.taskId,
     mapIndex: -1,
     tryNumber: 1,
