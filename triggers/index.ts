@@ -32,3 +32,4 @@ export {
 } from './external-event-trigger.ts';
 export { DagStateTrigger, type DagStateTriggerKwargs, type DagStateEventPayload } from './dag-state-trigger.ts';
 export { WorkflowTrigger, type WorkflowTriggerKwargs, type WorkflowEventPayload } from './workflow-trigger.ts';
+export { HITLTrigger, type HITLTriggerKwargs, type HITLEventPayload } from './hitl-trigger.ts';

@@ -1,4 +1,5 @@
 import { findEvent } from '../db/events.ts';
+import { getHitlDetail, takeHitlDefaults, upsertHitlRequest } from '../db/hitl.ts';
 import { mapIndexOf } from '../db/schema.ts';
 import { getMappedXcoms, getXcom, setXcom } from '../db/xcom.ts';
 import { MappedOperator } from '../sdk/mapped-operator.ts';
@@ -37,6 +38,18 @@ export function buildContext(t: TryRun, signal: AbortSignal, params: JsonObject)
     getConnection: (connId: string) => lookupConnection(deps.db, connId),
     getVariable: <T = string>(variableKey: string, options?: VariableOptions<T>) => lookupVariable<T>(deps.db, variableKey, options),
     findEvent: (eventKey, sinceEpochMs, match) => findEvent(deps.db, eventKey, sinceEpochMs, match),
+    hitl: {
+      request: async (request) => {
+        const stored = await upsertHitlRequest(deps.db, key, t.tryNumber, request);
+        return { eventKey: stored.eventKey, createdAtMs: stored.createdAt.getTime() };
+      },
+      answer: async () => (await getHitlDetail(deps.db, key))?.answer ?? undefined,
+      takeDefaults: async () => {
+        const answer = await takeHitlDefaults(deps.db, key);
+        if (!answer) throw new Error(`task ${key.taskId}: its HITL request has neither an answer nor defaults`);
+        return answer;
+      },
+    },
     xcomPush: async (xcomKey: string, value: unknown) =>
       setXcom(deps.db, key, xcomKey, JSON.stringify(toJsonValue(value, `XCom '${xcomKey}' of task '${key.taskId}'`))),
   };

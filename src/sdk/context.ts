@@ -4,6 +4,7 @@ import type { Connection } from '../secrets/connection.ts';
 import type { JsonFieldCondition } from './http-expectation.ts';
 import type { DagRunAccess } from './cross-dag.ts';
 import type { JsonObject, JsonValue } from './json.ts';
+import type { HitlAccess } from './hitl.ts';
 import type { ExternalEvent } from './trigger.ts';
 
 export type { Connection };
@@ -79,6 +80,8 @@ export interface TaskContext {
    * no database (`tsflow tasks test` without one).
    */
   findEvent?(key: string, sinceEpochMs: number, match: readonly JsonFieldCondition[]): Promise<ExternalEvent | undefined>;
+  /** This task instance's human-in-the-loop request (what `HITLOperator` uses); absent where the task has no database. */
+  readonly hitl?: HitlAccess;
   /** Engine settings a task may consult, such as the default for sensors' `deferrable`. */
   readonly defaults: TaskRuntimeDefaults;
   /** Other DAGs' runs: trigger one, read their states (TriggerDagRunOperator, ExternalTaskSensor). */

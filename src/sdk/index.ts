@@ -83,3 +83,6 @@ export {
 export { ExternalTaskSensor, type ExternalTaskSensorOptions } from './sensors/external-task-sensor.ts';
 export type { DagRunAccess, DagRunStateName, ExternalRunState, ExternalStateQuery, TaskStateName, TriggerDagRunRequest, TriggeredDagRun } from './cross-dag.ts';
 export { DagStateTrigger, WorkflowTrigger } from '../../triggers/index.ts';
+export { HITLOperator, ApprovalOperator, APPROVE, REJECT, type HITLOperatorOptions, type ApprovalOperatorOptions } from './operators/hitl.ts';
+export { HitlTimeoutError, InvalidHitlAnswerError, type HitlAnswer, type HitlRequest, type HitlAccess } from './hitl.ts';
+export { HITLTrigger } from '../../triggers/index.ts';
