@@ -15,6 +15,7 @@ import { registerAuthRoutes } from './routes/auth.ts';
 import { registerDagRoutes } from './routes/dags.ts';
 import { registerDagRunRoutes } from './routes/dag-runs.ts';
 import { registerEventRoutes } from './routes/events.ts';
+import { registerHitlRoutes } from './routes/hitl.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerImportErrorRoutes } from './routes/import-errors.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
@@ -130,6 +131,7 @@ export async function buildApiServer(deps: ApiServerDeps, options: ApiServerOpti
       registerUserRoutes(typed, context);
       registerTriggerRoutes(typed, context);
       registerEventRoutes(typed, context);
+      registerHitlRoutes(typed, context);
       registerStreamRoutes(typed, context);
       typed.get('/openapi.json', { config: { role: 'viewer' }, schema: { hide: true } }, async () => app.swagger());
     },

@@ -12,6 +12,7 @@ import { poolsDelete, poolsGet, poolsList, poolsSet } from './commands/pools.ts'
 import { rotateSecretsCommand, secretsGenerateKey } from './commands/secrets.ts';
 import { VARIABLE_COMMANDS } from './commands/variables.ts';
 import { EVENT_COMMANDS } from './commands/events.ts';
+import { HITL_COMMANDS } from './commands/hitl.ts';
 import { tasksLogs } from './commands/task-logs.ts';
 import { triggersCancel, triggersExtend, triggersFire, triggersWaits } from './commands/triggers.ts';
 import { tasksClear, tasksRun, tasksStates } from './commands/tasks.ts';
@@ -55,6 +56,7 @@ export const COMMANDS: readonly Command[] = [
   triggersCancel,
   triggersExtend,
   ...EVENT_COMMANDS,
+  ...HITL_COMMANDS,
   poolsSet,
   poolsList,
   poolsGet,

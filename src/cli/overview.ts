@@ -3,7 +3,7 @@ import { columnWidth, table, usageLine, type Command } from './usage.ts';
 /** Which section of the overview a command's first word belongs to. */
 const SECTIONS: readonly (readonly [string, readonly string[]])[] = [
   ['daemons', ['standalone', 'scheduler', 'triggerer', 'dag-processor', 'worker', 'api-server']],
-  ['dags and tasks', ['dags', 'tasks', 'triggers', 'events']],
+  ['dags and tasks', ['dags', 'tasks', 'triggers', 'events', 'hitl']],
   ['connections, variables and secrets', ['connections', 'variables', 'rotate-secrets', 'secrets']],
   ['operations', ['pools', 'workers', 'jobs', 'users', 'db']],
 ];
