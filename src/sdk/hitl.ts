@@ -73,7 +73,7 @@ export function checkAnswer(request: Pick<HitlRequest, 'options' | 'params' | 'm
   const paramsInput: JsonObject = { ...request.params };
   for (const [name, value] of Object.entries(paramsGiven)) {
     if (!Object.prototype.hasOwnProperty.call(request.params, name)) {
-      const known = Object.keys(request.params);
+      const known = Object.keys(request.params).sort();
       throw new InvalidHitlAnswerError(`param '${name}' is not asked for: ${known.length === 0 ? 'this request has no params' : `the params are ${known.join(', ')}`}`);
     }
     const expected = jsonType(request.params[name] as JsonValue);
