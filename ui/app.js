@@ -9,6 +9,7 @@ import { TaskPage } from './pages/task.js';
 import { WaitsPage } from './pages/waits.js';
 import { ClusterPage } from './pages/cluster.js';
 import { PoolsPage } from './pages/pools.js';
+import { RequiredActionsPage } from './pages/required-actions.js';
 
 /** `#/dags/a%20b/grid?x=1` → { parts: ['dags', 'a b', 'grid'], query: URLSearchParams }. */
 function parseHash() {
@@ -42,6 +43,8 @@ function page(route, user) {
       return html`<${ClusterPage} />`;
     case 'pools':
       return html`<${PoolsPage} />`;
+    case 'actions':
+      return html`<${RequiredActionsPage} user=${user} />`;
     default:
       return html`<p class="error">No page '${first}'. <a href="#/dags">DAGs</a></p>`;
   }
@@ -60,7 +63,7 @@ function Shell({ user, onLogout }) {
   return html`
     <header class="top">
       <span class="brand">tsflow</span>
-      <nav>${link('dags', 'DAGs')}${link('waits', 'Waits')}${link('cluster', 'Cluster')}${link('pools', 'Pools')}</nav>
+      <nav>${link('dags', 'DAGs')}${link('waits', 'Waits')}${link('cluster', 'Cluster')}${link('pools', 'Pools')}${link('actions', 'Required actions')}</nav>
       <span class="who">${user.username} (${user.role})</span>
       <${LiveBadge} />
       <button onClick=${onLogout}>Log out</button>
