@@ -8,6 +8,7 @@ import { createUser } from '../src/db/api-users.ts';
 import { setPool } from '../src/db/pools.ts';
 import { call, PASSWORD, recordApiDags, startApi, type ApiRig } from './support/api.ts';
 import { TRIGGER_ROUTES } from './support/trigger-routes.ts';
+import { HITL_ROUTES } from './support/hitl-routes.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
 type Need = 'public' | 'viewer' | 'operator' | 'admin';
@@ -134,8 +135,8 @@ describe('API server: every route\'s auth, and the OpenAPI document', function (
     expect(doc.openapi).to.match(/^3\.0\.\d$/);
     expect(doc.info.title).to.be.a('string');
     const served = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => HTTP_METHODS.has(m)).map((m) => `${m.toUpperCase()} ${p}`));
-    // The triggers routes' auth is tested in api-triggers.test.ts (their calls need pending waits).
-    expect(served.sort()).to.deep.equal([...ROUTES, ...TRIGGER_ROUTES].map(([m, p]) => `${m} ${p}`).sort());
+    // The triggers routes' auth is tested in api-triggers.test.ts (their calls need pending waits), the HITL ones' in hitl.test.ts.
+    expect(served.sort()).to.deep.equal([...ROUTES, ...TRIGGER_ROUTES, ...HITL_ROUTES].map(([m, p]) => `${m} ${p}`).sort());
     expect(validateOpenApi(doc)).to.deep.equal([]);
     // The health route declares no security; the others inherit bearer-or-session.
     expect(doc.paths['/api/v1/health']?.['get']?.security).to.deep.equal([]);

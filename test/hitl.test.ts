@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { TaskInstanceKey } from '../src/db/schema.ts';
 import { ApprovalOperator, BashOperator, dag, HITLOperator, type Dag } from '../src/sdk/index.ts';
 import { call, startApi, type ApiRig } from './support/api.ts';
+import { HITL_ROUTES } from './support/hitl-routes.ts';
 import { errorLines, tsflow } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
@@ -129,6 +130,10 @@ describe('human in the loop: HITLOperator, ApprovalOperator, tsflow hitl and /ap
     expect(pending.body.hitl_details[0]).to.deep.include({ task_id: 'review', pending: true, response_received: false });
 
     const path = `/api/v1/hitlDetails/hitl_api/${encodeURIComponent(key.runId)}/review`;
+    for (const [method, template] of HITL_ROUTES) {
+      const route = template.replace('{dag_id}/{dag_run_id}/{task_id}', `hitl_api/${encodeURIComponent(key.runId)}/review`);
+      expect((await call(api.url, method, route, { body: method === 'PATCH' ? { chosen_options: ['yes'] } : undefined })).status, `anonymous ${method}`).to.equal(401);
+    }
     const forbidden = await call<{ detail: string }>(api.url, 'PATCH', path, { token: api.tokens.operator, body: { chosen_options: ['yes'] } });
     expect(forbidden.status).to.equal(403);
     expect(forbidden.body.detail).to.match(/user 'operator' may not answer/);
