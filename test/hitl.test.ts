@@ -8,6 +8,7 @@ import { errorLines, tsflow } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { stopAll } from './support/daemons.ts';
 import { eventually } from './support/events.ts';
+import { runThroughScheduler } from './support/dag-runner.ts';
 import { createRun, queue, runTask, startTriggerer, taskInstance } from './support/rig.ts';
 
 interface HitlJson {
@@ -199,6 +200,29 @@ describe('human in the loop: HITLOperator, ApprovalOperator, tsflow hitl and /ap
     expect(await state({ ...rejected, taskId: 'publish' })).to.equal('skipped');
     expect(await state(approved)).to.equal('success');
     expect(await state({ ...approved, taskId: 'publish' })).to.not.equal('skipped');
+  });
+
+  it('a mapped HITL task asks once per map index; each is answered on its own with --map-index, through the scheduler', async () => {
+    const d = dag({ dagId: 'hitl_mapped' }, () => {
+      HITLOperator.partial({ taskId: 'ask', options: ['a', 'b'] }).expand({ subject: ['first?', 'second?'] });
+    });
+    const answers: Promise<unknown>[] = [];
+    const outcome = await runThroughScheduler(t, d, {
+      timeoutMs: 90_000,
+      onSeen: (seen, key) => {
+        if (seen.task !== 'ask' || seen.state !== 'deferred' || key.mapIndex === undefined) return;
+        const option = key.mapIndex === 0 ? 'a' : 'b';
+        answers.push(tsflow(['hitl', 'respond', 'hitl_mapped', key.runId, 'ask', '--map-index', String(key.mapIndex), '--option', option], env).then((r) => {
+          if (r.code !== 0) throw new Error(r.stderr);
+        }));
+      },
+    });
+    await Promise.all(answers);
+    expect(outcome.state).to.equal('success');
+    expect(answers).to.have.length(2);
+    const listed = await tsflow(['hitl', 'list', '--dag', 'hitl_mapped', '--json'], env);
+    const requests = (JSON.parse(listed.stdout) as { requests: { mapIndex: number; subject: string; response: { chosenOptions: string[] } | null }[] }).requests;
+    expect(requests.map((r) => [r.mapIndex, r.subject, r.response?.chosenOptions]).sort()).to.deep.equal([[0, 'first?', ['a']], [1, 'second?', ['b']]]);
   });
 
   it('options, defaults and params are checked when the DAG is defined', () => {
