@@ -110,7 +110,9 @@ export class HITLOperator extends BaseOperator<HitlAnswer> {
   /** Resumed by the answer: reads the stored answer, checks it again, and hands it to `onAnswer`. */
   async executeComplete(context: TaskContext): Promise<HitlAnswer> {
     const answer = await context.hitl?.answer();
-    if (!answer) throw new Error(`HITL task '${this.taskId}' resumed, but its request has no stored answer (was the task instance's request replaced?)`);
+    if (!answer) {
+      throw new Error(`HITL task '${this.taskId}' resumed without an answer to '${this.subject}' (was its wait fired by hand?): answer with tsflow hitl respond before resuming it`);
+    }
     return this.#accept(context, answer);
   }
 
