@@ -33,6 +33,7 @@ export default dag({ dagId: 'hitl_ui' }, () => {
     assignees: ['approver'],
   });
   report(ask.output);
+  new HITLOperator({ taskId: 'ask_many', subject: 'Which regions?', options: ['eu', 'us', 'apac'], multiple: true });
 });
 `;
 
@@ -88,12 +89,12 @@ describe('Required actions page: answering a human-in-the-loop request in a head
   const taskState = async (runId: string, taskId: string) =>
     (await sql<{ state: string | null }>`SELECT state FROM task_instance WHERE dag_id = 'hitl_ui' AND run_id = ${runId} AND task_id = ${taskId}`.execute(tdb.database.db)).rows[0]?.state;
 
-  it('the assignee answers on the page with a param; the run resumes with the answer; others cannot answer', async () => {
+  it('the assignee answers on the page with a param; the run resumes with the answer; others cannot answer; several options are checked and sent', async () => {
     await eventually(async () => (await tsflow(['dags', 'list', '--json'], env)).stdout.includes('hitl_ui'), 'the DAG to be parsed', 90_000, 500);
     const runId = 'hitl_ui_run_1';
     const triggered = await tsflow(['dags', 'trigger', 'hitl_ui', '--run-id', runId], env);
     expect(triggered.code, triggered.stderr).to.equal(0);
-    await eventually(async () => (await taskState(runId, 'ask')) === 'deferred', 'the HITL task to defer', 90_000, 250);
+    await eventually(async () => (await taskState(runId, 'ask')) === 'deferred' && (await taskState(runId, 'ask_many')) === 'deferred', 'the HITL tasks to defer', 90_000, 250);
 
     // An operator who is not an assignee sees the request, but its buttons are disabled.
     const other = await signIn('op');
@@ -101,6 +102,13 @@ describe('Required actions page: answering a human-in-the-loop request in a head
     const othersCard = other.getByRole('form', { name: 'request hitl_ui.ask' });
     await othersCard.getByRole('heading', { name: `Deploy build ${runId}?` }).waitFor();
     expect(await othersCard.getByRole('button', { name: 'Deploy' }).isDisabled()).to.equal(true);
+    // A request without assignees takes any operator; several options: checkboxes and Respond.
+    const many = other.getByRole('form', { name: 'request hitl_ui.ask_many' });
+    await many.getByLabel('eu').check();
+    await many.getByLabel('apac').check();
+    await many.getByRole('button', { name: 'Respond' }).click();
+    await other.getByRole('status').filter({ hasText: 'Answered hitl_ui.ask_many: eu, apac.' }).waitFor();
+    await many.waitFor({ state: 'detached' });
     await other.context().close();
 
     const page = await signIn('approver');
@@ -117,6 +125,10 @@ describe('Required actions page: answering a human-in-the-loop request in a head
     await eventually(async () => (await taskState(runId, 'report')) === 'success', 'the downstream task to run with the answer', 90_000, 250);
     const { rows } = await sql<{ value: Record<string, unknown> }>`
       SELECT value FROM xcom WHERE dag_id = 'hitl_ui' AND run_id = ${runId} AND task_id = 'report' AND key = 'return_value'`.execute(tdb.database.db);
+    await eventually(async () => (await taskState(runId, 'ask_many')) === 'success', 'the multiple-choice task to resume', 90_000, 250);
+    const manyXcom = await sql<{ value: Record<string, unknown> }>`
+      SELECT value FROM xcom WHERE dag_id = 'hitl_ui' AND run_id = ${runId} AND task_id = 'ask_many' AND key = 'return_value'`.execute(tdb.database.db);
+    expect(manyXcom.rows[0]?.value).to.deep.include({ chosenOptions: ['eu', 'apac'], respondedBy: 'op' });
     expect(rows[0]?.value).to.deep.include({ chosenOptions: ['Deploy'], paramsInput: { note: 'looks good', replicas: 3 }, respondedBy: 'approver', timedOut: false });
     await page.context().close();
   });
