@@ -18,7 +18,7 @@ export interface HITLOperatorOptions extends BaseOperatorOptions {
   params?: JsonObject;
   /** The tsflow users (API usernames) who may answer; admins always may. @default [] (any operator) */
   assignees?: readonly string[];
-  /** Nobody answered by then → the `defaults` are taken, or without them the task fails. @default no timeout */
+  /** Nobody answered by then (or by the task's `executionTimeout`) → the `defaults` are taken, or without them the task fails. @default no timeout */
   timeout?: DurationInput;
   /** The answer taken at the timeout: options among `options`, one unless `multiple`. @default none */
   defaults?: string | readonly string[];
@@ -91,7 +91,7 @@ export class HITLOperator extends BaseOperator<HitlAnswer> {
   }
 
   override async execute(context: TaskContext): Promise<HitlAnswer> {
-    if (!context.hitl) throw new Error(`HITL task '${this.taskId}' needs the database to store its request: run it in a DAG run, not with tsflow tasks test without a database`);
+    if (!context.hitl) throw new Error(`HITL task '${this.taskId}' needs a DAG run to store its request in (tsflow tasks test has none): trigger the DAG instead`);
     const { eventKey, createdAtMs } = await context.hitl.request(this.request());
     context.log.info({ eventKey, assignees: this.assignees, timeout: this.timeout ?? null }, 'waiting for a human to answer');
     this.defer({
